@@ -1,0 +1,36 @@
+# Two commands matter: `make run` (try it) and `make test` (prove it). Everything else is a helper.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+EXTRAS ?= dev,emulator,e2e
+
+.PHONY: run test test-postgres lint bench install clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
+	@$(PY) -m pip install -q --disable-pip-version-check -e ".[$(EXTRAS)]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+## make run: SQLite, in-memory channel layer, and the local emulator unless OPENAI_API_KEY is set.
+run: $(STAMP)
+	@bash scripts/run.sh
+
+## make test: the whole suite (unit, integration, real-browser). DATABASE_URL=postgres://... for PostgreSQL.
+test: $(STAMP)
+	@$(PY) -m pytest $(PYTEST_ARGS)
+
+test-postgres: $(STAMP)
+	@DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test} $(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	@$(VENV)/bin/ruff check .
+
+bench: $(STAMP)
+	@$(PY) benchmarks/run_all.py --quick
+
+clean:
+	rm -rf $(VENV) db.sqlite3 staticfiles test-artifacts benchmarks/results

@@ -1,0 +1,78 @@
+"""Shared fixtures: named users (an owner, a colleague, a stranger, staff, an operator, an admin)
+and guards for the real services some tests need.
+
+A test that needs Redis or PostgreSQL skips with a clear reason on a developer's machine that lacks
+them, and fails when CI is set: CI must never count a missing service as a pass.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from urllib.parse import urlparse
+
+import pytest
+from django.contrib.auth.models import Group, User
+
+IN_CI = bool(os.environ.get("CI"))
+REDIS_TEST_URL = os.environ.get("REDIS_TEST_URL", "redis://127.0.0.1:6379/15")
+
+
+def _reachable(url: str, default_port: int) -> bool:
+    parsed = urlparse(url)
+    try:
+        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or default_port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def require_service(name: str, url: str, default_port: int) -> None:
+    if _reachable(url, default_port):
+        return
+    message = f"{name} is not reachable at {url}; start it (see README, 'Running the tests')"
+    if IN_CI:
+        pytest.fail(f"CI: {message}", pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture
+def redis_url() -> str:
+    require_service("Redis", REDIS_TEST_URL, 6379)
+    return REDIS_TEST_URL
+
+
+def _make_user(username: str, **extra: object) -> User:
+    return User.objects.create_user(username=username, password=f"{username}-pass-2026", **extra)
+
+
+@pytest.fixture
+def owner(db: None) -> User:
+    return _make_user("alice", email="alice@example.com")
+
+
+@pytest.fixture
+def colleague(db: None) -> User:
+    return _make_user("bob")
+
+
+@pytest.fixture
+def stranger(db: None) -> User:
+    return _make_user("mallory")
+
+
+@pytest.fixture
+def staff(db: None) -> User:
+    return _make_user("stella", is_staff=True)
+
+
+@pytest.fixture
+def operator(db: None) -> User:
+    user = _make_user("oscar", is_staff=True)
+    user.groups.add(Group.objects.get(name="Voice operators"))
+    return user
+
+
+@pytest.fixture
+def superuser(db: None) -> User:
+    return User.objects.create_superuser("root", "root@example.com", "root-pass-2026")

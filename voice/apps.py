@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class VoiceConfigApp(AppConfig):
+    name = "voice"
+    verbose_name = "Voice chat"
+    default_auto_field = "django.db.models.BigAutoField"
