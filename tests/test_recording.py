@@ -1,0 +1,285 @@
+"""The Recorder assembles the whole record from raw frames, batches its writes and loses nothing."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.contrib.auth.models import User
+from django.db import OperationalError
+
+from voice.broadcast import STAFF_GROUP, Broadcaster, session_group
+from voice.models import ResponseUsage, SessionEvent, ToolCall, TranscriptItem, VoiceConfig, VoiceSession
+from voice.recording import Recorder
+
+pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+
+USAGE = {
+    "total_tokens": 1300, "input_tokens": 1000, "output_tokens": 300,
+    "input_token_details": {"text_tokens": 400, "audio_tokens": 600, "image_tokens": 0, "cached_tokens": 200,
+                            "cached_tokens_details": {"text_tokens": 200, "audio_tokens": 0}},
+    "output_token_details": {"text_tokens": 100, "audio_tokens": 200},
+}
+
+
+def conversation() -> list[dict[str, Any]]:
+    """A GA event stream in which the user's transcription arrives after the reply (as it may)."""
+    user_item = {"id": "item_user1", "type": "message", "role": "user", "status": "completed",
+                 "content": [{"type": "input_audio", "transcript": None}]}
+    reply = {"id": "item_asst1", "type": "message", "role": "assistant", "status": "in_progress", "content": []}
+    done_reply = {**reply, "status": "completed",
+                  "content": [{"type": "output_audio", "transcript": "It is noon in UTC."}]}
+    return [
+        {"type": "session.created", "event_id": "e1", "session": {"id": "sess_1", "type": "realtime"}},
+        {"type": "input_audio_buffer.speech_started", "event_id": "e2", "item_id": "item_user1",
+         "audio_start_ms": 100},
+        {"type": "input_audio_buffer.speech_stopped", "event_id": "e3", "item_id": "item_user1",
+         "audio_end_ms": 1400},
+        {"type": "input_audio_buffer.committed", "event_id": "e4", "item_id": "item_user1",
+         "previous_item_id": None},
+        {"type": "conversation.item.added", "event_id": "e5", "previous_item_id": None, "item": user_item},
+        {"type": "conversation.item.done", "event_id": "e6", "previous_item_id": None, "item": user_item},
+        {"type": "response.created", "event_id": "e7", "response": {"id": "resp_1", "status": "in_progress"}},
+        {"type": "response.output_item.added", "event_id": "e8", "response_id": "resp_1", "output_index": 0,
+         "item": reply},
+        {"type": "conversation.item.added", "event_id": "e9", "previous_item_id": "item_user1", "item": reply},
+        {"type": "response.output_audio_transcript.delta", "event_id": "e10", "response_id": "resp_1",
+         "item_id": "item_asst1", "output_index": 0, "content_index": 0, "delta": "It is "},
+        {"type": "response.output_audio_transcript.delta", "event_id": "e11", "response_id": "resp_1",
+         "item_id": "item_asst1", "output_index": 0, "content_index": 0, "delta": "noon in UTC."},
+        {"type": "response.output_audio_transcript.done", "event_id": "e12", "response_id": "resp_1",
+         "item_id": "item_asst1", "output_index": 0, "content_index": 0, "transcript": "It is noon in UTC."},
+        {"type": "response.output_item.done", "event_id": "e13", "response_id": "resp_1", "output_index": 0,
+         "item": done_reply},
+        {"type": "conversation.item.done", "event_id": "e14", "previous_item_id": "item_user1",
+         "item": done_reply},
+        {"type": "response.done", "event_id": "e15",
+         "response": {"id": "resp_1", "status": "completed", "output": [done_reply], "usage": USAGE}},
+        {"type": "conversation.item.input_audio_transcription.delta", "event_id": "e16", "item_id": "item_user1",
+         "content_index": 0, "delta": "What time "},
+        {"type": "conversation.item.input_audio_transcription.delta", "event_id": "e17", "item_id": "item_user1",
+         "content_index": 0, "delta": "is it?"},
+        {"type": "conversation.item.input_audio_transcription.completed", "event_id": "e18",
+         "item_id": "item_user1", "content_index": 0, "transcript": "What time is it?"},
+    ]
+
+
+FOLDED = 4  # the transcript deltas above
+
+
+@pytest.fixture
+def session(owner: User) -> VoiceSession:
+    config = VoiceConfig.objects.get(slug="default")
+    return VoiceSession.objects.create(user=owner, config=config, model="gpt-realtime")
+
+
+def _recorder(session: VoiceSession, **kwargs: Any) -> Recorder:
+    return Recorder(str(session.pk), model="gpt-realtime", **kwargs)
+
+
+@database_sync_to_async
+def _rows(session: VoiceSession) -> dict[str, Any]:
+    session.refresh_from_db()
+    return {
+        "events": list(SessionEvent.objects.filter(session=session).order_by("seq").values_list("seq", "type")),
+        "items": [(i.item_id, i.role, i.text, i.status) for i in session.ordered_transcript()],
+        "tools": list(ToolCall.objects.filter(session=session).values("call_id", "name", "arguments", "output",
+                                                                          "status", "duration_ms")),
+        "usages": list(ResponseUsage.objects.filter(session=session).values()),
+        "session": session,
+    }
+
+
+async def test_a_conversation_becomes_ordered_transcript_items_with_usage_and_cost(session: VoiceSession) -> None:
+    recorder = _recorder(session)
+    for frame in conversation():
+        recorder.record("from_browser", frame)
+    await recorder.close()
+    rows = await _rows(session)
+    assert rows["items"] == [
+        ("item_user1", "user", "What time is it?", "completed"),
+        ("item_asst1", "assistant", "It is noon in UTC.", "completed"),
+    ]
+    usage = rows["usages"][0]
+    assert (usage["response_id"], usage["input_audio_tokens"], usage["cached_text_tokens"],
+            usage["output_audio_tokens"]) == ("resp_1", 600, 200, 200)
+    # gpt-realtime: text in 4, cached 0.40, out 16; audio in 32, out 64 (USD per million tokens)
+    expected = (200 * Decimal("4") + 200 * Decimal("0.40") + 600 * Decimal("32") + 100 * Decimal("16")
+                + 200 * Decimal("64")) / Decimal(1_000_000)
+    assert usage["cost_usd"] == expected.quantize(Decimal("0.000001"))
+    stored = rows["session"]
+    assert (stored.turns, stored.input_tokens, stored.output_tokens, stored.total_tokens) == (1, 1000, 300, 1300)
+    assert stored.cost_usd == usage["cost_usd"]
+    assert stored.openai_session_id == "sess_1"
+
+
+async def test_every_frame_but_transcript_deltas_is_logged_with_a_gapless_seq(session: VoiceSession) -> None:
+    recorder = _recorder(session)
+    frames = conversation()
+    for frame in frames:
+        recorder.record("from_browser", frame)
+    recorder.record("to_browser", {"type": "response.create"})
+    await recorder.close()
+    events = (await _rows(session))["events"]
+    assert [seq for seq, _ in events] == list(range(1, len(frames) - FOLDED + 2))
+    assert not any(kind.endswith("transcript.delta") or kind.endswith("transcription.delta") for _, kind in events)
+    assert events[-1] == (len(frames) - FOLDED + 1, "response.create")
+
+
+async def test_a_tool_call_is_recorded_with_arguments_output_status_and_duration(session: VoiceSession) -> None:
+    recorder = _recorder(session)
+    recorder.record("from_browser", {
+        "type": "response.function_call_arguments.done", "event_id": "e1", "response_id": "resp_2",
+        "item_id": "item_fc", "output_index": 0, "call_id": "call_9", "name": "current_time",
+        "arguments": '{"timezone": "Europe/Paris"}'})
+    recorder.record("to_browser", {"type": "conversation.item.create", "item": {
+        "type": "function_call_output", "call_id": "call_9", "output": '{"time": "12:00"}'}})
+    recorder.tool_finished("call_9", "current_time", '{"time": "12:00"}', "succeeded", 12)
+    await recorder.close()
+    tools = (await _rows(session))["tools"]
+    assert tools == [{"call_id": "call_9", "name": "current_time", "arguments": {"timezone": "Europe/Paris"},
+                      "output": '{"time": "12:00"}', "status": "succeeded", "duration_ms": 12}]
+
+
+async def test_an_error_answer_marks_the_tool_call_failed_and_bad_arguments_are_kept(session: VoiceSession) -> None:
+    recorder = _recorder(session)
+    recorder.record("from_browser", {"type": "response.function_call_arguments.done", "call_id": "call_x",
+                                     "name": "calculator", "arguments": "{not json"})
+    recorder.record("to_browser", {"type": "conversation.item.create", "item": {
+        "type": "function_call_output", "call_id": "call_x", "output": '{"error": "invalid arguments"}'}})
+    await recorder.close()
+    tool = (await _rows(session))["tools"][0]
+    assert tool["status"] == "failed"
+    assert tool["arguments"] == {"_unparsed": "{not json"}
+
+
+async def test_a_truncated_reply_keeps_what_was_spoken_and_stays_truncated(session: VoiceSession) -> None:
+    recorder = _recorder(session)
+    reply = {"id": "item_a", "type": "message", "role": "assistant", "content": []}
+    recorder.record("from_browser", {"type": "conversation.item.added", "previous_item_id": None, "item": reply})
+    recorder.record("from_browser", {"type": "response.output_audio_transcript.delta", "item_id": "item_a",
+                                     "delta": "Once upon a time"})
+    recorder.record("from_browser", {"type": "conversation.item.truncated", "item_id": "item_a",
+                                     "content_index": 0, "audio_end_ms": 900})
+    recorder.record("from_browser", {"type": "response.output_audio_transcript.done", "item_id": "item_a",
+                                     "transcript": "Once upon a time there was a very long story"})
+    recorder.record("from_browser", {"type": "conversation.item.done", "item": {**reply, "status": "completed"}})
+    await recorder.close()
+    assert (await _rows(session))["items"] == [("item_a", "assistant", "Once upon a time", "truncated")]
+
+
+async def test_odd_frames_are_logged_and_do_not_stop_the_recording(session: VoiceSession) -> None:
+    recorder = _recorder(session)
+    for frame in [{"no": "type"}, {"type": "conversation.item.input_audio_transcription.completed"},
+                  {"type": "response.done", "response": "not an object"}, {"type": "x" * 300},
+                  {"type": "response.output_audio_transcript.delta", "delta": 5},
+                  {"type": "input_audio_buffer.delta", "delta": "A" * 400_000}]:
+        recorder.record("from_browser", frame)
+    for frame in conversation():
+        recorder.record("from_browser", frame)
+    await recorder.close()
+    rows = await _rows(session)
+    assert len(rows["events"]) == 6 + len(conversation()) - FOLDED
+    assert rows["items"][1][2] == "It is noon in UTC."
+    huge = await database_sync_to_async(SessionEvent.objects.get)(session=session, type="input_audio_buffer.delta")
+    assert "not stored" in huge.payload["delta"]
+
+
+async def test_writes_are_batched_not_one_per_event(session: VoiceSession, monkeypatch: pytest.MonkeyPatch) -> None:
+    recorder = _recorder(session, batch_size=100, flush_seconds=60)
+    writes = []
+    original = recorder._write
+    monkeypatch.setattr(recorder, "_write", lambda batch: writes.append(len(batch.events)) or original(batch))
+    recorder.start()
+    for i in range(450):
+        recorder.record("from_browser", {"type": "rate_limits.updated", "event_id": f"e{i}", "rate_limits": []})
+        if i % 50 == 0:
+            await asyncio.sleep(0)  # let the flush task run, as a live session would
+    await recorder.close()
+    assert sum(writes) == 450
+    assert len(writes) <= 10
+    assert len((await _rows(session))["events"]) == 450
+
+
+async def test_a_failed_write_is_retried_and_its_batch_kept(session: VoiceSession,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    recorder = _recorder(session, max_retries=2)
+    failures = {"left": 3}
+    original = SessionEvent.objects.bulk_create
+
+    def flaky(*args: Any, **kwargs: Any) -> Any:
+        if failures["left"]:
+            failures["left"] -= 1
+            raise OperationalError("database is locked")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(SessionEvent.objects, "bulk_create", flaky)
+    for frame in conversation():
+        recorder.record("from_browser", frame)
+    await recorder.flush()  # two attempts fail: the batch is kept
+    assert recorder.failed_flushes == 1
+    assert (await _rows(session))["events"] == []
+    recorder.record("to_browser", {"type": "response.create"})
+    await recorder.close()  # one more failure, then success
+    rows = await _rows(session)
+    assert len(rows["events"]) == len(conversation()) - FOLDED + 1
+    assert [seq for seq, _ in rows["events"]] == list(range(1, len(rows["events"]) + 1))
+    assert rows["items"][0][2] == "What time is it?"
+    assert rows["session"].total_tokens == 1300
+
+
+async def test_committed_items_tool_calls_and_usage_reach_staff_and_deltas_reach_the_session_group(
+    session: VoiceSession,
+) -> None:
+    layer = get_channel_layer()
+    staff = await layer.new_channel()
+    watcher = await layer.new_channel()
+    await layer.group_add(STAFF_GROUP, staff)
+    await layer.group_add(session_group(str(session.pk)), watcher)
+    broadcaster = Broadcaster(str(session.pk))
+    broadcaster.start()
+    recorder = _recorder(session, broadcaster=broadcaster)
+    for frame in conversation():
+        recorder.record("from_browser", frame)
+    await recorder.close()
+    await broadcaster.close()
+
+    async def drain(channel: str) -> list[dict[str, Any]]:
+        got = []
+        while True:
+            try:
+                message = await asyncio.wait_for(layer.receive(channel), 0.2)
+            except TimeoutError:
+                return got
+            got.append(message["payload"])
+
+    staff_types = [p["type"] for p in await drain(staff)]
+    assert "delta" not in staff_types and "event" not in staff_types
+    assert staff_types.count("item") == 2 and "usage" in staff_types
+    watched = await drain(watcher)
+    deltas = "".join(p["delta"] for p in watched if p["type"] == "delta" and p["role"] == "assistant")
+    assert deltas == "It is noon in UTC."
+    assert any(p["type"] == "event" for p in watched)
+    assert all(p["session_id"] == str(session.pk) for p in watched)
+
+
+class BrokenLayer:
+    async def group_send(self, group: str, message: dict[str, Any]) -> None:
+        raise ConnectionError("redis is down")
+
+
+async def test_a_broken_channel_layer_does_not_stop_the_recording(session: VoiceSession) -> None:
+    broadcaster = Broadcaster(str(session.pk))
+    broadcaster.layer = BrokenLayer()
+    broadcaster.start()
+    recorder = _recorder(session, broadcaster=broadcaster)
+    for frame in conversation():
+        recorder.record("from_browser", frame)
+    await recorder.close()
+    await broadcaster.close()
+    assert broadcaster.failed > 0 and broadcaster.sent == 0
+    assert len((await _rows(session))["items"]) == 2

@@ -1,0 +1,71 @@
+"""Usage -> cost, from the editable ModelPrice table."""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+from typing import Any
+
+from voice.models import ModelPrice
+
+logger = logging.getLogger(__name__)
+_warned: set[str] = set()
+
+
+def price_for(model: str) -> ModelPrice | None:
+    """The price row for a model, also for dated snapshots ("gpt-realtime-2025-08-28" -> "gpt-realtime")."""
+    prices = {p.model: p for p in ModelPrice.objects.all()}
+    if model in prices:
+        return prices[model]
+    # Longest matching prefix, so "gpt-realtime-2.1-mini-2026-01-01" prefers "gpt-realtime-2.1-mini".
+    for name in sorted(prices, key=len, reverse=True):
+        if model.startswith(name + "-"):
+            return prices[name]
+    if model not in _warned:
+        _warned.add(model)
+        logger.warning("No ModelPrice for model %r: its responses are recorded at cost 0", model)
+    return None
+
+
+def usage_counts(usage: dict[str, Any] | None) -> dict[str, int]:
+    """Flatten a GA `response.done` usage object into ResponseUsage's columns; tolerant of gaps."""
+    usage = usage if isinstance(usage, dict) else {}
+
+    def num(source: Any, key: str) -> int:
+        value = source.get(key) if isinstance(source, dict) else None
+        return value if isinstance(value, int) and value >= 0 else 0
+
+    inp = usage.get("input_token_details") or {}
+    out = usage.get("output_token_details") or {}
+    cached = inp.get("cached_tokens_details") if isinstance(inp, dict) else None
+    return {
+        "total_tokens": num(usage, "total_tokens"),
+        "input_tokens": num(usage, "input_tokens"),
+        "output_tokens": num(usage, "output_tokens"),
+        "input_text_tokens": num(inp, "text_tokens"),
+        "input_audio_tokens": num(inp, "audio_tokens"),
+        "input_image_tokens": num(inp, "image_tokens"),
+        "cached_tokens": num(inp, "cached_tokens"),
+        "cached_text_tokens": num(cached, "text_tokens"),
+        "cached_audio_tokens": num(cached, "audio_tokens"),
+        "output_text_tokens": num(out, "text_tokens"),
+        "output_audio_tokens": num(out, "audio_tokens"),
+    }
+
+
+def cost_of(price: ModelPrice | None, counts: dict[str, int]) -> Decimal:
+    if price is None:
+        return Decimal("0")
+    cached_text = counts["cached_text_tokens"]
+    cached_audio = counts["cached_audio_tokens"]
+    if counts["cached_tokens"] and not (cached_text or cached_audio):
+        # No breakdown of the cached tokens: bill them as text, the cheaper assumption for the user.
+        cached_text = min(counts["cached_tokens"], counts["input_text_tokens"])
+    return price.cost(
+        input_text=counts["input_text_tokens"],
+        input_audio=counts["input_audio_tokens"],
+        cached_text=cached_text,
+        cached_audio=cached_audio,
+        output_text=counts["output_text_tokens"],
+        output_audio=counts["output_audio_tokens"],
+    )

@@ -1,0 +1,532 @@
+"""The Recorder: the only writer of a session's rows.
+
+It is fed raw frames, in both directions, by whatever carries the session (today the browser's
+websocket; tomorrow a sideband connection), so it does not depend on which client produced them.
+`record()` is cheap and synchronous: it appends to an in-memory batch and updates the assembled
+state (transcript items, tool calls, usage, totals). A flush task writes the batch with
+`bulk_create`/`bulk_update` in one transaction, by size, by time, and at close. A failed write is
+retried; if it keeps failing the batch is put back and kept for the next flush, never dropped.
+Only after a write commits are the finished things published to the channel layer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from channels.db import database_sync_to_async
+from django.db import transaction
+from django.utils import timezone
+
+from voice import pricing
+from voice.broadcast import Broadcaster
+from voice.models import ResponseUsage, SessionEvent, ToolCall, TranscriptItem, VoiceSession
+
+logger = logging.getLogger(__name__)
+
+# Transcript deltas are folded into their item instead of becoming one row each (DESIGN.md).
+FOLDED_DELTAS = {
+    "response.output_audio_transcript.delta": "assistant",
+    "response.audio_transcript.delta": "assistant",
+    "response.output_text.delta": "assistant",
+    "response.text.delta": "assistant",
+    "conversation.item.input_audio_transcription.delta": "user",
+}
+ITEM_EVENTS = {"conversation.item.added", "conversation.item.created", "conversation.item.done",
+               "conversation.item.retrieved"}
+OUTPUT_ITEM_EVENTS = {"response.output_item.added", "response.output_item.done"}
+TRANSCRIPT_DONE = {
+    "response.output_audio_transcript.done": "transcript",
+    "response.audio_transcript.done": "transcript",
+    "response.output_text.done": "text",
+    "response.text.done": "text",
+}
+ITEM_FIELDS = ["previous_item_id", "response_id", "role", "kind", "name", "text", "status", "audio_start_ms",
+               "audio_end_ms", "completed_at"]
+TOOL_FIELDS = ["item_id", "name", "arguments", "output", "status", "duration_ms"]
+MAX_PAYLOAD_CHARS = 64 * 1024
+
+
+@dataclass
+class _Batch:
+    events: list[dict[str, Any]] = field(default_factory=list)
+    items: dict[str, dict[str, Any]] = field(default_factory=dict)
+    tools: dict[str, dict[str, Any]] = field(default_factory=dict)
+    usages: list[dict[str, Any]] = field(default_factory=list)
+    session: dict[str, Any] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.events or self.items or self.tools or self.usages or self.session)
+
+
+def _text_of(content: Any) -> str | None:
+    """The words in an item's content parts, whichever kind of part carries them."""
+    if not isinstance(content, list):
+        return None
+    parts = []
+    for part in content:
+        if isinstance(part, dict):
+            value = part.get("transcript") or part.get("text")
+            if isinstance(value, str):
+                parts.append(value)
+    return "".join(parts) if parts else None
+
+
+def _bounded(payload: dict[str, Any]) -> dict[str, Any]:
+    """Keep huge frames (e.g. base64 audio) from bloating the log: store a note instead of megabytes."""
+    if "delta" in payload and isinstance(payload["delta"], str) and len(payload["delta"]) > MAX_PAYLOAD_CHARS:
+        return {**payload, "delta": f"<{len(payload['delta'])} characters not stored>"}
+    try:
+        size = len(json.dumps(payload, default=str))
+    except (TypeError, ValueError):
+        return {"type": payload.get("type"), "unserialisable": True}
+    if size > MAX_PAYLOAD_CHARS * 4:
+        return {"type": payload.get("type"), "truncated": True, "size": size}
+    return payload
+
+
+class Recorder:
+    """Assembles and persists one session's record. Use from the event loop only."""
+
+    def __init__(
+        self,
+        session_id: str,
+        *,
+        model: str = "",
+        broadcaster: Broadcaster | None = None,
+        batch_size: int = 200,
+        flush_seconds: float = 0.25,
+        max_retries: int = 3,
+        start_seq: int = 0,
+    ) -> None:
+        self.session_id = session_id
+        self.model = model
+        self.broadcaster = broadcaster
+        self.batch_size = batch_size
+        self.flush_seconds = flush_seconds
+        self.max_retries = max_retries
+        self._seq = start_seq
+        self._pending = _Batch()
+        self._items: dict[str, dict[str, Any]] = {}
+        self._item_pks: dict[str, int] = {}
+        self._tools: dict[str, dict[str, Any]] = {}
+        self._tool_pks: dict[str, int] = {}
+        self._price_loaded = False
+        self._price: Any = None
+        self.turns = 0
+        self.input_tokens = 0
+        self.output_tokens = 0
+        self.total_tokens = 0
+        self.cost_usd = Decimal("0")
+        self.events_recorded = 0
+        self.events_written = 0
+        self.failed_flushes = 0
+        self._wake = asyncio.Event()
+        self._flush_lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._flush_loop(), name=f"recorder-{self.session_id}")
+
+    async def close(self) -> None:
+        """Flush everything buffered. Retries, then keeps trying briefly: shutdown must not lose rows."""
+        self._closed = True
+        self._wake.set()
+        if self._task is not None:
+            # Let the loop finish its current write rather than cancel it mid-transaction.
+            await self._task
+            self._task = None
+        for attempt in range(5):
+            await self.flush()
+            if not self._pending:
+                return
+            await asyncio.sleep(0.2 * (attempt + 1))
+        logger.error("Session %s: %d event(s) could not be written at close", self.session_id,
+                     len(self._pending.events))
+
+    async def _flush_loop(self) -> None:
+        while not self._closed:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.flush_seconds)
+            self._wake.clear()
+            if self._closed:
+                return  # close() does the final flush
+            await self.flush()
+
+    # --- intake ------------------------------------------------------------------------------------
+
+    def record(self, direction: str, frame: dict[str, Any]) -> None:
+        """Log one frame and fold what it says into the session's record."""
+        kind = frame.get("type")
+        kind = kind if isinstance(kind, str) else "<missing type>"
+        now = timezone.now()
+        role = FOLDED_DELTAS.get(kind)
+        if role is not None and direction == SessionEvent.Direction.FROM_BROWSER:
+            self._fold_delta(kind, role, frame)
+        else:
+            self._seq += 1
+            self._pending.events.append(
+                {"seq": self._seq, "direction": direction, "type": kind[:100], "payload": _bounded(frame),
+                 "created_at": now}
+            )
+            self.events_recorded += 1
+            if self.broadcaster is not None:
+                self.broadcaster.to_session(
+                    {"type": "event", "event": {"seq": self._seq, "direction": direction, "type": kind,
+                                                "payload": _bounded(frame)}}
+                )
+            try:
+                if direction == SessionEvent.Direction.FROM_BROWSER:
+                    self._apply_server_event(kind, frame, now)
+                elif direction == SessionEvent.Direction.TO_BROWSER:
+                    self._apply_client_event(kind, frame, now)
+            except Exception:  # a surprising shape must cost us the derivation, never the log row
+                logger.exception("Session %s: could not interpret %s", self.session_id, kind)
+        if len(self._pending.events) >= self.batch_size:
+            self._wake.set()
+
+    def update_session(self, **fields: Any) -> None:
+        """Lifecycle changes (status, call id, timestamps, end reason): written at the next flush."""
+        self._pending.session.update(fields)
+        self._wake.set()
+
+    def tool_finished(self, call_id: str, name: str, output: str, status: str, duration_ms: int | None) -> None:
+        tool = self._tool(call_id, name=name)
+        tool.update(output=output, status=status, duration_ms=duration_ms)
+        self._mark_tool(call_id)
+
+    # --- assembling the record ---------------------------------------------------------------------
+
+    def _item(self, item_id: str, **defaults: Any) -> dict[str, Any]:
+        item = self._items.get(item_id)
+        if item is None:
+            item = {"item_id": item_id, "previous_item_id": "", "response_id": "", "role": "", "kind": "message",
+                    "name": "", "text": "", "status": TranscriptItem.Status.IN_PROGRESS, "audio_start_ms": None,
+                    "audio_end_ms": None, "created_at": timezone.now(), "completed_at": None}
+            self._items[item_id] = item
+        for key, value in defaults.items():
+            if value and not item.get(key):
+                item[key] = value
+        return item
+
+    def _mark_item(self, item_id: str, *, finished: bool = False) -> None:
+        self._pending.items[item_id] = self._items[item_id]
+        if finished:
+            self._items[item_id]["_publish"] = True
+
+    def _complete(self, item: dict[str, Any], now: datetime, status: str = "completed") -> None:
+        # A truncation or a failure is final: a late "done" must not paper over it.
+        if item["status"] not in (TranscriptItem.Status.TRUNCATED, TranscriptItem.Status.FAILED):
+            item["status"] = status
+        item["completed_at"] = item["completed_at"] or now
+
+    def _fold_delta(self, kind: str, role: str, frame: dict[str, Any]) -> None:
+        item_id = frame.get("item_id")
+        delta = frame.get("delta")
+        if not isinstance(item_id, str) or not isinstance(delta, str):
+            # Not something we can fold: keep it as a row instead, so nothing is dropped.
+            self._seq += 1
+            self._pending.events.append({"seq": self._seq, "direction": "from_browser", "type": kind,
+                                         "payload": _bounded(frame), "created_at": timezone.now()})
+            return
+        item = self._item(item_id, role=role, response_id=frame.get("response_id") or "")
+        if item["status"] != TranscriptItem.Status.COMPLETED or role == "assistant":
+            item["text"] += delta
+        self._mark_item(item_id)
+        if self.broadcaster is not None:
+            self.broadcaster.to_session({"type": "delta", "item_id": item_id, "role": item["role"] or role,
+                                         "delta": delta})
+
+    def _apply_item(self, data: dict[str, Any], now: datetime, *, previous: Any, done: bool,
+                    response_id: str = "") -> None:
+        item_id = data.get("id")
+        if not isinstance(item_id, str):
+            return
+        kind = data.get("type") if data.get("type") in TranscriptItem.Kind.values else "message"
+        item = self._item(item_id, kind=kind, role=data.get("role") or "", response_id=response_id)
+        item["kind"] = kind
+        if isinstance(previous, str):
+            item["previous_item_id"] = previous
+        if kind == TranscriptItem.Kind.FUNCTION_CALL:
+            item["role"] = item["role"] or "assistant"
+            item["name"] = data.get("name") or item["name"]
+            if isinstance(data.get("arguments"), str) and data["arguments"]:
+                item["text"] = data["arguments"]
+            if isinstance(data.get("call_id"), str):
+                self._tool(data["call_id"], name=item["name"], item_id=item_id)
+                self._mark_tool(data["call_id"])
+        elif kind == TranscriptItem.Kind.FUNCTION_CALL_OUTPUT:
+            item["role"] = item["role"] or "system"
+            if isinstance(data.get("output"), str):
+                item["text"] = data["output"]
+            if isinstance(data.get("call_id"), str):
+                item["name"] = self._tools.get(data["call_id"], {}).get("name", item["name"])
+        else:
+            text = _text_of(data.get("content"))
+            # User audio items arrive with transcript null; the transcription events fill them in.
+            if text:
+                item["text"] = text
+        status = data.get("status")
+        if done or status == "completed":
+            self._complete(item, now, "failed" if status == "incomplete" and not item["text"] else "completed")
+        self._mark_item(item_id, finished=done)
+
+    def _apply_server_event(self, kind: str, frame: dict[str, Any], now: datetime) -> None:
+        if kind in ITEM_EVENTS and isinstance(frame.get("item"), dict):
+            self._apply_item(frame["item"], now, previous=frame.get("previous_item_id"),
+                             done=kind != "conversation.item.added")
+        elif kind in OUTPUT_ITEM_EVENTS and isinstance(frame.get("item"), dict):
+            self._apply_item(frame["item"], now, previous=None, done=kind.endswith(".done"),
+                             response_id=frame.get("response_id") or "")
+        elif kind == "conversation.item.input_audio_transcription.completed":
+            item = self._item(frame["item_id"], role="user")
+            item["text"] = frame.get("transcript") or item["text"]
+            self._complete(item, now)
+            self._mark_item(frame["item_id"], finished=True)
+        elif kind == "conversation.item.input_audio_transcription.failed":
+            item = self._item(frame["item_id"], role="user")
+            item["status"] = TranscriptItem.Status.FAILED
+            self._mark_item(frame["item_id"], finished=True)
+        elif kind in TRANSCRIPT_DONE and isinstance(frame.get("item_id"), str):
+            item = self._item(frame["item_id"], role="assistant", response_id=frame.get("response_id") or "")
+            final = frame.get(TRANSCRIPT_DONE[kind])
+            if isinstance(final, str) and item["status"] != TranscriptItem.Status.TRUNCATED:
+                item["text"] = final
+            self._mark_item(frame["item_id"])
+        elif kind == "conversation.item.truncated":
+            item = self._item(frame["item_id"], role="assistant")
+            item["status"] = TranscriptItem.Status.TRUNCATED
+            if isinstance(frame.get("audio_end_ms"), int):
+                item["audio_end_ms"] = frame["audio_end_ms"]
+            self._mark_item(frame["item_id"], finished=True)
+        elif kind == "input_audio_buffer.speech_started" and isinstance(frame.get("item_id"), str):
+            item = self._item(frame["item_id"], role="user")
+            item["audio_start_ms"] = frame.get("audio_start_ms")
+            self._mark_item(frame["item_id"])
+        elif kind == "input_audio_buffer.speech_stopped" and isinstance(frame.get("item_id"), str):
+            item = self._item(frame["item_id"], role="user")
+            item["audio_end_ms"] = frame.get("audio_end_ms")
+            self._mark_item(frame["item_id"])
+        elif kind == "response.function_call_arguments.done" and isinstance(frame.get("call_id"), str):
+            raw = frame.get("arguments") or ""
+            try:
+                arguments = json.loads(raw) if raw else {}
+            except (TypeError, ValueError):
+                arguments = {"_unparsed": str(raw)[:4000]}
+            tool = self._tool(frame["call_id"], name=frame.get("name") or "", item_id=frame.get("item_id") or "")
+            tool["arguments"] = arguments
+            self._mark_tool(frame["call_id"])
+        elif kind == "response.done" and isinstance(frame.get("response"), dict):
+            self._apply_usage(frame["response"], now)
+        elif kind in ("session.created", "session.updated") and isinstance(frame.get("session"), dict):
+            session_id = frame["session"].get("id")
+            if isinstance(session_id, str):
+                self._pending.session["openai_session_id"] = session_id[:128]
+
+    def _apply_client_event(self, kind: str, frame: dict[str, Any], now: datetime) -> None:
+        item = frame.get("item")
+        if (
+            kind == "conversation.item.create"
+            and isinstance(item, dict)
+            and item.get("type") == "function_call_output"
+            and isinstance(item.get("call_id"), str)
+        ):
+            tool = self._tool(item["call_id"])
+            tool["output"] = str(item.get("output", ""))
+            if tool["status"] == ToolCall.Status.RUNNING:
+                tool["status"] = self._status_from_output(tool["output"])
+            self._mark_tool(item["call_id"])
+
+    @staticmethod
+    def _status_from_output(output: str) -> str:
+        try:
+            parsed = json.loads(output)
+        except (TypeError, ValueError):
+            return ToolCall.Status.SUCCEEDED
+        return ToolCall.Status.FAILED if isinstance(parsed, dict) and "error" in parsed else ToolCall.Status.SUCCEEDED
+
+    def _tool(self, call_id: str, **defaults: Any) -> dict[str, Any]:
+        tool = self._tools.get(call_id)
+        if tool is None:
+            tool = {"call_id": call_id, "item_id": "", "name": "", "arguments": {}, "output": "",
+                    "status": ToolCall.Status.RUNNING, "started_at": timezone.now(), "duration_ms": None}
+            self._tools[call_id] = tool
+        for key, value in defaults.items():
+            if value and not tool.get(key):
+                tool[key] = value
+        return tool
+
+    def _mark_tool(self, call_id: str) -> None:
+        self._pending.tools[call_id] = self._tools[call_id]
+
+    def _apply_usage(self, response: dict[str, Any], now: datetime) -> None:
+        response_id = response.get("id") if isinstance(response.get("id"), str) else f"unknown-{self._seq}"
+        counts = pricing.usage_counts(response.get("usage"))
+        # The cost is worked out at write time, where the ORM may run (never on the event loop).
+        self._pending.usages.append(
+            {"response_id": response_id[:128], "status": str(response.get("status") or "")[:16],
+             "model": self.model, "created_at": now, **counts}
+        )
+        self.turns += 1
+        self.input_tokens += counts["input_tokens"]
+        self.output_tokens += counts["output_tokens"]
+        self.total_tokens += counts["total_tokens"]
+
+    # --- writing -----------------------------------------------------------------------------------
+
+    def _take(self) -> _Batch:
+        batch, self._pending = self._pending, _Batch()
+        if batch.usages:
+            batch.session.update(turns=self.turns, input_tokens=self.input_tokens, output_tokens=self.output_tokens,
+                                 total_tokens=self.total_tokens)
+        # Snapshot the mutable dicts: the event loop keeps changing them while the write runs.
+        batch.items = {k: {**v, "pk": self._item_pks.get(k)} for k, v in batch.items.items()}
+        batch.tools = {k: {**v, "pk": self._tool_pks.get(k)} for k, v in batch.tools.items()}
+        return batch
+
+    def _put_back(self, batch: _Batch) -> None:
+        newer = self._pending
+        self._pending = batch
+        self._pending.events.extend(newer.events)
+        for key in batch.items:
+            batch.items[key] = self._items[key]
+        for key in batch.tools:
+            batch.tools[key] = self._tools[key]
+        self._pending.items.update(newer.items)
+        self._pending.tools.update(newer.tools)
+        self._pending.usages.extend(newer.usages)
+        self._pending.session.update(newer.session)
+
+    async def flush(self) -> None:
+        async with self._flush_lock:
+            if not self._pending:
+                return
+            batch = self._take()
+            for attempt in range(self.max_retries):
+                write = asyncio.ensure_future(database_sync_to_async(self._write)(batch))
+                try:
+                    # Shielded: if our caller is cancelled, the write in flight still completes and
+                    # is accounted for, instead of being written and then put back and written twice.
+                    result = await asyncio.shield(write)
+                    break
+                except asyncio.CancelledError:
+                    await asyncio.wait([write])
+                    if write.exception() is None:
+                        self._applied(batch, write.result())
+                    else:
+                        self._put_back(batch)
+                    raise
+                except Exception as exc:
+                    logger.warning("Session %s: write of %d event(s) failed (attempt %d/%d): %r", self.session_id,
+                                   len(batch.events), attempt + 1, self.max_retries, exc)
+                    await asyncio.sleep(0.05 * 2**attempt)
+            else:
+                self.failed_flushes += 1
+                logger.error("Session %s: batch kept for the next flush after %d failed attempts",
+                             self.session_id, self.max_retries)
+                self._put_back(batch)
+                return
+            self._applied(batch, result)
+
+    def _applied(self, batch: _Batch, result: dict[str, Any]) -> None:
+        self._item_pks.update(result["item_pks"])
+        self._tool_pks.update(result["tool_pks"])
+        self.events_written += len(batch.events)
+        self._publish_committed(batch, result)
+
+    def _write(self, batch: _Batch) -> dict[str, Any]:
+        """Runs in a worker thread; one transaction for the whole batch."""
+        if not self._price_loaded:
+            self._price = pricing.price_for(self.model) if self.model else None
+            self._price_loaded = True
+        item_pks: dict[str, int] = {}
+        tool_pks: dict[str, int] = {}
+        with transaction.atomic():
+            if batch.events:
+                SessionEvent.objects.bulk_create(
+                    [SessionEvent(session_id=self.session_id, **e) for e in batch.events]
+                )
+            item_pks = self._upsert(TranscriptItem, "item_id", batch.items, ITEM_FIELDS, ["created_at"])
+            tool_pks = self._upsert(ToolCall, "call_id", batch.tools, TOOL_FIELDS, ["started_at"])
+            usage_rows = []
+            for usage in batch.usages:
+                counts = {k: usage[k] for k in pricing.usage_counts(None)}
+                usage_rows.append(ResponseUsage(session_id=self.session_id,
+                                                cost_usd=pricing.cost_of(self._price, counts), **usage))
+            fields = dict(batch.session)
+            cost = self.cost_usd
+            if usage_rows:
+                ResponseUsage.objects.bulk_create(usage_rows, ignore_conflicts=True)
+                # Summed from the rows, so a price edit mid-session cannot skew the total.
+                cost += sum((u.cost_usd for u in usage_rows), Decimal("0"))
+                fields["cost_usd"] = cost
+            if fields:
+                VoiceSession.objects.filter(pk=self.session_id).update(**fields)
+        # Only now that the transaction committed does the running total move on.
+        self.cost_usd = cost
+        return {"item_pks": item_pks, "tool_pks": tool_pks, "usages": usage_rows}
+
+    def _upsert(self, model: Any, key: str, rows: dict[str, dict[str, Any]], fields: list[str],
+                create_only: list[str]) -> dict[str, int]:
+        new = [r for r in rows.values() if r["pk"] is None]
+        old = [r for r in rows.values() if r["pk"] is not None]
+        pks: dict[str, int] = {}
+        columns = [key, *fields, *create_only]
+        if new:
+            created = model.objects.bulk_create(
+                [model(session_id=self.session_id, **{c: r[c] for c in columns}) for r in new]
+            )
+            pks = {getattr(obj, key): obj.pk for obj in created if obj.pk is not None}
+            if len(pks) < len(new):  # a backend that does not return ids: look them up
+                missing = [r[key] for r in new if r[key] not in pks]
+                pks.update(model.objects.filter(session_id=self.session_id, **{f"{key}__in": missing})
+                           .values_list(key, "pk"))
+        if old:
+            model.objects.bulk_update([model(pk=r["pk"], **{c: r[c] for c in fields}) for r in old], fields)
+        return pks
+
+    def _publish_committed(self, batch: _Batch, result: dict[str, Any]) -> None:
+        if self.broadcaster is None:
+            return
+        for item_id, item in batch.items.items():
+            if item.get("_publish") and self._items.get(item_id, {}).pop("_publish", None):
+                self.broadcaster.to_both({"type": "item", "item": _item_payload(item)})
+        for tool in batch.tools.values():
+            self.broadcaster.to_both({"type": "tool_call", "tool_call": _tool_payload(tool)})
+        for usage in result["usages"]:
+            self.broadcaster.to_both({"type": "usage", "usage": {
+                "response_id": usage.response_id, "status": usage.status, "total_tokens": usage.total_tokens,
+                "input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
+                "cost_usd": f"{usage.cost_usd:.6f}"},
+                "totals": self.totals()})
+        if batch.session:
+            self.broadcaster.to_both({"type": "session.updated", "changes": _json_safe(batch.session),
+                                      "totals": self.totals()})
+
+    def totals(self) -> dict[str, Any]:
+        return {"turns": self.turns, "input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
+                "total_tokens": self.total_tokens, "cost_usd": f"{self.cost_usd:.6f}"}
+
+
+def _json_safe(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v.isoformat() if isinstance(v, datetime) else str(v) if isinstance(v, Decimal) else v)
+            for k, v in values.items()}
+
+
+def _item_payload(item: dict[str, Any]) -> dict[str, Any]:
+    return _json_safe({k: item[k] for k in ("item_id", "previous_item_id", "role", "kind", "name", "text", "status",
+                                            "created_at")})
+
+
+def _tool_payload(tool: dict[str, Any]) -> dict[str, Any]:
+    return _json_safe({k: tool[k] for k in ("call_id", "name", "arguments", "output", "status", "duration_ms")})
