@@ -159,12 +159,15 @@ def test_config_changes_keep_a_history_of_who_when_and_what(superuser: User) -> 
                       tools=["current_time"])
     response = client.post(f"/admin/voice/voiceconfig/{config.pk}/change/", data)
     assert response.status_code == 302, response.content[:2000]
+    response = client.post(f"/admin/voice/voiceconfig/{config.pk}/change/", {**data, "voice": "cedar"})
+    assert response.status_code == 302, response.content[:2000]
     config.refresh_from_db()
-    assert config.voice == "sage"
+    assert config.voice == "cedar"
     assert config.updated_by == superuser
     latest = config.history.latest()
     assert latest.history_user == superuser
+    assert latest.history_type == "~"
     delta = latest.diff_against(latest.prev_record)
-    assert "voice" in delta.changed_fields
+    assert [(c.field, c.old, c.new) for c in delta.changes] == [("voice", "sage", "cedar")]
     history_page = client.get(f"/admin/voice/voiceconfig/{config.pk}/history/")
     assert history_page.status_code == 200

@@ -250,6 +250,7 @@ class VoiceSession(models.Model):
     config_name = models.CharField(max_length=100, blank=True)
     model = models.CharField(max_length=64, blank=True)
     session_payload = models.JSONField(default=dict, blank=True, help_text="Exactly what OpenAI was sent.")
+    max_duration_seconds = models.PositiveIntegerField(default=900, help_text="The cap this session runs under.")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.CONNECTING)
     call_id = models.CharField(max_length=128, blank=True)
     openai_session_id = models.CharField(max_length=128, blank=True)
