@@ -1,0 +1,37 @@
+"""``python -m voice.emulator --port 8765 [--host 127.0.0.1] [--script default]``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+
+from .script import available_scripts
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m voice.emulator", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: loopback only)")
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument(
+        "--script",
+        default="default",
+        help=f"bundled script ({', '.join(available_scripts())}) or path to a script .json file",
+    )
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("REALTIME_EMULATOR_API_KEY"),
+        help="the only standard key accepted (default: any key starting with sk-)",
+    )
+    parser.add_argument("--max-call-seconds", type=float, default=3600.0)
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    from .app import run
+
+    run(args.host, args.port, api_key=args.api_key, script=args.script, max_call_seconds=args.max_call_seconds)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,569 @@
+"""The emulator's HTTP surface: OpenAI's GA Realtime endpoints plus test controls.
+
+OpenAI endpoints (under ``/v1``, the project's ``OPENAI_BASE_URL`` points here):
+
+* ``POST /v1/realtime/client_secrets``  standard key; ``{"expires_after", "session"}`` -> ``{"value": "ek_..."}``
+* ``POST /v1/realtime/calls``  ``application/sdp`` with ``ek_...``, or multipart ``sdp`` + ``session``
+  with the standard key -> 201, answer SDP, ``Location: /v1/realtime/calls/rtc_...``
+* ``GET  /v1/realtime?call_id=rtc_...``  sideband WebSocket (standard key)
+* ``POST /v1/realtime/calls/{call_id}/hangup``  standard key -> 200
+* beta endpoints (``/v1/realtime/sessions``, ``POST /v1/realtime``, header ``OpenAI-Beta: realtime=v1``)
+  -> 400 ``beta_api_shape_disabled``
+
+A "standard key" is any bearer token starting with ``sk-`` unless ``create_app(api_key=...)`` names one.
+
+Test controls (no auth; the emulator listens on loopback):
+
+* ``GET  /healthz`` -> ``{"status": "ok", "script": ..., "active_calls": n}``
+* ``GET  /_emulator/calls`` -> ``{"calls": [summary...]}``; ``GET /_emulator/calls/{id}`` adds
+  ``server_events`` and ``items``. A summary holds ``client_events`` (``{"source", "received_at", "event"}``).
+* ``POST /_emulator/calls/{id}/turn`` ``{"text"?: str}`` -> 202 ``{"item_id"}``: a user turn without
+  microphone energy (409 while a turn or response is in progress)
+* ``POST /_emulator/faults`` ``{"calls_status"?: 4xx|5xx, "client_secrets_status"?: ..., "count"?: 1,
+  "expired_secrets"?: n, "message"?: str}``: the next ``count`` calls / mints fail with that status;
+  the next ``n`` minted secrets are born expired. ``GET`` shows, ``DELETE`` clears.
+* ``POST /_emulator/expire/{ek}``: expire one secret now.
+* ``GET /_emulator/scripts``; ``POST /_emulator/script`` ``{"script": name}``: script of new calls
+  (``"call_id"`` too: switch that live call, restarting its turns).
+* ``POST /_emulator/reset``: hang up every call, forget secrets, calls and faults, restore the script.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from multidict import CIMultiDict
+
+from .peer import EmulatedCall
+from .script import Script, available_scripts, load_script
+from .validation import (
+    RealtimeError,
+    beta_shape,
+    default_session,
+    new_id,
+    validate_client_secret_request,
+    validate_session,
+)
+
+logger = logging.getLogger("voice.emulator")
+
+MAX_REMEMBERED_CALLS = 200
+CORS_HEADERS = {
+    "Access-Control-Allow-Methods": "GET, POST, DELETE, OPTIONS",
+    "Access-Control-Allow-Headers": "Authorization, Content-Type",
+    # Without this the browser cannot read Location, which is where the call id is.
+    "Access-Control-Expose-Headers": "Location",
+    "Access-Control-Max-Age": "600",
+}
+
+
+@dataclass
+class ClientSecret:
+    value: str
+    expires_at: int
+    session: dict[str, Any]
+
+
+@dataclass
+class Faults:
+    calls_status: int | None = None
+    client_secrets_status: int | None = None
+    count: int = 0
+    expired_secrets: int = 0
+    message: str = "The emulator was told to fail this request."
+
+    def take(self, endpoint: str) -> int | None:
+        status = self.calls_status if endpoint == "calls" else self.client_secrets_status
+        if status is None or self.count <= 0:
+            return None
+        self.count -= 1
+        if self.count == 0:
+            self.calls_status = self.client_secrets_status = None
+        return status
+
+
+class EmulatorState:
+    """Everything one emulator instance knows: secrets, calls, faults and the active script."""
+
+    def __init__(self, *, api_key: str | None, script: Script, max_call_seconds: float, connect_timeout: float) -> None:
+        self.api_key = api_key
+        self.connect_timeout = connect_timeout
+        self.default_script = script
+        self.script = script
+        self.max_call_seconds = max_call_seconds
+        self.secrets: dict[str, ClientSecret] = {}
+        self.calls: OrderedDict[str, EmulatedCall] = OrderedDict()
+        self.faults = Faults()
+
+    def is_standard_key(self, token: str | None) -> bool:
+        if token is None:
+            return False
+        if self.api_key is not None:
+            return token == self.api_key
+        return token.startswith("sk-")
+
+    def remember(self, call: EmulatedCall) -> None:
+        self.calls[call.id] = call
+        # Keep ended calls for inspection, but not forever.
+        while len(self.calls) > MAX_REMEMBERED_CALLS:
+            oldest_id, oldest = next(iter(self.calls.items()))
+            if oldest.active:
+                break
+            del self.calls[oldest_id]
+
+
+STATE = web.AppKey("emulator_state", EmulatorState)
+
+
+# --- helpers --------------------------------------------------------------------------------------
+
+
+def error_response(err: RealtimeError, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response(err.body(), status=err.status, headers=headers)
+
+
+def _auth_error(message: str, code: str | None = "invalid_api_key") -> RealtimeError:
+    return RealtimeError(message, code=code, status=401)
+
+
+def _bearer(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def _masked(token: str) -> str:
+    return token[:6] + "*" * 4 + token[-4:] if len(token) > 12 else "*" * len(token)
+
+
+def _require_standard_key(request: web.Request) -> None:
+    token = _bearer(request)
+    if token is None:
+        raise _auth_error(
+            "You didn't provide an API key. You need to provide your API key in an Authorization header "
+            "using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+            code="missing_api_key",
+        )
+    if not request.app[STATE].is_standard_key(token):
+        raise _auth_error(f"Incorrect API key provided: {_masked(token)}.")
+
+
+async def _json_body(request: web.Request) -> Any:
+    try:
+        return await request.json(loads=json.loads)
+    except ValueError as exc:
+        raise RealtimeError(
+            "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your "
+            "HTTP library correctly.)",
+            code="invalid_json",
+        ) from exc
+
+
+def _fault_response(state: EmulatorState, endpoint: str) -> web.Response | None:
+    status = state.faults.take(endpoint)
+    if status is None:
+        return None
+    kind = "server_error" if status >= 500 else "invalid_request_error"
+    return error_response(RealtimeError(state.faults.message, code="emulator_fault", type_=kind, status=status))
+
+
+# --- middleware -------------------------------------------------------------------------------------
+
+
+@web.middleware
+async def cors_and_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    """CORS for the browser page (another origin) and OpenAI-shaped errors for every failure."""
+    origin = request.headers.get("Origin")
+    cors = {**CORS_HEADERS, "Access-Control-Allow-Origin": origin or "*"}
+    if origin:
+        cors["Vary"] = "Origin"
+    if request.method == "OPTIONS":
+        return web.Response(status=204, headers=cors)
+    try:
+        if "realtime" in request.headers.get("OpenAI-Beta", "").lower():
+            raise beta_shape("OpenAI-Beta", "drop the OpenAI-Beta header and use the GA endpoints")
+        response = await handler(request)
+    except RealtimeError as err:
+        response = error_response(err)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(exc.status)
+        response = error_response(RealtimeError(exc.reason, code=code, status=exc.status))
+    except Exception:
+        # Still an OpenAI-shaped body, so a client's error path sees what it would see from OpenAI.
+        logger.exception("emulator error on %s %s", request.method, request.path)
+        response = error_response(
+            RealtimeError("The emulator failed to handle the request.", code=None, type_="server_error", status=500)
+        )
+    if not response.prepared:
+        response.headers.update(CIMultiDict(cors))
+    return response
+
+
+# --- OpenAI endpoints ----------------------------------------------------------------------------------
+
+
+async def client_secrets(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    token = _bearer(request)
+    if token is not None and token.startswith("ek_"):
+        raise _auth_error("Client secrets cannot mint client secrets; use a standard API key.")
+    _require_standard_key(request)
+    fault = _fault_response(state, "client_secrets")
+    if fault is not None:
+        return fault
+    seconds, session = validate_client_secret_request(await _json_body(request))
+    now = int(time.time())
+    expires_at = now + seconds
+    if state.faults.expired_secrets > 0:
+        # A test asked for a secret that is already dead, to exercise the expired-secret path.
+        state.faults.expired_secrets -= 1
+        expires_at = now - 1
+    session["id"] = new_id("sess")
+    secret = ClientSecret(value=new_id("ek", 16), expires_at=expires_at, session=session)
+    state.secrets[secret.value] = secret
+    return web.json_response({"value": secret.value, "expires_at": expires_at, "session": session})
+
+
+async def beta_sessions(request: web.Request) -> web.Response:
+    raise beta_shape("/v1/realtime/sessions", "POST /v1/realtime/client_secrets with a GA session")
+
+
+async def beta_realtime_post(request: web.Request) -> web.Response:
+    raise beta_shape("POST /v1/realtime", "POST /v1/realtime/calls")
+
+
+def _form_text(value: Any) -> str:
+    """A multipart field as text: aiohttp gives str, bytes (typed part) or a FileField (named file)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).decode("utf-8")
+    return value.file.read().decode("utf-8")
+
+
+async def _read_offer(request: web.Request) -> tuple[str, dict[str, Any]]:
+    """Authenticate a /calls request and return (offer SDP, session of the call)."""
+    state = request.app[STATE]
+    token = _bearer(request)
+    if token is None:
+        raise _auth_error("You didn't provide an API key or client secret.", code="missing_api_key")
+    base: dict[str, Any] | None = None
+    if token.startswith("ek_"):
+        secret = state.secrets.get(token)
+        if secret is None:
+            raise _auth_error(f"Incorrect API key provided: {_masked(token)}. The client secret is unknown.")
+        if secret.expires_at <= time.time():
+            raise _auth_error("The client secret has expired. Mint a new one and try again.")
+        base = secret.session
+    elif not state.is_standard_key(token):
+        raise _auth_error(f"Incorrect API key provided: {_masked(token)}.")
+
+    content_type = request.content_type
+    if content_type == "application/sdp":
+        sdp = await request.text()
+        session = dict(base) if base is not None else default_session()
+    elif content_type == "multipart/form-data":
+        form = await request.post()
+        sdp_field = form.get("sdp")
+        session_field = form.get("session")
+        if sdp_field is None:
+            raise RealtimeError("Missing required parameter: 'sdp'.", code="missing_required_parameter", param="sdp")
+        sdp = _form_text(sdp_field)
+        if session_field is None:
+            session = dict(base) if base is not None else default_session()
+        else:
+            raw = _form_text(session_field)
+            try:
+                session_json = json.loads(raw)
+            except ValueError as exc:
+                raise RealtimeError(
+                    "The 'session' part is not valid JSON.", code="invalid_json", param="session"
+                ) from exc
+            session = validate_session(session_json)
+    else:
+        raise RealtimeError(
+            f"Unsupported Content-Type '{content_type}'. Use application/sdp or multipart/form-data.",
+            code="unsupported_content_type",
+            status=415,
+        )
+    if not sdp.lstrip().startswith("v=0"):
+        raise RealtimeError("The SDP offer is malformed (it must start with v=0).", code="invalid_offer", param="sdp")
+    session.setdefault("id", new_id("sess"))
+    return sdp, session
+
+
+async def create_call(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    fault = _fault_response(state, "calls")
+    if fault is not None:
+        return fault
+    sdp, session = await _read_offer(request)
+    call = EmulatedCall(
+        new_id("rtc", 12),
+        session,
+        state.script,
+        max_call_seconds=state.max_call_seconds,
+        connect_timeout=state.connect_timeout,
+    )
+    answer = await call.accept(sdp)
+    state.remember(call)
+    logger.info("call %s started (script %s)", call.id, call.script.name)
+    return web.Response(
+        status=201,
+        text=answer,
+        content_type="application/sdp",
+        headers={"Location": f"/v1/realtime/calls/{call.id}"},
+    )
+
+
+def _live_call(request: web.Request, call_id: str) -> EmulatedCall:
+    call = request.app[STATE].calls.get(call_id)
+    if call is None:
+        raise RealtimeError(f"Call '{call_id}' not found.", code="call_not_found", param="call_id", status=404)
+    return call
+
+
+async def hangup(request: web.Request) -> web.Response:
+    _require_standard_key(request)
+    call = _live_call(request, request.match_info["call_id"])
+    # Idempotent: hanging up a call that already ended (browser closed first) is not an error.
+    await call.close("hangup")
+    return web.Response(status=200)
+
+
+async def sideband(request: web.Request) -> web.StreamResponse:
+    call_id = request.query.get("call_id")
+    if not call_id:
+        if "model" in request.query:
+            raise RealtimeError(
+                "The emulator serves only the sideband connection (?call_id=rtc_...), not WebSocket sessions.",
+                code="unsupported",
+            )
+        raise RealtimeError(
+            "Missing required parameter: 'call_id'.", code="missing_required_parameter", param="call_id"
+        )
+    token = _bearer(request)
+    if token is not None and token.startswith("ek_"):
+        raise _auth_error("The sideband connection needs a standard API key, not a client secret.")
+    _require_standard_key(request)
+    call = _live_call(request, call_id)
+    if not call.active:
+        raise RealtimeError(f"Call '{call_id}' has ended.", code="call_not_found", param="call_id", status=404)
+
+    ws = web.WebSocketResponse(protocols=("realtime",), heartbeat=30)
+    await ws.prepare(request)
+    queue = call.attach_sideband()
+
+    async def forward() -> None:
+        while True:
+            event = await queue.get()
+            if event is None:
+                break
+            await ws.send_str(json.dumps(event))
+        await ws.close()
+
+    writer = asyncio.create_task(forward())
+    try:
+        async for message in ws:
+            if message.type == web.WSMsgType.TEXT:
+                call.handle_client_message(message.data, source="sideband")
+            elif message.type == web.WSMsgType.ERROR:
+                break
+    finally:
+        call.detach_sideband(queue)
+        if not writer.done():
+            writer.cancel()
+    return ws
+
+
+# --- test controls ---------------------------------------------------------------------------------------
+
+
+async def healthz(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    active = sum(1 for call in state.calls.values() if call.active)
+    return web.json_response({"status": "ok", "script": state.script.name, "active_calls": active})
+
+
+async def list_calls(request: web.Request) -> web.Response:
+    calls = request.app[STATE].calls.values()
+    return web.json_response({"calls": [call.summary() for call in calls]})
+
+
+async def show_call(request: web.Request) -> web.Response:
+    call = _live_call(request, request.match_info["call_id"])
+    return web.json_response(call.summary(full=True))
+
+
+async def trigger_turn(request: web.Request) -> web.Response:
+    call = _live_call(request, request.match_info["call_id"])
+    body = await _json_body(request) if request.can_read_body else {}
+    text = body.get("text") if isinstance(body, dict) else None
+    if text is not None and not isinstance(text, str):
+        raise RealtimeError("'text' must be a string.", code="invalid_type", param="text")
+    try:
+        item_id = call.trigger_turn(text)
+    except RuntimeError as exc:
+        raise RealtimeError(str(exc), code="conflict", status=409) from exc
+    return web.json_response({"item_id": item_id}, status=202)
+
+
+_FAULT_FIELDS = {"calls_status", "client_secrets_status", "count", "expired_secrets", "message"}
+
+
+async def set_faults(request: web.Request) -> web.Response:
+    faults = request.app[STATE].faults
+    body = await _json_body(request)
+    if not isinstance(body, dict):
+        raise RealtimeError("Expected a JSON object.", code="invalid_type")
+    unknown = set(body) - _FAULT_FIELDS
+    if unknown:
+        raise RealtimeError(f"Unknown fault fields: {sorted(unknown)}.", code="unknown_parameter")
+    for key in ("calls_status", "client_secrets_status"):
+        if key in body:
+            status = body[key]
+            if status is not None and (not isinstance(status, int) or not 400 <= status <= 599):
+                raise RealtimeError(f"'{key}' must be an HTTP error status (400-599).", code="invalid_value", param=key)
+            setattr(faults, key, status)
+    if "calls_status" in body or "client_secrets_status" in body:
+        count = body.get("count", 1)
+        if not isinstance(count, int) or count < 0:
+            raise RealtimeError("'count' must be a non-negative integer.", code="invalid_value", param="count")
+        faults.count = count
+    if "expired_secrets" in body:
+        expired = body["expired_secrets"]
+        if not isinstance(expired, int) or expired < 0:
+            raise RealtimeError(
+                "'expired_secrets' must be a non-negative integer.", code="invalid_value", param="expired_secrets"
+            )
+        faults.expired_secrets = expired
+    if "message" in body:
+        faults.message = str(body["message"])
+    return web.json_response(asdict(faults))
+
+
+async def show_faults(request: web.Request) -> web.Response:
+    return web.json_response(asdict(request.app[STATE].faults))
+
+
+async def clear_faults(request: web.Request) -> web.Response:
+    request.app[STATE].faults = Faults()
+    return web.json_response(asdict(request.app[STATE].faults))
+
+
+async def expire_secret(request: web.Request) -> web.Response:
+    secret = request.app[STATE].secrets.get(request.match_info["value"])
+    if secret is None:
+        raise RealtimeError("Unknown client secret.", code="not_found", status=404)
+    secret.expires_at = int(time.time()) - 1
+    return web.json_response({"value": secret.value, "expires_at": secret.expires_at})
+
+
+async def list_scripts(request: web.Request) -> web.Response:
+    return web.json_response({"active": request.app[STATE].script.name, "available": available_scripts()})
+
+
+async def set_script(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    body = await _json_body(request)
+    name = body.get("script") if isinstance(body, dict) else None
+    if not isinstance(name, str):
+        raise RealtimeError('Expected {"script": "<name>"}.', code="missing_required_parameter", param="script")
+    if name not in available_scripts():
+        raise RealtimeError(
+            f"Unknown script {name!r}; available: {available_scripts()}.", code="invalid_value", param="script"
+        )
+    script = load_script(name)
+    call_id = body.get("call_id")
+    if call_id is not None:
+        _live_call(request, str(call_id)).switch_script(script)
+    else:
+        state.script = script
+    return web.json_response({"active": state.script.name, "call_id": call_id, "script": script.name})
+
+
+async def reset(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    await _close_calls(state, "emulator_reset")
+    state.calls.clear()
+    state.secrets.clear()
+    state.faults = Faults()
+    state.script = state.default_script
+    return web.json_response({"status": "reset"})
+
+
+async def _close_calls(state: EmulatorState, reason: str) -> None:
+    await asyncio.gather(*(call.close(reason) for call in list(state.calls.values()) if call.active))
+
+
+# --- factory ------------------------------------------------------------------------------------------------
+
+
+def create_app(
+    *,
+    api_key: str | None = None,
+    script: str | Path | Script = "default",
+    max_call_seconds: float = 3600.0,
+    connect_timeout: float = 20.0,
+) -> web.Application:
+    """Build the emulator application.
+
+    ``api_key``: the only standard key accepted (default: any ``sk-...``). ``script``: a bundled script
+    name, a path to a script file, or a :class:`Script`. ``max_call_seconds``: OpenAI's 60-minute cap,
+    shorter in tests that exercise ``session_expired``. ``connect_timeout``: a call whose peer has not
+    connected by then ends with ``connect_timeout`` (an abandoned offer is not left as a live call).
+    """
+    loaded = script if isinstance(script, Script) else load_script(script)
+    app = web.Application(middlewares=[cors_and_errors])
+    app[STATE] = EmulatorState(
+        api_key=api_key, script=loaded, max_call_seconds=max_call_seconds, connect_timeout=connect_timeout
+    )
+
+    async def on_shutdown(app: web.Application) -> None:
+        await _close_calls(app[STATE], "emulator_shutdown")
+
+    app.on_shutdown.append(on_shutdown)
+    app.router.add_post("/v1/realtime/client_secrets", client_secrets)
+    app.router.add_post("/v1/realtime/sessions", beta_sessions)
+    app.router.add_post("/v1/realtime/calls", create_call)
+    app.router.add_post("/v1/realtime/calls/{call_id}/hangup", hangup)
+    app.router.add_get("/v1/realtime", sideband)
+    app.router.add_post("/v1/realtime", beta_realtime_post)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/_emulator/calls", list_calls)
+    app.router.add_get("/_emulator/calls/{call_id}", show_call)
+    app.router.add_post("/_emulator/calls/{call_id}/turn", trigger_turn)
+    app.router.add_get("/_emulator/faults", show_faults)
+    app.router.add_post("/_emulator/faults", set_faults)
+    app.router.add_delete("/_emulator/faults", clear_faults)
+    app.router.add_post("/_emulator/expire/{value}", expire_secret)
+    app.router.add_get("/_emulator/scripts", list_scripts)
+    app.router.add_post("/_emulator/script", set_script)
+    app.router.add_post("/_emulator/reset", reset)
+    return app
+
+
+def run(
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    *,
+    api_key: str | None = None,
+    script: str = "default",
+    max_call_seconds: float = 3600.0,
+) -> None:
+    """Serve the emulator until interrupted (``python -m voice.emulator`` / ``manage.py realtime_emulator``)."""
+    app = create_app(api_key=api_key, script=script, max_call_seconds=max_call_seconds)
+    print(f"Realtime emulator on http://{host}:{port}/v1 (script {app[STATE].script.name!r}); Ctrl+C to stop")
+    web.run_app(app, host=host, port=port, print=None)
