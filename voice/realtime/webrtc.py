@@ -1,0 +1,472 @@
+"""``OpenAIRealtimeWebRTCClient``: the seed's client, speaking the GA Realtime interface.
+
+With WebRTC the browser holds the call. This client mints a short-lived client secret with the server's
+API key, hands it to the browser in ``ag2.init``, sends client events for the browser to put on its data
+channel, and reads the server events the browser relays back over the same websocket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import logging
+import uuid
+from collections.abc import AsyncGenerator, Callable
+from contextlib import asynccontextmanager
+from typing import Any, ClassVar
+
+import httpx
+
+from voice.realtime.client import (
+    DEFAULT_EVENT_QUEUE_SIZE,
+    RealtimeClientBase,
+    RealtimeClientProtocol,
+    Role,
+    WebSocketProtocol,
+    register_realtime_client,
+)
+from voice.realtime.errors import (
+    InvalidFrameError,
+    RealtimeAuthError,
+    RealtimeConfigError,
+    RealtimeError,
+    RealtimeProtocolError,
+    RealtimeRateLimitedError,
+    RealtimeRequestRejectedError,
+    RealtimeTimeoutError,
+    RealtimeUpstreamUnavailableError,
+    redact,
+)
+from voice.realtime.events import InvalidFrame, RealtimeEvent, ResponseCreated, ResponseDone, parse_frame
+from voice.realtime.session import first_config, normalise_api_base, session_from_llm_config, validate_session
+
+_module_logger = logging.getLogger(__name__)
+
+PROTOCOL_VERSION = 1
+DEFAULT_TIMEOUT_SECONDS = 10.0
+DEFAULT_EXPIRES_AFTER_SECONDS = 600
+MIN_EXPIRES_AFTER_SECONDS, MAX_EXPIRES_AFTER_SECONDS = 10, 7200
+_UPSTREAM_MESSAGE_CHARS = 300
+# Frames that could not be read at all are the browser's fault and get an ag2.error back (rule 5).
+# Unreadable *content* relayed from OpenAI (invalid_event, invalid_function_arguments) is not.
+_BROWSER_FRAME_FAULTS = {"invalid_json", "not_an_object", "missing_type"}
+
+
+@register_realtime_client
+class OpenAIRealtimeWebRTCClient(RealtimeClientBase):
+    """Client for the OpenAI Realtime API (GA) when the browser holds the WebRTC call.
+
+    ``llm_config["config_list"][0]``:
+
+    - ``model`` (required), ``voice`` (default ``"alloy"``), ``api_key`` (the server's key; without one no
+      Authorization header is sent, which suits the local emulator), ``api_type`` (``"openai"``),
+      ``base_url``: the API base, default ``https://api.openai.com/v1``. A seed-era value ending in
+      ``/realtime/sessions`` is cut back to its base and logged once as deprecated.
+
+    Top-level ``llm_config`` keys:
+
+    - ``temperature``: read for compatibility with the seed, never sent (GA has none; logged once).
+    - ``session``: a prebuilt GA session object (``VoiceConfig.to_session_payload()``). It replaces the
+      session translated from ``config_list[0]``; it is validated, and gets ``model`` from the config list
+      if it has none.
+    - ``session_id``: our session id for ``ag2.init`` (default: a fresh uuid4).
+    - ``timeout``: seconds for the whole client-secret request (default 10).
+    - ``expires_after_seconds``: how long the client secret may start a call, 10..7200 (default 600).
+    - ``event_queue_size``: bound of the event queue (default 1000); a full queue stops the reader.
+
+    One ``connect()`` per client. The API key never appears in a frame, an exception or a log line.
+    """
+
+    supports: ClassVar[str] = "api_type 'openai' or absent, and exactly one extra argument: websocket"
+
+    def __init__(
+        self,
+        *,
+        llm_config: dict[str, Any],
+        websocket: WebSocketProtocol,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self._llm_config = llm_config
+        self._logger = logger
+        self._websocket = websocket
+
+        config = first_config(llm_config)
+        self._config = config
+        self._model: str = config["model"]
+        self._voice: str = config.get("voice") or "alloy"
+        self._api_key: str | None = config.get("api_key") or None
+        self._api_type: str = config.get("api_type") or "openai"
+        # Kept because the seed read it; GA has no temperature, so it is never sent (session.py logs it).
+        self._temperature: float | None = llm_config.get("temperature")
+        self._base_url = normalise_api_base(config.get("base_url"), self.logger)
+
+        self._timeout = _number(llm_config.get("timeout", DEFAULT_TIMEOUT_SECONDS), "timeout", minimum=0.001)
+        self._expires_after_seconds = int(
+            _number(
+                llm_config.get("expires_after_seconds", DEFAULT_EXPIRES_AFTER_SECONDS),
+                "expires_after_seconds",
+                minimum=MIN_EXPIRES_AFTER_SECONDS,
+                maximum=MAX_EXPIRES_AFTER_SECONDS,
+            )
+        )
+        queue_size = int(_number(llm_config.get("event_queue_size", DEFAULT_EVENT_QUEUE_SIZE), "event_queue_size", 1))
+        super().__init__(event_queue_size=queue_size)
+
+        self._session = session_from_llm_config(llm_config, self.logger)
+        self._session_id = str(llm_config.get("session_id") or uuid.uuid4())
+        self._active_responses: set[str] = set()
+        self._reader: asyncio.Task[None] | None = None
+        self.effective_session: dict[str, Any] | None = None
+        self.expires_at: int | None = None
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} model={self._model!r} session_id={self._session_id!r}>"
+
+    # --- properties -------------------------------------------------------------------------------
+
+    @property
+    def logger(self) -> logging.Logger:
+        """The logger given to the constructor, else this module's."""
+        return self._logger or _module_logger
+
+    @property
+    def session_id(self) -> str:
+        return self._session_id
+
+    @property
+    def model(self) -> str:
+        return self._model
+
+    @property
+    def api_base(self) -> str:
+        return self._base_url
+
+    @property
+    def calls_url(self) -> str:
+        return f"{self._base_url}/realtime/calls"
+
+    @property
+    def session(self) -> dict[str, Any]:
+        """The GA session this client mints with."""
+        return copy.deepcopy(self._session)
+
+    @property
+    def openai_session_id(self) -> str | None:
+        """OpenAI's ``sess_...`` id, known once ``connect()`` has minted."""
+        return (self.effective_session or {}).get("id")
+
+    @property
+    def response_in_progress(self) -> bool:
+        return bool(self._active_responses)
+
+    # --- sending ----------------------------------------------------------------------------------
+
+    async def send_function_result(self, call_id: str, result: str) -> None:
+        """Answer a function call, then ask the model to go on."""
+        await self._websocket.send_json(
+            {
+                "type": "conversation.item.create",
+                "item": {"type": "function_call_output", "call_id": call_id, "output": result},
+            }
+        )
+        await self._websocket.send_json({"type": "response.create"})
+
+    async def send_text(self, *, role: Role, text: str) -> None:
+        """Add a text message and ask for a response, interrupting the current response if there is one."""
+        if self._active_responses:
+            await self._websocket.send_json({"type": "response.cancel"})
+            # Cancelling is asked once; the response.done that confirms it may come later.
+            self._active_responses.clear()
+        content_type = "output_text" if role == "assistant" else "input_text"
+        await self._websocket.send_json(
+            {
+                "type": "conversation.item.create",
+                "item": {"type": "message", "role": role, "content": [{"type": content_type, "text": text}]},
+            }
+        )
+        await self._websocket.send_json({"type": "response.create"})
+
+    async def send_audio(self, audio: str) -> None:
+        """With WebRTC the browser already sends the audio; queue it so observers can log it."""
+        await self.queue_input_audio_buffer_delta(audio)
+
+    async def truncate_audio(self, audio_end_ms: int, content_index: int, item_id: str) -> None:
+        """Cut the assistant's audio item at ``audio_end_ms`` (what the user actually heard)."""
+        await self._websocket.send_json(
+            {
+                "type": "conversation.item.truncate",
+                "content_index": content_index,
+                "item_id": item_id,
+                "audio_end_ms": audio_end_ms,
+            }
+        )
+
+    async def session_update(self, session_options: dict[str, Any]) -> None:
+        """Send ``session.update`` in GA shape; the browser forwards it on the data channel.
+
+        Raises ``SessionValidationError`` (a ``ValueError``) for beta or unknown fields rather than
+        letting GA reject the whole update later, out of sight.
+        """
+        session = validate_session({"type": "realtime", **session_options}, partial=True)
+        self.logger.info("Sending session update (%s)", ", ".join(sorted(session_options)) or "empty")
+        await self._websocket.send_json({"type": "session.update", "session": session})
+
+    def session_init_data(self) -> list[dict[str, Any]]:
+        """The client events the browser sends first on the data channel.
+
+        The GA counterpart of the seed's initial update (turn detection, voice, modalities): it re-asserts
+        the minted session's audio settings and output modality. Temperature has no GA counterpart.
+        """
+        session: dict[str, Any] = {"type": "realtime"}
+        for key in ("output_modalities", "audio"):
+            if key in self._session:
+                session[key] = copy.deepcopy(self._session[key])
+        return [{"type": "session.update", "session": session}]
+
+    # --- connecting -------------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def connect(self) -> AsyncGenerator[None, None]:
+        """Mint a client secret, send ``ag2.init``, and read the browser's relayed events until exit.
+
+        On failure, sends ``ag2.error`` and raises the typed ``RealtimeError``. Leaves nothing running.
+        """
+        try:
+            minted = await self._mint_client_secret()
+        except RealtimeError as exc:
+            self.logger.warning("Realtime session %s could not start: [%s] %s", self._session_id, exc.code, exc)
+            await self._send_error_frame(exc)
+            raise
+        await self._websocket.send_json(self._init_frame(minted))
+        self._stream_ended = False
+        self._reader = asyncio.create_task(self._read_websocket(), name=f"realtime-reader-{self._session_id}")
+        try:
+            yield
+        finally:
+            reader, self._reader = self._reader, None
+            reader.cancel()
+            # Wait for the reader to finish so that no task outlives connect().
+            await asyncio.gather(reader, return_exceptions=True)
+
+    async def read_events(self) -> AsyncGenerator[RealtimeEvent, None]:
+        """Typed events relayed by the browser, plus queued audio deltas; ends quietly when the socket
+        closes or ``connect()`` exits. A bad frame becomes an ``InvalidFrame`` event and reading goes on."""
+        async for event in super().read_events():
+            yield event
+
+    async def _mint_client_secret(self) -> dict[str, Any]:
+        url = f"{self._base_url}/realtime/client_secrets"
+        headers = {"Content-Type": "application/json"}
+        if self._api_key:
+            headers["Authorization"] = f"Bearer {self._api_key}"
+        body = {
+            "expires_after": {"anchor": "created_at", "seconds": self._expires_after_seconds},
+            "session": self._session,
+        }
+        try:
+            # One deadline for the whole request, on top of httpx's per-phase timeouts.
+            async with asyncio.timeout(self._timeout), httpx.AsyncClient(timeout=self._timeout) as http:
+                response = await http.post(url, headers=headers, json=body)
+        except (TimeoutError, httpx.TimeoutException):
+            raise RealtimeTimeoutError(
+                f"OpenAI did not answer within {self._timeout:g} s ({url}). Try again; if it keeps "
+                "happening, check the network or raise the timeout."
+            ) from None
+        except httpx.HTTPError as exc:
+            # `from None`: the transport error adds nothing a person can act on beyond its name here.
+            raise RealtimeUpstreamUnavailableError(
+                f"Could not reach OpenAI at {url} ({type(exc).__name__}: {self._redact(str(exc))}). "
+                "Check the network and base_url, then try again."
+            ) from None
+        return self._read_mint_response(response)
+
+    def _read_mint_response(self, response: httpx.Response) -> dict[str, Any]:
+        status = response.status_code
+        upstream_code, upstream_message = self._upstream_error(response)
+        detail = f": {upstream_message}" if upstream_message else ""
+        if status == 401:
+            raise RealtimeAuthError(
+                f"OpenAI refused the server's API key (HTTP 401){detail}. An administrator must set a valid "
+                "OPENAI_API_KEY.",
+                status_code=status,
+                upstream_code=upstream_code,
+            )
+        if status == 403:
+            raise RealtimeAuthError(
+                f"The server's API key may not use model {self._model!r} (HTTP 403){detail}. An administrator "
+                "must check the key's project permissions.",
+                status_code=status,
+                upstream_code=upstream_code,
+            )
+        if status == 429:
+            raise RealtimeRateLimitedError(
+                f"OpenAI is rate limiting this server (HTTP 429){detail}. Wait a moment and try again.",
+                retry_after=_retry_after(response),
+                status_code=status,
+                upstream_code=upstream_code,
+            )
+        if status >= 500:
+            raise RealtimeUpstreamUnavailableError(
+                f"OpenAI is unavailable (HTTP {status}). Try again in a moment.",
+                status_code=status,
+                upstream_code=upstream_code,
+            )
+        if not 200 <= status < 300:
+            code_note = f", {upstream_code}" if upstream_code else ""
+            raise RealtimeRequestRejectedError(
+                f"OpenAI rejected the session request (HTTP {status}{code_note}){detail}. Check the voice "
+                "configuration (model, voice, session options).",
+                status_code=status,
+                upstream_code=upstream_code,
+            )
+        try:
+            data = response.json()
+        except ValueError:
+            raise RealtimeProtocolError(
+                f"OpenAI answered HTTP {status} with a body that is not JSON. Check base_url points at the "
+                "OpenAI API (or the emulator).",
+                status_code=status,
+            ) from None
+        # GA answers {"value", "expires_at", "session"}; tolerate the older {"client_secret": {...}} shape.
+        secret = data.get("client_secret") if isinstance(data, dict) and "value" not in data else data
+        if (
+            not isinstance(secret, dict)
+            or not isinstance(secret.get("value"), str)
+            or not secret["value"]
+            or not isinstance(secret.get("expires_at"), int)
+        ):
+            raise RealtimeProtocolError(
+                f"OpenAI answered HTTP {status} without a client secret (value, expires_at). Check base_url "
+                "points at the OpenAI API (or the emulator).",
+                status_code=status,
+            )
+        session = data.get("session")
+        return {
+            "value": secret["value"],
+            "expires_at": secret["expires_at"],
+            "session": session if isinstance(session, dict) else copy.deepcopy(self._session),
+        }
+
+    def _upstream_error(self, response: httpx.Response) -> tuple[str | None, str | None]:
+        """OpenAI's error code and message, redacted and shortened (401 bodies echo a masked key)."""
+        try:
+            error = response.json().get("error")
+        except (ValueError, AttributeError):
+            return None, None
+        if not isinstance(error, dict):
+            return None, None
+        code = error.get("code") if isinstance(error.get("code"), str) else None
+        message = error.get("message") if isinstance(error.get("message"), str) else None
+        if message:
+            message = self._redact(message)[:_UPSTREAM_MESSAGE_CHARS]
+        return (self._redact(code) if code else None), message
+
+    def _redact(self, text: str) -> str:
+        return redact(text, [self._api_key])
+
+    def _init_frame(self, minted: dict[str, Any]) -> dict[str, Any]:
+        self.effective_session = minted["session"]
+        self.expires_at = minted["expires_at"]
+        return {
+            "type": "ag2.init",
+            "protocol": PROTOCOL_VERSION,
+            "session_id": self._session_id,
+            "config": {
+                "value": minted["value"],
+                "expires_at": minted["expires_at"],
+                "model": minted["session"].get("model") or self._model,
+                "calls_url": self.calls_url,
+                "session": minted["session"],
+            },
+            "init": self.session_init_data(),
+        }
+
+    async def _send_error_frame(self, error: RealtimeError) -> None:
+        try:
+            await self._websocket.send_json(error.to_frame())
+        except Exception as exc:
+            # The browser may already be gone; the caller still gets the original error.
+            self.logger.info("Could not send ag2.error %s: %s", error.code, type(exc).__name__)
+
+    # --- reading ----------------------------------------------------------------------------------
+
+    async def _read_websocket(self) -> None:
+        frames = self._websocket.iter_text()
+        try:
+            async for frame in frames:
+                event = parse_frame(frame)
+                if isinstance(event, InvalidFrame):
+                    await self._report_invalid_frame(event)
+                self._track_response(event)
+                # Waits while the queue is full: backpressure on the websocket.
+                await self.add_event(event)
+        except Exception as exc:
+            # A socket that dies mid-read ends the stream like one that closed.
+            self.logger.info("Realtime websocket read ended: %s", type(exc).__name__)
+        finally:
+            # Close an async-generator iterator now; left to the garbage collector, its aclose() would
+            # run as a task that outlives connect().
+            aclose = getattr(frames, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(Exception):
+                    await aclose()
+            await self.add_event(None)
+
+    async def _report_invalid_frame(self, event: InvalidFrame) -> None:
+        self.logger.warning(
+            "Ignoring unreadable frame in session %s: [%s] %s; frame: %r",
+            self._session_id,
+            event.code,
+            event.message,
+            event.excerpt,
+        )
+        if event.code in _BROWSER_FRAME_FAULTS:
+            await self._send_error_frame(
+                InvalidFrameError(f"{event.message}; the frame was ignored and the session goes on.")
+            )
+
+    def _track_response(self, event: RealtimeEvent) -> None:
+        # send_text needs to know whether a response is in progress (cancelling none is an error upstream).
+        if isinstance(event, ResponseCreated):
+            self._active_responses.add(event.response_id or "")
+        elif isinstance(event, ResponseDone):
+            if event.response_id is None:
+                self._active_responses.clear()
+            else:
+                self._active_responses.discard(event.response_id)
+
+    # --- registry ---------------------------------------------------------------------------------
+
+    @classmethod
+    def get_factory(
+        cls, llm_config: dict[str, Any], logger: logging.Logger, **kwargs: Any
+    ) -> Callable[[], RealtimeClientProtocol] | None:
+        """A factory when ``api_type`` is ``"openai"`` or absent and the only extra argument is
+        ``websocket``; else ``None``."""
+        try:
+            api_type = llm_config["config_list"][0].get("api_type", "openai")
+        except (KeyError, IndexError, TypeError, AttributeError):
+            return None
+        if api_type == "openai" and list(kwargs) == ["websocket"]:
+            return lambda: cls(llm_config=llm_config, logger=logger, **kwargs)
+        return None
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    try:
+        return float(response.headers["retry-after"])
+    except (KeyError, ValueError):
+        return None
+
+
+def _number(value: Any, name: str, minimum: float, maximum: float | None = None) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise RealtimeConfigError(f"llm_config[{name!r}] must be a number, got {type(value).__name__}")
+    if value < minimum or (maximum is not None and value > maximum):
+        bounds = f"between {minimum:g} and {maximum:g}" if maximum is not None else f"at least {minimum:g}"
+        raise RealtimeConfigError(f"llm_config[{name!r}] must be {bounds}, got {value!r}")
+    return float(value)
+
+
+__all__ = ["OpenAIRealtimeWebRTCClient"]
