@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import AsyncIterator
 from urllib.parse import urlparse
 
 import pytest
@@ -76,3 +77,33 @@ def operator(db: None) -> User:
 @pytest.fixture
 def superuser(db: None) -> User:
     return User.objects.create_superuser("root", "root@example.com", "root-pass-2026")
+
+
+@pytest.fixture
+async def emulator(settings: object) -> AsyncIterator[str]:
+    """The OpenAI emulator on an ephemeral loopback port; the app is pointed at it."""
+    from aiohttp import web
+
+    from voice.emulator.app import create_app
+
+    runner = web.AppRunner(create_app())
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    base = f"http://127.0.0.1:{port}/v1"
+    settings.OPENAI_BASE_URL = base  # type: ignore[attr-defined]
+    settings.USING_EMULATOR = True  # type: ignore[attr-defined]
+    settings.OPENAI_API_KEY = ""  # type: ignore[attr-defined]
+    try:
+        yield base
+    finally:
+        await runner.cleanup()
+
+
+def session_cookie(user: User) -> bytes:
+    from django.test import Client
+
+    client = Client()
+    client.force_login(user)
+    return f"sessionid={client.cookies['sessionid'].value}".encode()

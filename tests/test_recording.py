@@ -13,7 +13,7 @@ from django.contrib.auth.models import User
 from django.db import OperationalError
 
 from voice.broadcast import STAFF_GROUP, Broadcaster, session_group
-from voice.models import ResponseUsage, SessionEvent, ToolCall, TranscriptItem, VoiceConfig, VoiceSession
+from voice.models import ResponseUsage, SessionEvent, ToolCall, VoiceConfig, VoiceSession
 from voice.recording import Recorder
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)

@@ -263,7 +263,9 @@ class Recorder:
             if isinstance(data.get("arguments"), str) and data["arguments"]:
                 item["text"] = data["arguments"]
             if isinstance(data.get("call_id"), str):
-                self._tool(data["call_id"], name=item["name"], item_id=item_id)
+                tool = self._tool(data["call_id"], name=item["name"], item_id=item_id)
+                if item["text"] and not tool["arguments"]:
+                    tool["arguments"] = _parse_arguments(item["text"])
                 self._mark_tool(data["call_id"])
         elif kind == TranscriptItem.Kind.FUNCTION_CALL_OUTPUT:
             item["role"] = item["role"] or "system"
@@ -318,13 +320,8 @@ class Recorder:
             item["audio_end_ms"] = frame.get("audio_end_ms")
             self._mark_item(frame["item_id"])
         elif kind == "response.function_call_arguments.done" and isinstance(frame.get("call_id"), str):
-            raw = frame.get("arguments") or ""
-            try:
-                arguments = json.loads(raw) if raw else {}
-            except (TypeError, ValueError):
-                arguments = {"_unparsed": str(raw)[:4000]}
             tool = self._tool(frame["call_id"], name=frame.get("name") or "", item_id=frame.get("item_id") or "")
-            tool["arguments"] = arguments
+            tool["arguments"] = _parse_arguments(frame.get("arguments") or "")
             self._mark_tool(frame["call_id"])
         elif kind == "response.done" and isinstance(frame.get("response"), dict):
             self._apply_usage(frame["response"], now)
@@ -516,6 +513,15 @@ class Recorder:
     def totals(self) -> dict[str, Any]:
         return {"turns": self.turns, "input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
                 "total_tokens": self.total_tokens, "cost_usd": f"{self.cost_usd:.6f}"}
+
+
+def _parse_arguments(raw: Any) -> dict[str, Any]:
+    """Arguments as a dict; what is not a JSON object is kept verbatim rather than lost."""
+    try:
+        parsed = json.loads(raw) if raw else {}
+    except (TypeError, ValueError):
+        return {"_unparsed": str(raw)[:4000]}
+    return parsed if isinstance(parsed, dict) else {"_unparsed": str(raw)[:4000]}
 
 
 def _json_safe(values: dict[str, Any]) -> dict[str, Any]:

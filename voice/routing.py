@@ -1,2 +1,8 @@
+from django.urls import path
 
-websocket_urlpatterns: list = []
+from voice.consumers import DashboardConsumer, VoiceSessionConsumer
+
+websocket_urlpatterns = [
+    path("ws/voice/", VoiceSessionConsumer.as_asgi()),
+    path("ws/dashboard/", DashboardConsumer.as_asgi()),
+]

@@ -1,0 +1,374 @@
+"""Websocket consumers: a user's voice session, and the live dashboard.
+
+Consumers parse, authorize and dispatch (DESIGN.md rule 2). The record is kept by the Recorder, live
+updates go out through the Broadcaster, tools run in the agent; ORM work here is confined to a few
+small `database_sync_to_async` helpers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+from django.utils import timezone
+
+from voice import sessions
+from voice.broadcast import MESSAGE_TYPE, STAFF_GROUP, Broadcaster, session_group
+from voice.models import SessionEvent, VoiceSession
+from voice.recording import Recorder
+from voice.schemas import Ag2ClientError, Ag2Hangup, Ag2Ready, FrameError, dashboard_request, parse_browser_frame
+
+logger = logging.getLogger(__name__)
+
+FROM_BROWSER = SessionEvent.Direction.FROM_BROWSER
+TO_BROWSER = SessionEvent.Direction.TO_BROWSER
+INTERNAL = SessionEvent.Direction.INTERNAL
+
+CLOSE_NOT_LOGGED_IN = 4401
+CLOSE_FORBIDDEN = 4403
+CLOSE_NOT_FOUND = 4404
+CLOSE_TIMEOUT = 4408
+CLOSE_TOO_LARGE = 4413
+CLOSE_RATE_LIMITED = 4429
+
+
+class _ConsumerSocket:
+    """The consumer seen as the client's websocket: `send_json` out, `iter_text` in.
+
+    Both directions pass the Recorder on the way, so every frame the client sends or reads is logged
+    without the client knowing about recording at all.
+    """
+
+    def __init__(self, consumer: VoiceSessionConsumer) -> None:
+        self._consumer = consumer
+        self._incoming: asyncio.Queue[str | None] = asyncio.Queue()
+
+    async def send_json(self, data: Any) -> None:
+        await self._consumer.send_frame(data)
+
+    def feed(self, text: str | None) -> None:
+        self._incoming.put_nowait(text)
+
+    async def iter_text(self) -> AsyncIterator[str]:
+        while True:
+            text = await self._incoming.get()
+            if text is None:
+                return
+            yield text
+
+
+class _TokenBucket:
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate, self.capacity, self.tokens, self.stamp = rate, burst, burst, time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+class VoiceSessionConsumer(AsyncJsonWebsocketConsumer):
+    """One voice session per connection: mints the secret, relays events, records everything."""
+
+    session: VoiceSession | None = None
+
+    async def connect(self) -> None:
+        self.session = None
+        self.recorder: Recorder | None = None
+        self.broadcaster: Broadcaster | None = None
+        self.agent_task: asyncio.Task[None] | None = None
+        self.cap_task: asyncio.Task[None] | None = None
+        self.ended = False
+        self.client_failure: tuple[str, str] | None = None
+        self.bucket = _TokenBucket(settings.VOICE_MAX_MESSAGES_PER_SECOND, settings.VOICE_MAX_MESSAGES_PER_SECOND * 2)
+        user = self.scope.get("user")
+        await self.accept()
+        if user is None or not user.is_authenticated:
+            await self.close(code=CLOSE_NOT_LOGGED_IN)
+            return
+        slug = _query_param(self.scope, "config")
+        try:
+            self.session = await sessions.start_session(user, slug)
+        except sessions.SessionRefused as refusal:
+            logger.info("Session refused for %s: %s", user, refusal.code)
+            await self.send_json({"type": "ag2.error", "code": refusal.code, "message": refusal.message,
+                                  "retryable": refusal.retryable})
+            await self.close(code=refusal.close_code)
+            return
+        session_id = str(self.session.pk)
+        self.broadcaster = Broadcaster(session_id)
+        self.broadcaster.start()
+        self.recorder = Recorder(session_id, model=self.session.model, broadcaster=self.broadcaster,
+                                 batch_size=settings.VOICE_RECORDER_BATCH_SIZE,
+                                 flush_seconds=settings.VOICE_RECORDER_FLUSH_SECONDS)
+        self.recorder.start()
+        self.broadcaster.to_staff({"type": "session.started", "session": self.session.to_dict()})
+        self.socket = _ConsumerSocket(self)
+        self.agent = sessions.build_agent(self.session, self.socket, self.recorder)
+        self.agent_task = asyncio.create_task(self._run_agent(), name=f"agent-{session_id}")
+        self.cap_task = asyncio.create_task(self._enforce_cap(self.session.max_duration_seconds),
+                                            name=f"cap-{session_id}")
+
+    # --- outgoing ----------------------------------------------------------------------------------
+
+    async def send_frame(self, data: Any) -> None:
+        if self.recorder is not None and isinstance(data, dict):
+            self.recorder.record(TO_BROWSER, data)
+        if not self.ended:
+            with contextlib.suppress(Exception):  # the socket may already be gone; the record is kept
+                await self.send_json(data)
+
+    async def _error(self, code: str, message: str, *, retryable: bool = False) -> None:
+        frame = {"type": "ag2.error", "code": code, "message": message, "retryable": retryable}
+        await self.send_frame(frame)
+
+    # --- incoming ----------------------------------------------------------------------------------
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        size = len(text_data.encode()) if text_data is not None else len(bytes_data or b"")
+        if size > settings.VOICE_MAX_FRAME_BYTES:
+            logger.warning("Session %s: frame of %d bytes refused", self._sid(), size)
+            self._note("frame_too_large", {"bytes": size})
+            await self._error("frame_too_large", f"Frames are limited to {settings.VOICE_MAX_FRAME_BYTES} bytes.")
+            await self._finish("frame_too_large", close_code=CLOSE_TOO_LARGE)
+            return
+        if not self.bucket.take():
+            logger.warning("Session %s: message rate limit hit", self._sid())
+            self._note("rate_limited", {})
+            await self._error("rate_limited", "Too many messages; the session was closed.")
+            await self._finish("rate_limited", close_code=CLOSE_RATE_LIMITED)
+            return
+        if self.session is None or self.ended:
+            return
+        if text_data is None:
+            await self._refuse("invalid_frame", "Binary frames are not accepted; send JSON text.", None)
+            return
+        try:
+            data = json.loads(text_data)
+        except ValueError as exc:
+            await self._refuse("invalid_json", f"The frame is not valid JSON: {exc.msg}.", text_data)
+            return
+        try:
+            frame = parse_browser_frame(data)
+        except FrameError as exc:
+            await self._refuse(exc.code, exc.message, data)
+            return
+        if isinstance(frame, dict):
+            # An OpenAI server event relayed from the data channel: record it, and let the client read it.
+            assert self.recorder is not None
+            self.recorder.record(FROM_BROWSER, frame)
+            self.socket.feed(text_data)
+            return
+        self.recorder.record(FROM_BROWSER, frame.model_dump())  # type: ignore[union-attr]
+        if isinstance(frame, Ag2Ready):
+            await self._ready(frame)
+        elif isinstance(frame, Ag2ClientError):
+            await self._client_error(frame)
+        elif isinstance(frame, Ag2Hangup):
+            await self._finish("hangup")
+
+    async def _refuse(self, code: str, message: str, raw: Any) -> None:
+        """A malformed frame: say so, log it, keep it in the record, and go on (rule 5)."""
+        logger.info("Session %s: refused frame (%s): %s", self._sid(), code, message)
+        self._note("invalid_frame", {"code": code, "message": message,
+                                     "frame": raw if not isinstance(raw, str) else raw[:2000]})
+        await self._error(code, message)
+
+    def _note(self, kind: str, payload: dict[str, Any]) -> None:
+        if self.recorder is not None:
+            self.recorder.record(INTERNAL, {"type": f"ag2.{kind}", **payload})
+
+    async def _ready(self, frame: Ag2Ready) -> None:
+        assert self.session is not None and self.recorder is not None
+        fields: dict[str, Any] = {"status": VoiceSession.Status.ACTIVE, "connected_at": timezone.now()}
+        if frame.call_id:
+            fields["call_id"] = frame.call_id
+            self.session.call_id = frame.call_id
+        self.session.status = VoiceSession.Status.ACTIVE
+        self.recorder.update_session(**fields)
+
+    async def _client_error(self, frame: Ag2ClientError) -> None:
+        assert self.session is not None
+        logger.info("Session %s: browser reported %s error: %s", self._sid(), frame.stage, frame.message)
+        self.client_failure = (frame.stage, frame.message)
+        # Before the call is up, a browser-side failure means there will be no call: end the session.
+        if self.session.status == VoiceSession.Status.CONNECTING:
+            await self._finish(f"client_error:{frame.stage}", status=VoiceSession.Status.FAILED,
+                               error=frame.message, notify=False)
+
+    # --- running and ending --------------------------------------------------------------------------
+
+    async def _run_agent(self) -> None:
+        try:
+            await self.agent.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # The client has already told the browser with an ag2.error; end the session as failed.
+            logger.warning("Session %s: agent stopped with %s", self._sid(), exc.__class__.__name__)
+            await self._finish("upstream_error", status=VoiceSession.Status.FAILED, error=str(exc)[:2000],
+                               from_agent=True)
+
+    async def _enforce_cap(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        await self._finish("max_duration", close_code=CLOSE_TIMEOUT)
+
+    async def _finish(self, reason: str, *, status: str = VoiceSession.Status.ENDED, error: str = "",
+                      close_code: int | None = 1000, notify: bool = True, from_agent: bool = False) -> None:
+        """End the session once, whatever ended it: record why, stop everything, close the socket."""
+        if self.ended or self.session is None:
+            if close_code is not None:
+                with contextlib.suppress(Exception):
+                    await self.close(code=close_code)
+            return
+        if notify:
+            await self.send_frame({"type": "ag2.close", "reason": reason})
+        self.ended = True
+        await self._shutdown(reason, status=status, error=error, from_agent=from_agent)
+        if close_code is not None:
+            with contextlib.suppress(Exception):
+                await self.close(code=close_code)
+
+    async def _shutdown(self, reason: str, *, status: str, error: str = "", from_agent: bool = False) -> None:
+        assert self.session is not None and self.recorder is not None and self.broadcaster is not None
+        self.ended = True
+        ended_at = timezone.now()
+        self.recorder.update_session(status=status, ended_at=ended_at, end_reason=reason[:64], error=error)
+        for task in (self.cap_task, None if from_agent else self.agent_task):
+            if task is not None and task is not asyncio.current_task():
+                task.cancel()
+        with contextlib.suppress(Exception):
+            await self.agent.stop()
+        self.socket.feed(None)
+        for task in (self.cap_task, None if from_agent else self.agent_task):
+            if task is not None and task is not asyncio.current_task():
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        await self.recorder.close()
+        self.session.status, self.session.ended_at, self.session.end_reason = status, ended_at, reason[:64]
+        self.session.turns, self.session.total_tokens = self.recorder.turns, self.recorder.total_tokens
+        self.session.cost_usd = self.recorder.cost_usd
+        self.broadcaster.to_staff({"type": "session.ended", "session": self.session.to_dict()})
+        await self.broadcaster.close()
+        if self.session.call_id and reason not in ("hangup",) and not reason.startswith("client_error"):
+            # The browser may be gone without hanging up: end the call at OpenAI so it cannot linger.
+            await sessions.hang_up_call(self.session.call_id)
+
+    async def disconnect(self, code: int) -> None:
+        if self.session is not None and not self.ended:
+            self.ended = True
+            if self.client_failure is not None:
+                # The browser reported its call failing (ICE, data channel) and then left.
+                stage, message = self.client_failure
+                await self._shutdown(f"client_error:{stage}", status=VoiceSession.Status.FAILED, error=message)
+            else:
+                await self._shutdown("disconnect", status=VoiceSession.Status.ENDED)
+
+    def _sid(self) -> str:
+        return str(self.session.pk) if self.session is not None else "-"
+
+
+class DashboardConsumer(AsyncJsonWebsocketConsumer):
+    """Staff see every live session and can watch one; a user may watch only their own sessions."""
+
+    async def connect(self) -> None:
+        self.watching: str | None = None
+        user = self.scope.get("user")
+        await self.accept()
+        if user is None or not user.is_authenticated:
+            await self.close(code=CLOSE_NOT_LOGGED_IN)
+            return
+        self.user = user
+        self.is_staff = bool(user.is_staff)
+        if _query_param(self.scope, "scope") != "own" and not self.is_staff:
+            await self.close(code=CLOSE_FORBIDDEN)
+            return
+        if self.is_staff:
+            await self.channel_layer.group_add(STAFF_GROUP, self.channel_name)
+            await self.send_json({"type": "snapshot", "sessions": await _live_sessions()})
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        try:
+            request = dashboard_request.validate_python(content)
+        except Exception:
+            await self.send_json({"type": "ag2.error", "code": "invalid_frame", "retryable": False,
+                                  "message": "Send {'type': 'subscribe', 'session_id': <uuid>} or 'unsubscribe'."})
+            return
+        if self.watching:
+            await self.channel_layer.group_discard(session_group(self.watching), self.channel_name)
+            self.watching = None
+        if request.type == "unsubscribe":
+            return
+        snapshot = await _session_snapshot(str(request.session_id), self.user)
+        if snapshot is None:
+            await self.send_json({"type": "ag2.error", "code": "not_found", "retryable": False,
+                                  "message": "No such session, or not yours to watch."})
+            return
+        self.watching = str(request.session_id)
+        await self.channel_layer.group_add(session_group(self.watching), self.channel_name)
+        await self.send_json(snapshot)
+
+    async def decode_json(self, text_data: str) -> Any:
+        try:
+            return json.loads(text_data)
+        except ValueError:
+            return None
+
+    async def dashboard_message(self, message: dict[str, Any]) -> None:
+        await self.send_json(message["payload"])
+
+    async def disconnect(self, code: int) -> None:
+        if getattr(self, "is_staff", False):
+            await self.channel_layer.group_discard(STAFF_GROUP, self.channel_name)
+        if getattr(self, "watching", None):
+            await self.channel_layer.group_discard(session_group(self.watching), self.channel_name)
+
+
+assert MESSAGE_TYPE == "dashboard.message"  # the handler above is named after it
+
+
+@database_sync_to_async
+def _live_sessions() -> list[dict[str, Any]]:
+    return [s.to_dict() for s in VoiceSession.objects.live().select_related("user").order_by("-started_at")[:500]]
+
+
+@database_sync_to_async
+def _session_snapshot(session_id: str, user: Any) -> dict[str, Any] | None:
+    queryset = VoiceSession.objects.select_related("user")
+    if not user.is_staff:
+        queryset = queryset.for_user(user)
+    session = queryset.filter(pk=session_id).first()
+    if session is None:
+        return None
+    events = list(session.events.order_by("-seq")[:200].values("seq", "direction", "type", "payload"))
+    return {
+        "type": "session.snapshot",
+        "session_id": session_id,
+        "session": session.to_dict(),
+        "items": [item.to_dict() for item in session.ordered_transcript()],
+        "tool_calls": [
+            {"call_id": t.call_id, "name": t.name, "arguments": t.arguments, "output": t.output, "status": t.status,
+             "duration_ms": t.duration_ms}
+            for t in session.tool_calls.all()
+        ],
+        "events": events[::-1],
+    }
+
+
+def _query_param(scope: dict[str, Any], name: str) -> str | None:
+    from urllib.parse import parse_qs
+
+    values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get(name)
+    return values[0] if values else None

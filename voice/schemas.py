@@ -1,0 +1,137 @@
+"""Typed schemas of the frames our consumers accept and the messages they publish (rule 4).
+
+Browser -> server frames on /ws/voice/ are either our own `ag2.*` frames or OpenAI server events
+relayed verbatim. OpenAI's events are typed in voice.realtime.events; here we only insist on the
+envelope (an object with a sane string `type`), because refusing an event OpenAI adds tomorrow would
+lose it from the record.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+EVENT_TYPE = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+)*$")
+
+
+class FrameError(ValueError):
+    """A frame we cannot accept; `code` is the stable `ag2.error` code sent back."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class _Frame(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class Ag2Ready(_Frame):
+    type: Literal["ag2.ready"]
+    call_id: Annotated[str, Field(max_length=128, pattern=r"^rtc_[A-Za-z0-9_-]+$")] | None = None
+
+
+class Ag2ClientError(_Frame):
+    type: Literal["ag2.client_error"]
+    stage: Literal["microphone", "sdp", "ice", "datachannel"]
+    message: Annotated[str, Field(max_length=2000)] = ""
+
+
+class Ag2Hangup(_Frame):
+    type: Literal["ag2.hangup"]
+
+
+Ag2Frame = Annotated[Ag2Ready | Ag2ClientError | Ag2Hangup, Field(discriminator="type")]
+_ag2_adapter: TypeAdapter[Ag2Ready | Ag2ClientError | Ag2Hangup] = TypeAdapter(Ag2Frame)
+KNOWN_AG2 = {"ag2.ready", "ag2.client_error", "ag2.hangup"}
+
+
+def parse_browser_frame(data: Any) -> dict[str, Any] | Ag2Ready | Ag2ClientError | Ag2Hangup:
+    """Validate one decoded frame from the browser: an ag2 model, or a relayed OpenAI event dict."""
+    if not isinstance(data, dict):
+        raise FrameError("invalid_frame", f"A frame must be a JSON object, not {type(data).__name__}.")
+    kind = data.get("type")
+    if not isinstance(kind, str) or not kind:
+        raise FrameError("invalid_frame", "A frame must have a string 'type'.")
+    if len(kind) > 100 or not EVENT_TYPE.match(kind):
+        raise FrameError("invalid_frame", f"'type' is not an event name: {kind[:60]!r}.")
+    if kind.startswith("ag2."):
+        if kind not in KNOWN_AG2:
+            raise FrameError("unknown_frame", f"Unknown frame type {kind!r}.")
+        try:
+            return _ag2_adapter.validate_python(data)
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'][1:])) or 'frame'}: {e['msg']}" for e in exc.errors())
+            raise FrameError("invalid_frame", f"Invalid {kind}: {problems}.") from None
+    return data
+
+
+class Subscribe(_Frame):
+    type: Literal["subscribe"]
+    session_id: uuid.UUID
+
+
+class Unsubscribe(_Frame):
+    type: Literal["unsubscribe"]
+
+
+DashboardRequest = Annotated[Subscribe | Unsubscribe, Field(discriminator="type")]
+dashboard_request: TypeAdapter[Subscribe | Unsubscribe] = TypeAdapter(DashboardRequest)
+
+
+# --- what goes over the channel layer (and on to dashboards) --------------------------------------
+
+
+class _Published(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    session_id: str
+
+
+class DeltaMessage(_Published):
+    type: Literal["delta"]
+    item_id: str
+    role: str
+    delta: str
+
+
+class EventMessage(_Published):
+    type: Literal["event"]
+    event: dict[str, Any]
+
+
+class ItemMessage(_Published):
+    type: Literal["item"]
+    item: dict[str, Any]
+
+
+class ToolCallMessage(_Published):
+    type: Literal["tool_call"]
+    tool_call: dict[str, Any]
+
+
+class UsageMessage(_Published):
+    type: Literal["usage"]
+    usage: dict[str, Any]
+    totals: dict[str, Any]
+
+
+class SessionChanged(_Published):
+    type: Literal["session.updated"]
+    changes: dict[str, Any]
+    totals: dict[str, Any]
+
+
+class SessionLifecycle(_Published):
+    type: Literal["session.started", "session.ended"]
+    session: dict[str, Any]
+
+
+Published = Annotated[
+    DeltaMessage | EventMessage | ItemMessage | ToolCallMessage | UsageMessage | SessionChanged | SessionLifecycle,
+    Field(discriminator="type"),
+]
+published_message: TypeAdapter[Any] = TypeAdapter(Published)

@@ -1,0 +1,110 @@
+"""Starting a voice session: the limits a user must pass, and the agent that serves the session."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.utils import timezone
+
+from voice.agent import Observer, ToolCallStatus, ToolContext, VoiceAgent
+from voice.models import VoiceConfig, VoiceSession
+from voice.realtime import OpenAIRealtimeWebRTCClient
+from voice.realtime.calls import hangup
+from voice.recording import Recorder
+from voice.tools import get_tool
+
+logger = logging.getLogger(__name__)
+
+# The emulator accepts any standard-looking key; it never sees a real one.
+EMULATOR_KEY = "sk-emulator-local"
+
+
+class SessionRefused(Exception):
+    def __init__(self, code: str, message: str, *, close_code: int, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.code, self.message, self.close_code, self.retryable = code, message, close_code, retryable
+
+
+def api_key() -> str:
+    return settings.OPENAI_API_KEY or (EMULATOR_KEY if settings.USING_EMULATOR else "")
+
+
+@database_sync_to_async
+def start_session(user: Any, slug: str | None) -> VoiceSession:
+    """Check the user may start a session now, then create it from the config's current payload."""
+    config = VoiceConfig.objects.for_slug_or_default(slug)
+    if config is None:
+        what = f"No active voice configuration named {slug!r}." if slug else "No voice configuration is active."
+        raise SessionRefused("config_not_found", what, close_code=4404)
+    live = VoiceSession.objects.live().filter(user=user).count()
+    if live >= settings.VOICE_MAX_CONCURRENT_SESSIONS_PER_USER:
+        raise SessionRefused(
+            "too_many_sessions",
+            f"You already have {live} live session(s); hang up one before starting another.",
+            close_code=4429,
+            retryable=True,
+        )
+    recent = VoiceSession.objects.filter(user=user, started_at__gte=timezone.now() - timedelta(minutes=1)).count()
+    if recent >= settings.VOICE_MAX_SESSION_STARTS_PER_MINUTE:
+        raise SessionRefused(
+            "rate_limited",
+            "Too many sessions started in the last minute; wait a moment and try again.",
+            close_code=4429,
+            retryable=True,
+        )
+    return VoiceSession.objects.create(
+        user=user,
+        config=config,
+        config_name=config.name,
+        model=config.model,
+        session_payload=config.to_session_payload(),
+        max_duration_seconds=config.max_session_seconds,
+    )
+
+
+def llm_config_for(session: VoiceSession) -> dict[str, Any]:
+    payload = session.session_payload
+    voice = payload.get("audio", {}).get("output", {}).get("voice", "marin")
+    config = session.config
+    return {
+        "config_list": [{"model": session.model, "voice": voice, "api_key": api_key(),
+                         "base_url": settings.OPENAI_BASE_URL, "api_type": "openai"}],
+        "session": payload,
+        "session_id": str(session.pk),
+        "timeout": settings.OPENAI_TIMEOUT_SECONDS,
+        "expires_after_seconds": config.secret_lifetime_seconds if config else 600,
+    }
+
+
+class RecordToolCalls(Observer):
+    """Hands each finished tool call's status and duration to the Recorder."""
+
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+
+    async def on_tool_finished(self, call_id: str, name: str, output: str, status: ToolCallStatus,
+                               duration: float) -> None:
+        self.recorder.tool_finished(call_id, name, output, status, int(duration * 1000))
+
+
+def build_agent(session: VoiceSession, websocket: Any, recorder: Recorder) -> VoiceAgent:
+    client = OpenAIRealtimeWebRTCClient(llm_config=llm_config_for(session), websocket=websocket, logger=logger)
+    tool_names = [t["name"] for t in session.session_payload.get("tools", [])]
+    return VoiceAgent(
+        client=client,
+        system_message=session.session_payload.get("instructions"),
+        tools=[get_tool(name) for name in tool_names],
+        observers=[RecordToolCalls(recorder)],
+        # Tools act for the session's user, whatever a (possibly forged) function call says.
+        context=ToolContext(user_id=session.user_id, username=session.user.get_username(),
+                            session_id=str(session.pk)),
+        logger=logger,
+    )
+
+
+async def hang_up_call(call_id: str) -> bool:
+    return await hangup(settings.OPENAI_BASE_URL, api_key(), call_id, timeout=settings.OPENAI_TIMEOUT_SECONDS)
