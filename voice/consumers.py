@@ -82,6 +82,11 @@ class _TokenBucket:
 class VoiceSessionConsumer(AsyncJsonWebsocketConsumer):
     """One voice session per connection: mints the secret, relays events, records everything."""
 
+    # This consumer only publishes (through the Broadcaster) and never listens on the channel layer.
+    # Channels would otherwise tie the connection to a per-consumer receive loop on the layer, and a
+    # Redis outage would kill every running voice session with it. No alias of this name is configured,
+    # so channels gives the consumer no layer at all.
+    channel_layer_alias = "voice-session-publishes-only"
     session: VoiceSession | None = None
 
     async def connect(self) -> None:

@@ -1,0 +1,183 @@
+"""The live dashboard: staff only, a snapshot on connect, live updates, per-session subscriptions.
+
+The same scenarios run on the in-memory channel layer and on a real Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.layers import channel_layers
+from django.contrib.auth.models import User
+
+from tests.test_voice_consumer import Peer, open_peer, started, wait_for
+from voice.models import VoiceSession
+from voice.schemas import published_message
+
+pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+
+
+@pytest.fixture(params=["memory", "redis"])
+def layer(request: pytest.FixtureRequest, settings: Any) -> str:
+    if request.param == "redis":
+        url = request.getfixturevalue("redis_url")
+        settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
+                                               "CONFIG": {"hosts": [url]}}}
+    else:
+        settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    channel_layers.backends.clear()
+    yield request.param
+    channel_layers.backends.clear()
+
+
+async def collect(peer: Peer, want: Any, timeout: float = 5) -> list[dict[str, Any]]:
+    """Frames until `want(frames)` holds; each one is checked against the published schema."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not want(peer.frames):
+        remaining = deadline - asyncio.get_running_loop().time()
+        if remaining <= 0:
+            raise AssertionError(f"timed out; got {peer.types()}")
+        await peer.next(remaining)
+    return peer.frames
+
+
+async def test_anonymous_and_plain_users_are_refused(owner: User, layer: str) -> None:
+    anonymous, _ = await open_peer(None, "/ws/dashboard/")
+    assert await anonymous.closed() == 4401
+    plain, _ = await open_peer(owner, "/ws/dashboard/")
+    assert await plain.closed() == 4403
+
+
+async def test_staff_get_a_snapshot_then_live_lifecycle_items_and_usage(owner: User, staff: User, emulator: str,
+                                                                       layer: str) -> None:
+    await database_sync_to_async(VoiceSession.objects.create)(user=owner, status="active", config_name="Old")
+    await database_sync_to_async(VoiceSession.objects.create)(user=owner, status="ended")
+    dashboard, _ = await open_peer(staff, "/ws/dashboard/")
+    snapshot = await dashboard.until("snapshot")
+    assert [s["config"] for s in snapshot["sessions"]] == ["Old"]
+
+    voice, init = await started(owner)
+    session_id = init["session_id"]
+    await collect(dashboard, lambda fs: any(f["type"] == "session.started" for f in fs))
+    await voice.send({"type": "ag2.ready", "call_id": "rtc_dash1"})
+    for frame in _turn():
+        await voice.send(frame)
+    frames = await collect(dashboard, lambda fs: any(f["type"] == "usage" for f in fs)
+                           and sum(f["type"] == "item" for f in fs) >= 2)
+    await voice.send({"type": "ag2.hangup"})
+    frames = await collect(dashboard, lambda fs: any(f["type"] == "session.ended" for f in fs))
+    live = [f for f in frames if f["type"] != "snapshot"]
+    for frame in live:
+        published_message.validate_python(frame)  # every message matches its typed schema
+        assert frame["session_id"] == session_id
+    kinds = [f["type"] for f in live]
+    assert "delta" not in kinds and "event" not in kinds  # staff group: no per-token traffic
+    texts = {f["item"]["role"]: f["item"]["text"] for f in live if f["type"] == "item"}
+    assert texts == {"user": "Hello there", "assistant": "Hi! How can I help?"}
+    ended = next(f for f in live if f["type"] == "session.ended")["session"]
+    assert ended["status"] == "ended" and ended["end_reason"] == "hangup" and ended["turns"] == 1
+    assert ended["call_id"] == "rtc_dash1"
+
+
+async def test_subscribing_to_a_session_gives_its_snapshot_then_deltas_and_raw_events(
+    owner: User, staff: User, emulator: str, layer: str
+) -> None:
+    voice, init = await started(owner)
+    session_id = init["session_id"]
+    await voice.send({"type": "ag2.ready", "call_id": "rtc_dash2"})
+    await wait_for(lambda: _status(session_id, "active"))
+    dashboard, _ = await open_peer(staff, "/ws/dashboard/")
+    await dashboard.until("snapshot")
+    await dashboard.send({"type": "subscribe", "session_id": session_id})
+    snapshot = await dashboard.until("session.snapshot")
+    assert snapshot["session"]["status"] == "active"
+    assert [e["type"] for e in snapshot["events"]][:2] == ["ag2.init", "session.update"]
+    for frame in _turn():
+        await voice.send(frame)
+    frames = await collect(dashboard, lambda fs: any(f["type"] == "usage" for f in fs))
+    deltas = "".join(f["delta"] for f in frames if f["type"] == "delta" and f["role"] == "assistant")
+    assert deltas == "Hi! How can I help?"
+    assert any(f["type"] == "event" and f["event"]["type"] == "response.done" for f in frames)
+    await dashboard.send({"type": "unsubscribe"})
+    await voice.send({"type": "ag2.hangup"})
+    await voice.closed()
+
+
+async def test_a_user_may_watch_only_their_own_sessions(owner: User, stranger: User, emulator: str,
+                                                        layer: str) -> None:
+    voice, init = await started(owner)
+    own, _ = await open_peer(owner, "/ws/dashboard/?scope=own")
+    await own.send({"type": "subscribe", "session_id": init["session_id"]})
+    assert (await own.until("session.snapshot"))["session_id"] == init["session_id"]
+    other, _ = await open_peer(stranger, "/ws/dashboard/?scope=own")
+    await other.send({"type": "subscribe", "session_id": init["session_id"]})
+    error = await other.until("ag2.error")
+    assert error["code"] == "not_found"
+    await other.send({"type": "subscribe", "session_id": "not-a-uuid"})
+    assert (await other.until("ag2.error"))["code"] == "invalid_frame"
+    await other.ws.send_to(text_data="{broken")
+    assert (await other.until("ag2.error"))["code"] == "invalid_frame"
+    await voice.send({"type": "ag2.hangup"})
+
+
+async def test_a_dead_channel_layer_does_not_break_a_voice_session(owner: User, emulator: str,
+                                                                   settings: Any) -> None:
+    # Redis address with nothing listening: every publish fails; the session and its record go on.
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
+                                           "CONFIG": {"hosts": ["redis://127.0.0.1:9/0"]}}}
+    channel_layers.backends.clear()
+    try:
+        voice, init = await started(owner)
+        await voice.send({"type": "ag2.ready", "call_id": "rtc_noredis"})
+        for frame in _turn():
+            await voice.send(frame)
+        await voice.send({"type": "ag2.hangup"})
+        assert await voice.closed(timeout=15) == 1000
+        session = await database_sync_to_async(VoiceSession.objects.get)(pk=init["session_id"])
+        assert (session.status, session.turns, session.call_id) == ("ended", 1, "rtc_noredis")
+        items = await database_sync_to_async(lambda: [i.text for i in session.ordered_transcript()])()
+        assert items == ["Hello there", "Hi! How can I help?"]
+    finally:
+        channel_layers.backends.clear()
+
+
+async def _status(session_id: str, status: str) -> bool:
+    session = await database_sync_to_async(VoiceSession.objects.get)(pk=session_id)
+    return session.status == status
+
+
+def _turn() -> list[dict[str, Any]]:
+    user = {"id": "item_u1", "type": "message", "role": "user", "status": "completed",
+            "content": [{"type": "input_audio", "transcript": None}]}
+    reply = {"id": "item_a1", "type": "message", "role": "assistant", "status": "completed",
+             "content": [{"type": "output_audio", "transcript": "Hi! How can I help?"}]}
+    usage = {"total_tokens": 60, "input_tokens": 40, "output_tokens": 20,
+             "input_token_details": {"text_tokens": 10, "audio_tokens": 30, "cached_tokens": 0},
+             "output_token_details": {"text_tokens": 5, "audio_tokens": 15}}
+    return [
+        {"type": "conversation.item.added", "previous_item_id": None, "item": {**user}},
+        {"type": "conversation.item.done", "previous_item_id": None, "item": {**user}},
+        {"type": "response.created", "response": {"id": "resp_d1", "status": "in_progress"}},
+        {"type": "conversation.item.added", "previous_item_id": "item_u1",
+         "item": {**reply, "status": "in_progress", "content": []}},
+        *[{"type": "response.output_audio_transcript.delta", "response_id": "resp_d1", "item_id": "item_a1",
+           "delta": part} for part in ("Hi! ", "How can ", "I help?")],
+        {"type": "conversation.item.done", "previous_item_id": "item_u1", "item": reply},
+        {"type": "conversation.item.input_audio_transcription.completed", "item_id": "item_u1",
+         "content_index": 0, "transcript": "Hello there"},
+        {"type": "response.done", "response": {"id": "resp_d1", "status": "completed", "usage": usage}},
+    ]
+
+
+def test_published_schemas_refuse_unknown_kinds_and_extra_fields() -> None:
+    with pytest.raises(ValueError):
+        published_message.validate_python({"type": "gossip", "session_id": "x"})
+    with pytest.raises(ValueError):
+        published_message.validate_python({"type": "delta", "session_id": "x", "item_id": "i", "role": "user",
+                                           "delta": "a", "extra": 1})
+    assert json.dumps(published_message.validate_python(
+        {"type": "delta", "session_id": "x", "item_id": "i", "role": "user", "delta": "a"}).model_dump())
