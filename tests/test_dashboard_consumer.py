@@ -80,6 +80,7 @@ async def test_staff_get_a_snapshot_then_live_lifecycle_items_and_usage(owner: U
     assert texts == {"user": "Hello there", "assistant": "Hi! How can I help?"}
     ended = next(f for f in live if f["type"] == "session.ended")["session"]
     assert ended["status"] == "ended" and ended["end_reason"] == "hangup" and ended["turns"] == 1
+    assert (ended["input_tokens"], ended["output_tokens"], ended["total_tokens"]) == (40, 20, 60)
     assert ended["call_id"] == "rtc_dash1"
 
 
@@ -102,6 +103,11 @@ async def test_subscribing_to_a_session_gives_its_snapshot_then_deltas_and_raw_e
     deltas = "".join(f["delta"] for f in frames if f["type"] == "delta" and f["role"] == "assistant")
     assert deltas == "Hi! How can I help?"
     assert any(f["type"] == "event" and f["event"]["type"] == "response.done" for f in frames)
+    await dashboard.send({"type": "subscribe", "session_id": "2b0c6a52-5d5c-4b59-9e3f-111111111111"})
+    assert (await dashboard.until("ag2.error"))["code"] == "not_found"
+    await voice.send({"type": "conversation.item.input_audio_transcription.delta", "item_id": "item_u9",
+                      "delta": "still watching"})
+    frames = await collect(dashboard, lambda fs: any(f.get("delta") == "still watching" for f in fs))
     await dashboard.send({"type": "unsubscribe"})
     await voice.send({"type": "ag2.hangup"})
     await voice.closed()

@@ -264,6 +264,7 @@ class VoiceSessionConsumer(AsyncJsonWebsocketConsumer):
         await self.recorder.close()
         self.session.status, self.session.ended_at, self.session.end_reason = status, ended_at, reason[:64]
         self.session.turns, self.session.total_tokens = self.recorder.turns, self.recorder.total_tokens
+        self.session.input_tokens, self.session.output_tokens = self.recorder.input_tokens, self.recorder.output_tokens
         self.session.cost_usd = self.recorder.cost_usd
         self.broadcaster.to_staff({"type": "session.ended", "session": self.session.to_dict()})
         await self.broadcaster.close()
@@ -311,19 +312,24 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
             await self.send_json({"type": "ag2.error", "code": "invalid_frame", "retryable": False,
                                   "message": "Send {'type': 'subscribe', 'session_id': <uuid>} or 'unsubscribe'."})
             return
-        if self.watching:
-            await self.channel_layer.group_discard(session_group(self.watching), self.channel_name)
-            self.watching = None
         if request.type == "unsubscribe":
+            await self._stop_watching()
             return
         snapshot = await _session_snapshot(str(request.session_id), self.user)
         if snapshot is None:
+            # The current subscription, if any, stays: a bad request should not cost a working view.
             await self.send_json({"type": "ag2.error", "code": "not_found", "retryable": False,
                                   "message": "No such session, or not yours to watch."})
             return
+        await self._stop_watching()
         self.watching = str(request.session_id)
         await self.channel_layer.group_add(session_group(self.watching), self.channel_name)
         await self.send_json(snapshot)
+
+    async def _stop_watching(self) -> None:
+        if self.watching:
+            await self.channel_layer.group_discard(session_group(self.watching), self.channel_name)
+            self.watching = None
 
     async def decode_json(self, text_data: str) -> Any:
         try:
