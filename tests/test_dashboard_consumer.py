@@ -14,7 +14,7 @@ from channels.db import database_sync_to_async
 from channels.layers import channel_layers
 from django.contrib.auth.models import User
 
-from tests.test_voice_consumer import Peer, open_peer, started, wait_for
+from tests.ws_helpers import Peer, disconnect_peers, open_peer, started, wait_for  # noqa: F401  (autouse fixture)
 from voice.models import VoiceSession
 from voice.schemas import published_message
 

@@ -283,3 +283,44 @@ async def test_a_broken_channel_layer_does_not_stop_the_recording(session: Voice
     await broadcaster.close()
     assert broadcaster.failed > 0 and broadcaster.sent == 0
     assert len((await _rows(session))["items"]) == 2
+
+
+class CollectingBroadcaster:
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+
+    def to_session(self, payload: dict[str, Any]) -> None:
+        self.sent.append(payload)
+
+    def to_staff(self, payload: dict[str, Any]) -> None:
+        self.sent.append(payload)
+
+    def to_both(self, payload: dict[str, Any]) -> None:
+        self.sent.append(payload)
+
+
+async def test_an_item_finishing_again_during_a_write_is_published_with_its_final_text(
+    session: VoiceSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broadcaster = CollectingBroadcaster()
+    recorder = _recorder(session, broadcaster=broadcaster)  # type: ignore[arg-type]
+    original = recorder._write
+
+    def slow_write(batch: Any) -> Any:
+        import time
+
+        time.sleep(0.3)  # the transcription lands while this batch is being written
+        return original(batch)
+
+    monkeypatch.setattr(recorder, "_write", slow_write)
+    user_item = {"id": "item_late", "type": "message", "role": "user", "status": "completed",
+                 "content": [{"type": "input_audio", "transcript": None}]}
+    recorder.record("from_browser", {"type": "conversation.item.done", "previous_item_id": None, "item": user_item})
+    first = asyncio.create_task(recorder.flush())
+    await asyncio.sleep(0.1)
+    recorder.record("from_browser", {"type": "conversation.item.input_audio_transcription.completed",
+                                     "item_id": "item_late", "transcript": "Late but final"})
+    await first
+    await recorder.close()
+    published = [p["item"]["text"] for p in broadcaster.sent if p["type"] == "item"]
+    assert published[-1] == "Late but final"

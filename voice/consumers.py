@@ -89,6 +89,21 @@ class VoiceSessionConsumer(AsyncJsonWebsocketConsumer):
     channel_layer_alias = "voice-session-publishes-only"
     session: VoiceSession | None = None
 
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except asyncio.CancelledError:
+            # daphne cancels every application on shutdown without a disconnect. End the session
+            # properly so it does not stay "active", count against the user's limit, or lose its
+            # buffered rows. Close the socket first: the browser then reconnects to another process
+            # instead of seeing its call hung up under it.
+            if self.session is not None and not self.ended:
+                self.ended = True
+                with contextlib.suppress(Exception):
+                    await self.close(code=1000)
+                await self._shutdown("server_shutdown", status=VoiceSession.Status.ENDED)
+            raise
+
     async def connect(self) -> None:
         self.session = None
         self.recorder: Recorder | None = None
@@ -315,15 +330,21 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         if request.type == "unsubscribe":
             await self._stop_watching()
             return
-        snapshot = await _session_snapshot(str(request.session_id), self.user)
+        wanted = str(request.session_id)
+        # Join before reading the snapshot, so nothing committed in between is missed; the page
+        # applies the live messages after the snapshot and tolerates repeats.
+        await self.channel_layer.group_add(session_group(wanted), self.channel_name)
+        snapshot = await _session_snapshot(wanted, self.user)
         if snapshot is None:
+            if wanted != self.watching:
+                await self.channel_layer.group_discard(session_group(wanted), self.channel_name)
             # The current subscription, if any, stays: a bad request should not cost a working view.
             await self.send_json({"type": "ag2.error", "code": "not_found", "retryable": False,
                                   "message": "No such session, or not yours to watch."})
             return
-        await self._stop_watching()
-        self.watching = str(request.session_id)
-        await self.channel_layer.group_add(session_group(self.watching), self.channel_name)
+        if self.watching != wanted:
+            await self._stop_watching()
+        self.watching = wanted
         await self.send_json(snapshot)
 
     async def _stop_watching(self) -> None:

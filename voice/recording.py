@@ -388,6 +388,10 @@ class Recorder:
                                  total_tokens=self.total_tokens)
         # Snapshot the mutable dicts: the event loop keeps changing them while the write runs.
         batch.items = {k: {**v, "pk": self._item_pks.get(k)} for k, v in batch.items.items()}
+        # "Publish when committed" travels with the snapshot: an item finishing again while this batch
+        # is being written sets the flag anew on the live item for the next batch, with its newer text.
+        for key in batch.items:
+            self._items[key].pop("_publish", None)
         batch.tools = {k: {**v, "pk": self._tool_pks.get(k)} for k, v in batch.tools.items()}
         return batch
 
@@ -395,7 +399,9 @@ class Recorder:
         newer = self._pending
         self._pending = batch
         self._pending.events.extend(newer.events)
-        for key in batch.items:
+        for key, snapshot in batch.items.items():
+            if snapshot.get("_publish"):
+                self._items[key]["_publish"] = True
             batch.items[key] = self._items[key]
         for key in batch.tools:
             batch.tools[key] = self._tools[key]
@@ -495,8 +501,8 @@ class Recorder:
     def _publish_committed(self, batch: _Batch, result: dict[str, Any]) -> None:
         if self.broadcaster is None:
             return
-        for item_id, item in batch.items.items():
-            if item.get("_publish") and self._items.get(item_id, {}).pop("_publish", None):
+        for item in batch.items.values():
+            if item.get("_publish"):
                 self.broadcaster.to_both({"type": "item", "item": _item_payload(item)})
         for tool in batch.tools.values():
             self.broadcaster.to_both({"type": "tool_call", "tool_call": _tool_payload(tool)})
