@@ -98,7 +98,8 @@ class RealtimeClientBase:
         await self.add_event(InputAudioBufferDelta(delta=audio, item_id=None, raw_message={}))
 
     async def read_events(self) -> AsyncGenerator[RealtimeEvent, None]:
-        """Yield events until the stream ends (the socket closed or the connection was left)."""
+        """Yield typed events until the stream ends: the socket closed or ``connect()`` exited (quietly,
+        no exception). Bad frames arrive as ``InvalidFrame`` events; reading goes on after them."""
         if self._stream_ended and self._event_queue.empty():
             return
         while True:

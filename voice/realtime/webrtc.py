@@ -249,11 +249,9 @@ class OpenAIRealtimeWebRTCClient(RealtimeClientBase):
             # Wait for the reader to finish so that no task outlives connect().
             await asyncio.gather(reader, return_exceptions=True)
 
-    async def read_events(self) -> AsyncGenerator[RealtimeEvent, None]:
-        """Typed events relayed by the browser, plus queued audio deltas; ends quietly when the socket
-        closes or ``connect()`` exits. A bad frame becomes an ``InvalidFrame`` event and reading goes on."""
-        async for event in super().read_events():
-            yield event
+    # read_events() is RealtimeClientBase's: the reader task above fills the queue it drains. Not
+    # overridden here, since wrapping one async generator in another leaves the inner one to the
+    # garbage collector when the outer is closed early.
 
     async def _mint_client_secret(self) -> dict[str, Any]:
         url = f"{self._base_url}/realtime/client_secrets"
