@@ -493,10 +493,13 @@ export class RealtimeVoiceClient extends EventTarget {
     dc.addEventListener("message", (ev) => { if (dc === this.dc) this._onChannelMessage(ev.data); });
     dc.addEventListener("close", () => {
       if (dc !== this.dc || this._ending) return;
+      // The server went away first (a restart closes our socket, then hangs up the call): let the
+      // socket's close handler reconnect rather than reporting the call as failed.
+      if (this._socketGone()) return;
       this._failCall("datachannel", "The voice service closed the call unexpectedly.", "data channel closed");
     });
     dc.addEventListener("error", (ev) => {
-      if (dc !== this.dc || this._ending) return;
+      if (dc !== this.dc || this._ending || this._socketGone()) return;
       const detail = ev && ev.error ? String(ev.error.message || ev.error) : "data channel error";
       this._failCall("datachannel", "The call's event channel failed.", detail);
     });
@@ -582,6 +585,11 @@ export class RealtimeVoiceClient extends EventTarget {
     }
     this._sendRawToServer(data); // verbatim
     if (event && typeof event === "object" && typeof event.type === "string") this._handleModelEvent(event);
+  }
+
+  /** True once the server socket is closing or closed: its close handler decides what happens next. */
+  _socketGone() {
+    return !this.ws || this.ws.readyState === WebSocket.CLOSING || this.ws.readyState === WebSocket.CLOSED;
   }
 
   /** A call-level failure: report it to the server and the page, end the call, don't reconnect. */
