@@ -101,6 +101,12 @@ class VoiceSessionConsumer(AsyncJsonWebsocketConsumer):
                 self.ended = True
                 with contextlib.suppress(Exception):
                     await self.close(code=1000)
+                # The process is going away: make the end of the session durable before the slower
+                # clean-up (agent, broadcasts, hang-up), in case the process manager's grace runs out.
+                if self.recorder is not None:
+                    self.recorder.update_session(status=VoiceSession.Status.ENDED, ended_at=timezone.now(),
+                                                 end_reason="server_shutdown")
+                    await self.recorder.flush()
                 await self._shutdown("server_shutdown", status=VoiceSession.Status.ENDED)
             raise
 

@@ -87,7 +87,7 @@ class ChildProcess:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 8.0) -> None:
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> None:
         proc, self.proc = self.proc, None
         if proc is None or proc.poll() is not None:
             return
