@@ -153,6 +153,9 @@ def test_a_server_shutdown_ends_the_sessions_it_was_serving(e2e: Harness, owner:
     page = e2e.new_page("chat")
     log_in(page, "alice", "alice-pass-2026", next_path="/voice/")
     first = connect(page)
+    # A call in steady state: the server has recorded it as active before the restart begins.
+    wait_for_session(first["sessionId"], timeout=15, status=VoiceSession.Status.ACTIVE)
+    page.wait_for_timeout(1000)
     e2e.site.stop()
     expect_state(page, "reconnecting")
     e2e.site.start()
