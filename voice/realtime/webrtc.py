@@ -10,12 +10,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import functools
 import logging
+import ssl
 import uuid
 from collections.abc import AsyncGenerator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, ClassVar
 
+import certifi
 import httpx
 
 from voice.realtime.client import (
@@ -264,7 +267,10 @@ class OpenAIRealtimeWebRTCClient(RealtimeClientBase):
         }
         try:
             # One deadline for the whole request, on top of httpx's per-phase timeouts.
-            async with asyncio.timeout(self._timeout), httpx.AsyncClient(timeout=self._timeout) as http:
+            async with (
+                asyncio.timeout(self._timeout),
+                httpx.AsyncClient(timeout=self._timeout, verify=_tls_context()) as http,
+            ):
                 response = await http.post(url, headers=headers, json=body)
         except (TimeoutError, httpx.TimeoutException):
             raise RealtimeTimeoutError(
@@ -449,6 +455,13 @@ class OpenAIRealtimeWebRTCClient(RealtimeClientBase):
         if api_type == "openai" and list(kwargs) == ["websocket"]:
             return lambda: cls(llm_config=llm_config, logger=logger, **kwargs)
         return None
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """One TLS context per process. Building one loads the whole CA bundle, which cost ~20 ms of every
+    session start when each mint made its own (benchmarks/bench_session_start.py)."""
+    return ssl.create_default_context(cafile=certifi.where())
 
 
 def _retry_after(response: httpx.Response) -> float | None:
