@@ -30,6 +30,7 @@ lint: $(STAMP)
 	@$(VENV)/bin/ruff check .
 
 bench: $(STAMP)
+	@$(PY) -m pip install -q --disable-pip-version-check -e ".[bench]"
 	@$(PY) benchmarks/run_all.py --quick
 
 clean:

@@ -1,0 +1,1 @@
+"""Load generators for the voice site; see benchmarks/README.md."""
