@@ -114,9 +114,7 @@ class Recorder:
         self._seq = start_seq
         self._pending = _Batch()
         self._items: dict[str, dict[str, Any]] = {}
-        self._item_pks: dict[str, int] = {}
         self._tools: dict[str, dict[str, Any]] = {}
-        self._tool_pks: dict[str, int] = {}
         self._price_loaded = False
         self._price: Any = None
         self.turns = 0
@@ -387,12 +385,12 @@ class Recorder:
             batch.session.update(turns=self.turns, input_tokens=self.input_tokens, output_tokens=self.output_tokens,
                                  total_tokens=self.total_tokens)
         # Snapshot the mutable dicts: the event loop keeps changing them while the write runs.
-        batch.items = {k: {**v, "pk": self._item_pks.get(k)} for k, v in batch.items.items()}
+        batch.items = {k: {**v} for k, v in batch.items.items()}
         # "Publish when committed" travels with the snapshot: an item finishing again while this batch
         # is being written sets the flag anew on the live item for the next batch, with its newer text.
         for key in batch.items:
             self._items[key].pop("_publish", None)
-        batch.tools = {k: {**v, "pk": self._tool_pks.get(k)} for k, v in batch.tools.items()}
+        batch.tools = {k: {**v} for k, v in batch.tools.items()}
         return batch
 
     def _put_back(self, batch: _Batch) -> None:
@@ -442,8 +440,6 @@ class Recorder:
             self._applied(batch, result)
 
     def _applied(self, batch: _Batch, result: dict[str, Any]) -> None:
-        self._item_pks.update(result["item_pks"])
-        self._tool_pks.update(result["tool_pks"])
         self.events_written += len(batch.events)
         self._publish_committed(batch, result)
 
@@ -452,15 +448,13 @@ class Recorder:
         if not self._price_loaded:
             self._price = pricing.price_for(self.model) if self.model else None
             self._price_loaded = True
-        item_pks: dict[str, int] = {}
-        tool_pks: dict[str, int] = {}
         with transaction.atomic():
             if batch.events:
                 SessionEvent.objects.bulk_create(
                     [SessionEvent(session_id=self.session_id, **e) for e in batch.events]
                 )
-            item_pks = self._upsert(TranscriptItem, "item_id", batch.items, ITEM_FIELDS, ["created_at"])
-            tool_pks = self._upsert(ToolCall, "call_id", batch.tools, TOOL_FIELDS, ["started_at"])
+            self._upsert(TranscriptItem, "item_id", batch.items, ITEM_FIELDS, ["created_at"])
+            self._upsert(ToolCall, "call_id", batch.tools, TOOL_FIELDS, ["started_at"])
             usage_rows = []
             for usage in batch.usages:
                 counts = {k: usage[k] for k in pricing.usage_counts(None)}
@@ -477,26 +471,23 @@ class Recorder:
                 VoiceSession.objects.filter(pk=self.session_id).update(**fields)
         # Only now that the transaction committed does the running total move on.
         self.cost_usd = cost
-        return {"item_pks": item_pks, "tool_pks": tool_pks, "usages": usage_rows}
+        return {"usages": usage_rows}
 
     def _upsert(self, model: Any, key: str, rows: dict[str, dict[str, Any]], fields: list[str],
-                create_only: list[str]) -> dict[str, int]:
-        new = [r for r in rows.values() if r["pk"] is None]
-        old = [r for r in rows.values() if r["pk"] is not None]
-        pks: dict[str, int] = {}
+                create_only: list[str]) -> None:
+        """One INSERT ... ON CONFLICT (session, key) DO UPDATE for new and changed rows alike.
+
+        An item changes many times while it is spoken (deltas, done, truncation); a bulk_update of
+        changed rows is a CASE WHEN per column and needed their primary keys first. `create_only`
+        columns keep the value of the first write.
+        """
+        if not rows:
+            return
         columns = [key, *fields, *create_only]
-        if new:
-            created = model.objects.bulk_create(
-                [model(session_id=self.session_id, **{c: r[c] for c in columns}) for r in new]
-            )
-            pks = {getattr(obj, key): obj.pk for obj in created if obj.pk is not None}
-            if len(pks) < len(new):  # a backend that does not return ids: look them up
-                missing = [r[key] for r in new if r[key] not in pks]
-                pks.update(model.objects.filter(session_id=self.session_id, **{f"{key}__in": missing})
-                           .values_list(key, "pk"))
-        if old:
-            model.objects.bulk_update([model(pk=r["pk"], **{c: r[c] for c in fields}) for r in old], fields)
-        return pks
+        model.objects.bulk_create(
+            [model(session_id=self.session_id, **{c: r[c] for c in columns}) for r in rows.values()],
+            update_conflicts=True, unique_fields=["session", key], update_fields=fields,
+        )
 
     def _publish_committed(self, batch: _Batch, result: dict[str, Any]) -> None:
         if self.broadcaster is None:
