@@ -241,7 +241,6 @@ async def test_committed_items_tool_calls_and_usage_reach_staff_and_deltas_reach
     await layer.group_add(STAFF_GROUP, staff)
     await layer.group_add(session_group(str(session.pk)), watcher)
     broadcaster = Broadcaster(str(session.pk))
-    broadcaster.start()
     recorder = _recorder(session, broadcaster=broadcaster)
     for frame in conversation():
         recorder.record("from_browser", frame)
@@ -255,7 +254,7 @@ async def test_committed_items_tool_calls_and_usage_reach_staff_and_deltas_reach
                 message = await asyncio.wait_for(layer.receive(channel), 0.2)
             except TimeoutError:
                 return got
-            got.append(message["payload"])
+            got.extend(message["payloads"] if message["type"] == "dashboard.batch" else [message["payload"]])
 
     staff_types = [p["type"] for p in await drain(staff)]
     assert "delta" not in staff_types and "event" not in staff_types
@@ -275,7 +274,6 @@ class BrokenLayer:
 async def test_a_broken_channel_layer_does_not_stop_the_recording(session: VoiceSession) -> None:
     broadcaster = Broadcaster(str(session.pk))
     broadcaster.layer = BrokenLayer()
-    broadcaster.start()
     recorder = _recorder(session, broadcaster=broadcaster)
     for frame in conversation():
         recorder.record("from_browser", frame)

@@ -22,7 +22,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from voice import sessions
-from voice.broadcast import MESSAGE_TYPE, STAFF_GROUP, Broadcaster, session_group
+from voice.broadcast import BATCH_TYPE, MESSAGE_TYPE, STAFF_GROUP, Broadcaster, session_group
 from voice.models import SessionEvent, VoiceSession
 from voice.recording import Recorder
 from voice.schemas import Ag2ClientError, Ag2Hangup, Ag2Ready, FrameError, dashboard_request, parse_browser_frame
@@ -153,7 +153,6 @@ class VoiceSessionConsumer(_NoPerMessageThreadHop, AsyncJsonWebsocketConsumer):
             return
         session_id = str(self.session.pk)
         self.broadcaster = Broadcaster(session_id)
-        self.broadcaster.start()
         self.recorder = Recorder(session_id, model=self.session.model, broadcaster=self.broadcaster,
                                  batch_size=settings.VOICE_RECORDER_BATCH_SIZE,
                                  flush_seconds=settings.VOICE_RECORDER_FLUSH_SECONDS)
@@ -385,6 +384,11 @@ class DashboardConsumer(_NoPerMessageThreadHop, AsyncJsonWebsocketConsumer):
     async def dashboard_message(self, message: dict[str, Any]) -> None:
         await self.send_json(message["payload"])
 
+    async def dashboard_batch(self, message: dict[str, Any]) -> None:
+        # Updates the Broadcaster sent together under load: the page still gets one frame per update.
+        for payload in message["payloads"]:
+            await self.send_json(payload)
+
     async def disconnect(self, code: int) -> None:
         if getattr(self, "is_staff", False):
             await self.channel_layer.group_discard(STAFF_GROUP, self.channel_name)
@@ -392,7 +396,7 @@ class DashboardConsumer(_NoPerMessageThreadHop, AsyncJsonWebsocketConsumer):
             await self.channel_layer.group_discard(session_group(self.watching), self.channel_name)
 
 
-assert MESSAGE_TYPE == "dashboard.message"  # the handler above is named after it
+assert (MESSAGE_TYPE, BATCH_TYPE) == ("dashboard.message", "dashboard.batch")  # the handlers above are named after them
 
 
 @database_sync_to_async

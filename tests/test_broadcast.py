@@ -1,0 +1,138 @@
+"""The Broadcaster's outbox: per-session order, batching under load, bounded sends, failures counted."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from channels.layers import channel_layers
+
+from voice import broadcast
+from voice.broadcast import BATCH_TYPE, MESSAGE_TYPE, STAFF_GROUP, Broadcaster, session_group
+
+
+class SlowLayer:
+    """Records what is sent and how many sends overlap; each send takes a little while, like Redis."""
+
+    def __init__(self, delay: float = 0.002, fail: bool = False) -> None:
+        self.delay, self.fail = delay, fail
+        self.sent: list[tuple[str, dict[str, Any]]] = []
+        self.in_flight = self.most_in_flight = 0
+
+    async def group_send(self, group: str, message: dict[str, Any]) -> None:
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            await asyncio.sleep(self.delay)
+            if self.fail:
+                raise ConnectionError("redis is down")
+            self.sent.append((group, message))
+        finally:
+            self.in_flight -= 1
+
+    def payloads(self, group: str) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for to, message in self.sent:
+            if to == group:
+                out.extend(message["payloads"] if message["type"] == BATCH_TYPE else [message["payload"]])
+        return out
+
+
+def _broadcaster(session_id: str, layer: Any) -> Broadcaster:
+    b = Broadcaster(session_id)
+    b.layer = layer
+    return b
+
+
+async def test_an_update_to_an_idle_outbox_goes_alone_and_at_once() -> None:
+    layer = SlowLayer(delay=0)
+    b = _broadcaster("s-idle", layer)
+    b.to_session({"type": "delta", "delta": "hi"})
+    await b.close()
+    assert layer.sent == [(session_group("s-idle"), {"type": MESSAGE_TYPE,
+                                                      "payload": {"type": "delta", "delta": "hi",
+                                                                  "session_id": "s-idle"}})]
+    assert (b.sent, b.failed, b.dropped) == (1, 0, 0)
+
+
+async def test_a_burst_keeps_each_sessions_order_and_is_sent_in_batches() -> None:
+    layer = SlowLayer()
+    sessions = [_broadcaster(f"s{i}", layer) for i in range(20)]
+    for n in range(50):
+        for b in sessions:
+            b.to_session({"type": "delta", "n": n})
+            if n % 10 == 9:
+                b.to_both({"type": "item", "n": n})
+    await asyncio.gather(*(b.close(grace_seconds=10) for b in sessions))
+    for b in sessions:
+        assert [p["n"] for p in layer.payloads(b.group) if p["type"] == "delta"] == list(range(50))
+        assert [p["n"] for p in layer.payloads(b.group) if p["type"] == "item"] == [9, 19, 29, 39, 49]
+        assert b.sent == 60 and b.failed == 0
+    staff = layer.payloads(STAFF_GROUP)
+    assert len(staff) == 20 * 5 and {p["type"] for p in staff} == {"item"}
+    updates = 20 * (50 + 10)
+    assert len(layer.sent) < updates / 5  # batched: far fewer round trips than updates
+    assert any(message["type"] == BATCH_TYPE for _, message in layer.sent)
+
+
+async def test_sends_in_flight_are_bounded_whatever_the_number_of_sessions() -> None:
+    # A task per session once meant a Redis connection per session: redis-py refuses the 101st.
+    layer = SlowLayer(delay=0.005)
+    sessions = [_broadcaster(f"many-{i}", layer) for i in range(300)]
+    for b in sessions:
+        b.to_session({"type": "event"})
+    await asyncio.gather(*(b.close(grace_seconds=10) for b in sessions))
+    assert sum(b.sent for b in sessions) == 300
+    assert 1 < layer.most_in_flight <= broadcast.SHARDS
+
+
+async def test_a_failing_layer_is_counted_and_logged_not_raised(caplog: pytest.LogCaptureFixture) -> None:
+    layer = SlowLayer(delay=0, fail=True)
+    b = _broadcaster("s-fail", layer)
+    for _ in range(3):
+        b.to_staff({"type": "session.updated"})
+    await b.close()
+    assert (b.sent, b.failed) == (0, 3)
+    assert "Broadcast to voice.staff failed" in caplog.text
+
+
+async def test_a_stalled_layer_drops_updates_beyond_the_limit_instead_of_growing(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(broadcast, "SHARD_LIMIT", 10)
+    stalled = asyncio.Event()
+
+    class StalledLayer:
+        async def group_send(self, group: str, message: dict[str, Any]) -> None:
+            await stalled.wait()
+
+    b = _broadcaster("s-stalled", StalledLayer())
+    for _ in range(30):
+        b.to_session({"type": "event"})
+    assert b.dropped >= 19  # one may already be on its way; ten wait; the rest are dropped
+    assert "Broadcast outbox full" in caplog.text
+    await b.close(grace_seconds=0.05)  # gives up waiting instead of hanging the session's end
+    stalled.set()
+    await b.close(grace_seconds=5)
+    assert b.sent + b.dropped == 30
+
+
+async def test_a_real_channel_layer_delivers_a_burst_in_order(settings: Any) -> None:
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    channel_layers.backends.clear()
+    try:
+        b = Broadcaster("s-real")
+        channel = await b.layer.new_channel()
+        await b.layer.group_add(b.group, channel)
+        for n in range(200):
+            b.to_session({"type": "delta", "n": n})
+        await b.close()
+        got: list[int] = []
+        while len(got) < 200:
+            message = await asyncio.wait_for(b.layer.receive(channel), 2)
+            got.extend(p["n"] for p in (message["payloads"] if message["type"] == BATCH_TYPE
+                                        else [message["payload"]]))
+        assert got == list(range(200))
+    finally:
+        channel_layers.backends.clear()
