@@ -12,6 +12,7 @@ from channels.layers import get_channel_layer
 from django.contrib.auth.models import User
 from django.db import OperationalError
 
+from voice import recording
 from voice.broadcast import STAFF_GROUP, Broadcaster, session_group
 from voice.models import ResponseUsage, SessionEvent, ToolCall, VoiceConfig, VoiceSession
 from voice.recording import Recorder
@@ -192,8 +193,9 @@ async def test_odd_frames_are_logged_and_do_not_stop_the_recording(session: Voic
 async def test_writes_are_batched_not_one_per_event(session: VoiceSession, monkeypatch: pytest.MonkeyPatch) -> None:
     recorder = _recorder(session, batch_size=100, flush_seconds=60)
     writes = []
-    original = recorder._write
-    monkeypatch.setattr(recorder, "_write", lambda batch: writes.append(len(batch.events)) or original(batch))
+    original = recording.write_batches
+    monkeypatch.setattr(recording, "write_batches",
+                        lambda pairs: writes.append(sum(len(b.events) for _, b in pairs)) or original(pairs))
     recorder.start()
     for i in range(450):
         recorder.record("from_browser", {"type": "rate_limits.updated", "event_id": f"e{i}", "rate_limits": []})
@@ -302,15 +304,15 @@ async def test_an_item_finishing_again_during_a_write_is_published_with_its_fina
 ) -> None:
     broadcaster = CollectingBroadcaster()
     recorder = _recorder(session, broadcaster=broadcaster)  # type: ignore[arg-type]
-    original = recorder._write
+    original = recording.write_batches
 
-    def slow_write(batch: Any) -> Any:
+    def slow_write(pairs: Any) -> Any:
         import time
 
         time.sleep(0.3)  # the transcription lands while this batch is being written
-        return original(batch)
+        return original(pairs)
 
-    monkeypatch.setattr(recorder, "_write", slow_write)
+    monkeypatch.setattr(recording, "write_batches", slow_write)
     user_item = {"id": "item_late", "type": "message", "role": "user", "status": "completed",
                  "content": [{"type": "input_audio", "transcript": None}]}
     recorder.record("from_browser", {"type": "conversation.item.done", "previous_item_id": None, "item": user_item})
@@ -322,3 +324,72 @@ async def test_an_item_finishing_again_during_a_write_is_published_with_its_fina
     await recorder.close()
     published = [p["item"]["text"] for p in broadcaster.sent if p["type"] == "item"]
     assert published[-1] == "Late but final"
+
+
+@pytest.fixture
+def many_sessions(owner: User) -> list[VoiceSession]:
+    config = VoiceConfig.objects.get(slug="default")
+    return [VoiceSession.objects.create(user=owner, config=config, model="gpt-realtime") for _ in range(12)]
+
+
+async def test_live_sessions_are_written_together_in_one_transaction(many_sessions: list[VoiceSession],
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    original = recording.write_batches
+    monkeypatch.setattr(recording, "write_batches", lambda pairs: calls.append(len(pairs)) or original(pairs))
+    recorders = [_recorder(s, flush_seconds=0.1) for s in many_sessions]
+    for recorder in recorders:
+        recorder.start()
+    for frame in conversation():
+        for recorder in recorders:
+            recorder.record("from_browser", frame)
+    await asyncio.sleep(0.4)  # the process's writer runs at least once on its own
+    assert calls and max(calls) == len(recorders)  # one write covered every session
+    for recorder in recorders:
+        await recorder.close()
+    for session in many_sessions:
+        rows = await _rows(session)
+        assert len(rows["events"]) == len(conversation()) - FOLDED
+        assert [seq for seq, _ in rows["events"]] == list(range(1, len(rows["events"]) + 1))
+        assert [item[2] for item in rows["items"]] == ["What time is it?", "It is noon in UTC."]
+        assert rows["session"].total_tokens == 1300 and rows["session"].cost_usd > 0
+    assert len(calls) <= 3
+
+
+async def test_one_sessions_failing_batch_does_not_hold_back_the_others(many_sessions: list[VoiceSession],
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    bad = str(many_sessions[0].pk)
+    broken = {"on": True}
+    original = SessionEvent.objects.bulk_create
+
+    def refuse_bad_session(objs: Any, *args: Any, **kwargs: Any) -> Any:
+        if broken["on"] and any(str(o.session_id) == bad for o in objs):
+            raise OperationalError("value too long for type character varying(100)")
+        return original(objs, *args, **kwargs)
+
+    monkeypatch.setattr(SessionEvent.objects, "bulk_create", refuse_bad_session)
+    recorders = [_recorder(s, flush_seconds=0.05, max_retries=1) for s in many_sessions]
+    for recorder in recorders:
+        recorder.start()
+        for frame in conversation():
+            recorder.record("from_browser", frame)
+    await asyncio.sleep(0.5)
+    for session in many_sessions[1:]:  # written alone after the combined write failed
+        assert len((await _rows(session))["events"]) == len(conversation()) - FOLDED
+    assert (await _rows(many_sessions[0]))["events"] == []
+    assert recorders[0].failed_flushes >= 1  # and its batch is kept: written below once the fault is gone
+    broken["on"] = False
+    for recorder in recorders:
+        await recorder.close()
+    assert len((await _rows(many_sessions[0]))["events"]) == len(conversation()) - FOLDED
+
+
+async def test_the_writer_task_exists_only_while_a_recorder_is_live(session: VoiceSession) -> None:
+    recorder = _recorder(session, flush_seconds=0.05)
+    recorder.start()
+    writer = recording._writer_for_loop()
+    assert writer.task is not None
+    recorder.record("from_browser", {"type": "rate_limits.updated", "rate_limits": []})
+    await recorder.close()
+    await asyncio.sleep(0.1)
+    assert writer.task is None and not writer.recorders
