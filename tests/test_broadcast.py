@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
 import pytest
@@ -42,6 +43,7 @@ class SlowLayer:
 def _broadcaster(session_id: str, layer: Any) -> Broadcaster:
     b = Broadcaster(session_id)
     b.layer = layer
+    b.watched = True  # these tests are about the outbox; watching is tested below
     return b
 
 
@@ -84,7 +86,7 @@ async def test_sends_in_flight_are_bounded_whatever_the_number_of_sessions() -> 
         b.to_session({"type": "event"})
     await asyncio.gather(*(b.close(grace_seconds=10) for b in sessions))
     assert sum(b.sent for b in sessions) == 300
-    assert 1 < layer.most_in_flight <= broadcast.SHARDS
+    assert 1 < layer.most_in_flight <= broadcast.MAX_IN_FLIGHT
 
 
 async def test_a_failing_layer_is_counted_and_logged_not_raised(caplog: pytest.LogCaptureFixture) -> None:
@@ -125,6 +127,7 @@ async def test_a_real_channel_layer_delivers_a_burst_in_order(settings: Any) -> 
         b = Broadcaster("s-real")
         channel = await b.layer.new_channel()
         await b.layer.group_add(b.group, channel)
+        await broadcast.refresh_watches()
         for n in range(200):
             b.to_session({"type": "delta", "n": n})
         await b.close()
@@ -136,3 +139,65 @@ async def test_a_real_channel_layer_delivers_a_burst_in_order(settings: Any) -> 
         assert got == list(range(200))
     finally:
         channel_layers.backends.clear()
+
+
+@pytest.fixture(params=["memory", "redis"])
+def real_layer(request: pytest.FixtureRequest, settings: Any) -> Any:
+    if request.param == "redis":
+        settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
+                                               "CONFIG": {"hosts": [request.getfixturevalue("redis_url")]}}}
+    else:
+        settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    channel_layers.backends.clear()
+    yield request.param
+    channel_layers.backends.clear()
+
+
+async def test_a_session_streams_only_while_watched_and_a_new_watcher_triggers_its_hook(real_layer: str) -> None:
+    b = Broadcaster(f"s-watch-{uuid.uuid4()}")
+    hooks: list[str] = []
+
+    async def on_watched() -> None:
+        hooks.append("resync")
+
+    b.on_watched = on_watched
+    layer = b.layer
+    staff = await layer.new_channel()
+    await layer.group_add(STAFF_GROUP, staff)
+    await broadcast.refresh_watches()
+    assert not b.watched
+    b.to_session({"type": "delta", "delta": "nobody sees this"})
+    b.to_both({"type": "item", "text": "staff see this"})
+    await b.close()
+    assert b.unwatched == 2 and b.sent == 1  # only the staff copy went out
+
+    b2 = Broadcaster(f"s-watch-{uuid.uuid4()}")
+    b2.on_watched = on_watched
+    watcher = await layer.new_channel()
+    await layer.group_add(b2.group, watcher)
+    await broadcast.refresh_watches()
+    await asyncio.sleep(0)  # the hook runs as its own task
+    assert b2.watched and hooks == ["resync"]
+    await broadcast.refresh_watches()
+    assert hooks == ["resync"]  # once per start of watching, not per poll
+    b2.to_session({"type": "delta", "delta": "watched"})
+    message = await asyncio.wait_for(layer.receive(watcher), 2)
+    assert message["payload"]["delta"] == "watched"
+    await layer.group_discard(b2.group, watcher)
+    await broadcast.refresh_watches()
+    assert not b2.watched
+    await b2.close()
+    await layer.group_discard(STAFF_GROUP, staff)
+
+
+async def test_group_sizes_counts_members_of_many_groups_in_one_go(real_layer: str) -> None:
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    run = uuid.uuid4().hex  # Redis outlives the test run: never meet an earlier run's groups
+    groups = [f"voice.session.sizes-{run}-{i}" for i in range(50)]
+    for i, group in enumerate(groups):
+        for _ in range(i % 3):
+            await layer.group_add(group, await layer.new_channel())
+    assert await broadcast.group_sizes(layer, groups) == [i % 3 for i in range(50)]
+    assert await broadcast.group_sizes(SlowLayer(), groups[:2]) == [None, None]  # cannot tell: stream

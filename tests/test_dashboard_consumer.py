@@ -97,6 +97,9 @@ async def test_subscribing_to_a_session_gives_its_snapshot_then_deltas_and_raw_e
     snapshot = await dashboard.until("session.snapshot")
     assert snapshot["session"]["status"] == "active"
     assert [e["type"] for e in snapshot["events"]][:2] == ["ag2.init", "session.update"]
+    # Nobody watched the session until now: its stream starts with a second, fresh snapshot.
+    resync = await dashboard.until("session.snapshot")
+    assert resync["session_id"] == session_id
     for frame in _turn():
         await voice.send(frame)
     frames = await collect(dashboard, lambda fs: any(f["type"] == "usage" for f in fs))
@@ -187,3 +190,26 @@ def test_published_schemas_refuse_unknown_kinds_and_extra_fields() -> None:
                                            "delta": "a", "extra": 1})
     assert json.dumps(published_message.validate_python(
         {"type": "delta", "session_id": "x", "item_id": "i", "role": "user", "delta": "a"}).model_dump())
+
+
+async def test_what_was_said_before_anyone_watched_reaches_the_dashboard_through_its_snapshot(
+    owner: User, staff: User, emulator: str, layer: str
+) -> None:
+    # Unwatched sessions do not stream (voice/broadcast.py); starting to watch must lose nothing.
+    voice, init = await started(owner)
+    session_id = init["session_id"]
+    await voice.send({"type": "ag2.ready", "call_id": "rtc_unwatched"})
+    for frame in _turn():
+        await voice.send(frame)
+    await voice.send({"type": "response.output_audio_transcript.delta", "item_id": "item_late", "delta": "Still "})
+    dashboard, _ = await open_peer(staff, "/ws/dashboard/")
+    await dashboard.until("snapshot")
+    await dashboard.send({"type": "subscribe", "session_id": session_id})
+    frames = await collect(dashboard, lambda fs: sum(f["type"] == "session.snapshot" for f in fs) == 2)
+    latest = [f for f in frames if f["type"] == "session.snapshot"][-1]
+    texts = {item["item_id"]: item["text"] for item in latest["items"]}
+    assert "Hi! How can I help?" in texts.values() and texts["item_late"] == "Still "
+    await voice.send({"type": "response.output_audio_transcript.delta", "item_id": "item_late", "delta": "here."})
+    frames = await collect(dashboard, lambda fs: any(f.get("delta") == "here." for f in fs))
+    await voice.send({"type": "ag2.hangup"})
+    await voice.closed()

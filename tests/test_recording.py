@@ -12,7 +12,7 @@ from channels.layers import get_channel_layer
 from django.contrib.auth.models import User
 from django.db import OperationalError
 
-from voice import recording
+from voice import broadcast, recording
 from voice.broadcast import STAFF_GROUP, Broadcaster, session_group
 from voice.models import ResponseUsage, SessionEvent, ToolCall, VoiceConfig, VoiceSession
 from voice.recording import Recorder
@@ -243,6 +243,7 @@ async def test_committed_items_tool_calls_and_usage_reach_staff_and_deltas_reach
     await layer.group_add(STAFF_GROUP, staff)
     await layer.group_add(session_group(str(session.pk)), watcher)
     broadcaster = Broadcaster(str(session.pk))
+    await broadcast.refresh_watches()  # a watched session streams everything
     recorder = _recorder(session, broadcaster=broadcaster)
     for frame in conversation():
         recorder.record("from_browser", frame)

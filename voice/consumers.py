@@ -22,7 +22,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from voice import sessions
-from voice.broadcast import BATCH_TYPE, MESSAGE_TYPE, STAFF_GROUP, Broadcaster, session_group
+from voice.broadcast import BATCH_TYPE, MESSAGE_TYPE, RESYNC_TYPE, STAFF_GROUP, Broadcaster, session_group
 from voice.models import SessionEvent, VoiceSession
 from voice.recording import Recorder
 from voice.schemas import Ag2ClientError, Ag2Hangup, Ag2Ready, FrameError, dashboard_request, parse_browser_frame
@@ -153,6 +153,7 @@ class VoiceSessionConsumer(_NoPerMessageThreadHop, AsyncJsonWebsocketConsumer):
             return
         session_id = str(self.session.pk)
         self.broadcaster = Broadcaster(session_id)
+        self.broadcaster.on_watched = self._resync
         self.recorder = Recorder(session_id, model=self.session.model, broadcaster=self.broadcaster,
                                  batch_size=settings.VOICE_RECORDER_BATCH_SIZE,
                                  flush_seconds=settings.VOICE_RECORDER_FLUSH_SECONDS)
@@ -163,6 +164,12 @@ class VoiceSessionConsumer(_NoPerMessageThreadHop, AsyncJsonWebsocketConsumer):
         self.agent_task = asyncio.create_task(self._run_agent(), name=f"agent-{session_id}")
         self.cap_task = asyncio.create_task(self._enforce_cap(self.session.max_duration_seconds),
                                             name=f"cap-{session_id}")
+
+    async def _resync(self) -> None:
+        """A dashboard started watching: commit what it has not seen live, then have it re-read the record."""
+        if self.recorder is not None and self.broadcaster is not None and not self.ended:
+            await self.recorder.flush()
+            self.broadcaster.to_session({"type": RESYNC_TYPE})
 
     # --- outgoing ----------------------------------------------------------------------------------
 
@@ -382,12 +389,23 @@ class DashboardConsumer(_NoPerMessageThreadHop, AsyncJsonWebsocketConsumer):
             return None
 
     async def dashboard_message(self, message: dict[str, Any]) -> None:
-        await self.send_json(message["payload"])
+        await self._deliver(message["payload"])
 
     async def dashboard_batch(self, message: dict[str, Any]) -> None:
         # Updates the Broadcaster sent together under load: the page still gets one frame per update.
         for payload in message["payloads"]:
-            await self.send_json(payload)
+            await self._deliver(payload)
+
+    async def _deliver(self, payload: dict[str, Any]) -> None:
+        if payload.get("type") == RESYNC_TYPE:
+            # The session's stream starts now (voice/broadcast.py): re-read its record, which holds
+            # everything recorded before, instead of passing the marker on to the page.
+            if self.watching and payload.get("session_id") == self.watching:
+                snapshot = await _session_snapshot(self.watching, self.user)
+                if snapshot is not None:
+                    await self.send_json(snapshot)
+            return
+        await self.send_json(payload)
 
     async def disconnect(self, code: int) -> None:
         if getattr(self, "is_staff", False):

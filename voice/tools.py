@@ -169,13 +169,10 @@ def session_history(context: ToolContext) -> dict[str, Any]:
     if context.user_id is None:
         raise ToolError("Session history needs a signed-in user.")
     # Imported here: voice.models imports this module (tool names), and the ORM needs apps loaded.
-    from django.db import close_old_connections
-
     from voice.models import VoiceSession
 
-    # The consumers skip channels' per-message connection check (voice/consumers.py), so an ORM tool
-    # drops a connection that has outlived CONN_MAX_AGE or broken itself, as a view would.
-    close_old_connections()
+    # Sync tools run on the one ORM thread, where every database_sync_to_async call (the Recorder's
+    # writes, several a second) checks the connection's age and health before and after it.
     sessions = VoiceSession.objects.filter(user_id=context.user_id)
     count = sessions.count()
     previous = sessions
