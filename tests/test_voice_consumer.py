@@ -18,7 +18,7 @@ from tests.ws_helpers import (  # noqa: F401  (disconnect_peers is an autouse fi
     stored,
     wait_for,
 )
-from voice.models import ToolCall, VoiceConfig, VoiceSession
+from voice.models import ToolCall, TranscriptItem, VoiceConfig, VoiceSession
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
@@ -276,3 +276,17 @@ async def test_relayed_events_do_not_hop_to_the_sync_thread(owner: User, emulato
     assert hops == 0
     types = await event_types(init["session_id"])
     assert types.count("input_audio_buffer.speech_started") == 50
+
+
+async def test_nul_characters_cannot_make_a_sessions_record_unwritable(owner: User, emulator: str) -> None:
+    # PostgreSQL text and jsonb refuse NUL: one such frame used to keep the whole batch from being written.
+    peer, init = await started(owner)
+    await peer.ws.send_to(text_data='{"type": "response.output_audio_transcript.delta", "item_id": "item_nul", '
+                                    '"response_id": "resp_1", "delta": "a\\u0000b"}')
+    await peer.ws.send_to(text_data='{"type": "weird\\u0000event", "x\\u0000": "\\u0000"}')
+    await peer.send({"type": "ag2.hangup"})
+    assert await peer.closed() == 1000
+    types = await event_types(init["session_id"])
+    assert "ag2.invalid_frame" in types and "ag2.hangup" in types  # refused (bad type), yet recorded
+    item = await database_sync_to_async(TranscriptItem.objects.get)(session_id=init["session_id"], item_id="item_nul")
+    assert item.text == "a\ufffdb"
