@@ -211,7 +211,7 @@ async def test_a_failed_write_is_retried_and_its_batch_kept(session: VoiceSessio
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     recorder = _recorder(session, max_retries=2)
     failures = {"left": 3}
-    original = SessionEvent.objects.bulk_create
+    original = recording._insert_events  # where the event rows are written, on either backend
 
     def flaky(*args: Any, **kwargs: Any) -> Any:
         if failures["left"]:
@@ -219,7 +219,7 @@ async def test_a_failed_write_is_retried_and_its_batch_kept(session: VoiceSessio
             raise OperationalError("database is locked")
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(SessionEvent.objects, "bulk_create", flaky)
+    monkeypatch.setattr(recording, "_insert_events", flaky)
     for frame in conversation():
         recorder.record("from_browser", frame)
     await recorder.flush()  # two attempts fail: the batch is kept
@@ -361,14 +361,14 @@ async def test_one_sessions_failing_batch_does_not_hold_back_the_others(many_ses
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     bad = str(many_sessions[0].pk)
     broken = {"on": True}
-    original = SessionEvent.objects.bulk_create
+    original = recording._insert_events
 
-    def refuse_bad_session(objs: Any, *args: Any, **kwargs: Any) -> Any:
-        if broken["on"] and any(str(o.session_id) == bad for o in objs):
+    def refuse_bad_session(events: Any) -> Any:
+        if broken["on"] and any(str(session_id) == bad for session_id, _ in events):
             raise OperationalError("value too long for type character varying(100)")
-        return original(objs, *args, **kwargs)
+        return original(events)
 
-    monkeypatch.setattr(SessionEvent.objects, "bulk_create", refuse_bad_session)
+    monkeypatch.setattr(recording, "_insert_events", refuse_bad_session)
     recorders = [_recorder(s, flush_seconds=0.05, max_retries=1) for s in many_sessions]
     for recorder in recorders:
         recorder.start()
