@@ -1,5 +1,6 @@
 """ASGI entry point: HTTP to Django, websockets through origin and auth checks to voice.routing."""
 
+import gc
 import os
 
 from django.core.asgi import get_asgi_application
@@ -21,3 +22,12 @@ application = ProtocolTypeRouter(
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )
+
+# The cyclic garbage collector pauses the event loop, and with 200 live sessions its full collections
+# ran every ~3 s for ~120 ms each: that was the whole p99 of the dashboard fan-out (benchmarks/README.md).
+# Everything loaded by now (Django, channels, twisted, pydantic schemas...) lives as long as the process:
+# freezing it keeps full collections from walking it again. A larger first generation lets the many
+# short-lived objects of each relayed event die before a collection looks at them, so fewer survive
+# into the older generations and full collections come rarely.
+gc.freeze()
+gc.set_threshold(50_000, 20, 10)
