@@ -156,7 +156,7 @@ async def trace_memory(count: int, cookies: list[str]) -> dict[str, Any]:
 
 
 async def main_async(args: Any) -> dict[str, Any]:
-    count = args.count or (1000 if not args.quick else 500)
+    count = args.count or (1000 if not args.quick else 300)
     users = (count + SESSIONS_PER_USER - 1) // SESSIONS_PER_USER
     cookies = await asyncio.to_thread(h.create_users, "idle", users)
     timeout = 300.0

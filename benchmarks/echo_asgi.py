@@ -7,7 +7,11 @@ product imports this file.
 
 from __future__ import annotations
 
+# isort: off
+# Django must be set up (by the site's asgi module) before channels' auth and consumers are imported.
 from typing import Any
+
+from realtime_site.asgi import application as site_application
 
 from channels.auth import AuthMiddlewareStack
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
@@ -15,7 +19,7 @@ from channels.routing import URLRouter
 from channels.security.websocket import AllowedHostsOriginValidator
 from django.urls import path
 
-from realtime_site.asgi import application as site_application  # sets Django up first
+# isort: on
 
 ECHO_PATH = "/ws/echo/"
 

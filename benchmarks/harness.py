@@ -584,9 +584,27 @@ def result_name(base: str, args: Any) -> str:
     return name
 
 
+LIVE_INDEX = "bench_session_user_live"
+
+
+def set_live_index(enabled: bool) -> None:
+    """Trial `live_index`: a partial index for the per-user live-session count that start_session runs
+    (today it walks all of the user's sessions through the (user, -started_at) index). Benchmark DB only."""
+    import psycopg
+
+    with psycopg.connect(DATABASE_URL, autocommit=True, connect_timeout=5) as conn:
+        if enabled:
+            conn.execute(f"CREATE INDEX IF NOT EXISTS {LIVE_INDEX} ON voice_voicesession (user_id) "
+                         "WHERE status IN ('connecting', 'active')")
+        else:
+            conn.execute(f"DROP INDEX IF EXISTS {LIVE_INDEX}")
+
+
 def prepare(args: Any) -> None:
     global ACTIVE_TRIAL
-    ACTIVE_TRIAL = getattr(args, "trial", "")
+    trials = {t.strip() for t in getattr(args, "trial", "").split(",") if t.strip()}
+    # live_index acts on the database, not in the server process.
+    ACTIVE_TRIAL = ",".join(sorted(trials - {"live_index"}))
     for pair in getattr(args, "server_env", []) or []:
         key, _, value = pair.partition("=")
         EXTRA_SERVER_ENV[key] = value
@@ -594,6 +612,7 @@ def prepare(args: Any) -> None:
         log(f"recreating database {BENCH_DB} and flushing {REDIS_URL}")
         prepare_database()
     flush_redis()
+    set_live_index("live_index" in trials)
 
 
 def chunks(seq: Sequence[T], size: int) -> Iterator[Sequence[T]]:

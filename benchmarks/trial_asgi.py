@@ -6,18 +6,20 @@ trials with BENCH_TRIALS=name,name (the scripts' `--trial` option sets it). Figu
 trial are written to <benchmark>-trial-<names>.json and never replace the real figures.
 
 Trials:
-  dispatch      VoiceSessionConsumer skips channels' per-message `aclose_old_connections()` hop to the
-                single sync thread for websocket.receive (its ORM work already runs in
-                database_sync_to_async, which closes old connections itself).
+  phases        (measurement only, no fix) logs how long each step of a session start takes inside the
+                server: auth (session + user), start_session, agent build, mint, up to ag2.init sent;
+                bench_session_start.py summarises the lines ("bench-phase ...") into its result.
+  start_query   start_session checks both per-user limits with one aggregate query instead of two
+                COUNT queries.
   writer_pool   the Recorder's batch writes run on the worker pool (thread_sensitive=False) instead of
                 the one sync thread that every consumer's ORM work shares.
-  mint_client   the client-secret mint reuses one SSL context instead of building one (loading the CA
-                bundle) for every new httpx.AsyncClient.
-  upsert        the Recorder writes transcript items and tool calls with one INSERT ... ON CONFLICT DO
-                UPDATE instead of bulk_create + bulk_update (CASE WHEN ...).
   pubsub        the channel layer is channels_redis' RedisPubSubChannelLayer (a group_send is one
                 PUBLISH) instead of RedisChannelLayer (sorted sets + Lua: 2-4 round trips per send).
                 Every process of a deployment must use the same layer: run all servers with it.
+
+One more trial acts on the benchmark database rather than in the server (benchmarks/harness.py):
+  live_index    a partial index on voice_voicesession (user_id) WHERE status IN ('connecting',
+                'active'), so start_session's live-session count does not walk the user's history.
 
 Server settings that are plain environment variables (e.g. VOICE_RECORDER_FLUSH_SECONDS) need no
 trial: the scripts' `--server-env KEY=VALUE` passes them to the benchmark's daphne processes.
@@ -29,7 +31,7 @@ import os
 from typing import Any
 
 TRIALS = {name.strip() for name in os.environ.get("BENCH_TRIALS", "").split(",") if name.strip()}
-KNOWN = {"dispatch", "writer_pool", "mint_client", "upsert", "pubsub"}
+KNOWN = {"writer_pool", "pubsub", "start_query", "phases", "gclog"}
 if TRIALS - KNOWN:
     raise SystemExit(f"unknown trial(s) {sorted(TRIALS - KNOWN)}; known: {sorted(KNOWN)}")
 
@@ -45,20 +47,6 @@ if "pubsub" in TRIALS:
 from benchmarks.echo_asgi import application as inner  # noqa: E402  (Django is set up by this import)
 
 
-def _dispatch() -> None:
-    from voice.consumers import VoiceSessionConsumer
-
-    original = VoiceSessionConsumer.dispatch
-
-    async def dispatch(self: Any, message: dict[str, Any]) -> None:
-        if message["type"] == "websocket.receive":
-            await self.websocket_receive(message)
-            return
-        await original(self, message)
-
-    VoiceSessionConsumer.dispatch = dispatch  # type: ignore[method-assign]
-
-
 def _writer_pool() -> None:
     from channels.db import DatabaseSyncToAsync
 
@@ -68,38 +56,104 @@ def _writer_pool() -> None:
         lambda fn: DatabaseSyncToAsync(fn, thread_sensitive=False))
 
 
-def _mint_client() -> None:
-    import types
+def _start_query() -> None:
+    from datetime import timedelta
 
-    import httpx
+    from channels.db import database_sync_to_async
+    from django.conf import settings
+    from django.db.models import Count, Q
+    from django.utils import timezone
 
-    import voice.realtime.webrtc as webrtc
+    from voice import sessions
+    from voice.models import VoiceConfig, VoiceSession
 
-    context = httpx.create_ssl_context()
-    shim = types.SimpleNamespace(**{k: getattr(httpx, k) for k in dir(httpx) if not k.startswith("__")})
-    shim.AsyncClient = lambda *args, **kwargs: httpx.AsyncClient(*args, verify=context, **kwargs)
-    webrtc.httpx = shim  # type: ignore[attr-defined]
-
-
-def _upsert() -> None:
-    from voice.recording import Recorder
-
-    def upsert(self: Any, model: Any, key: str, rows: dict[str, dict[str, Any]], fields: list[str],
-               create_only: list[str]) -> dict[str, int]:
-        if not rows:
-            return {}
-        columns = [key, *fields, *create_only]
-        objs = model.objects.bulk_create(
-            [model(session_id=self.session_id, **{c: r[c] for c in columns}) for r in rows.values()],
-            update_conflicts=True, unique_fields=["session", key], update_fields=fields,
+    @database_sync_to_async
+    def start_session(user: Any, slug: str | None) -> VoiceSession:
+        config = VoiceConfig.objects.for_slug_or_default(slug)
+        if config is None:
+            raise sessions.SessionRefused("config_not_found", "No voice configuration.", close_code=4404)
+        counts = VoiceSession.objects.filter(user=user).aggregate(
+            live=Count("pk", filter=Q(status__in=[VoiceSession.Status.CONNECTING, VoiceSession.Status.ACTIVE])),
+            recent=Count("pk", filter=Q(started_at__gte=timezone.now() - timedelta(minutes=1))),
         )
-        return {getattr(obj, key): obj.pk for obj in objs if obj.pk is not None}
+        if counts["live"] >= settings.VOICE_MAX_CONCURRENT_SESSIONS_PER_USER:
+            raise sessions.SessionRefused("too_many_sessions", "Too many live sessions.", close_code=4429,
+                                          retryable=True)
+        if counts["recent"] >= settings.VOICE_MAX_SESSION_STARTS_PER_MINUTE:
+            raise sessions.SessionRefused("rate_limited", "Too many session starts.", close_code=4429,
+                                          retryable=True)
+        return VoiceSession.objects.create(user=user, config=config, config_name=config.name, model=config.model,
+                                           session_payload=config.to_session_payload(),
+                                           max_duration_seconds=config.max_session_seconds)
 
-    Recorder._upsert = upsert  # type: ignore[method-assign]
+    sessions.start_session = start_session
+
+
+def _phases() -> None:
+    import logging
+    import time
+
+    import channels.auth
+
+    import voice.consumers
+    import voice.realtime.webrtc as webrtc
+    from voice import sessions
+
+    log = logging.getLogger("voice.bench")
+    started: dict[int, float] = {}
+
+    def timed(name: str, fn: Any) -> Any:
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return await fn(*args, **kwargs)
+            finally:
+                log.warning("bench-phase %s %.3f", name, (time.perf_counter() - t0) * 1000)
+        return wrapper
+
+    channels.auth.get_user = timed("auth_get_user", channels.auth.get_user)
+    sessions.start_session = timed("start_session", sessions.start_session)
+    webrtc.OpenAIRealtimeWebRTCClient._mint_client_secret = timed(
+        "mint", webrtc.OpenAIRealtimeWebRTCClient._mint_client_secret)
+    consumer = voice.consumers.VoiceSessionConsumer
+    original_connect, original_send_frame = consumer.connect, consumer.send_frame
+
+    async def connect(self: Any) -> None:
+        started[id(self)] = time.perf_counter()
+        await original_connect(self)
+        log.warning("bench-phase consumer_connect %.3f", (time.perf_counter() - started[id(self)]) * 1000)
+
+    async def send_frame(self: Any, data: Any) -> None:
+        await original_send_frame(self, data)
+        if isinstance(data, dict) and data.get("type") == "ag2.init" and id(self) in started:
+            log.warning("bench-phase connect_to_init_sent %.3f", (time.perf_counter() - started.pop(id(self))) * 1000)
+
+    consumer.connect, consumer.send_frame = connect, send_frame  # type: ignore[method-assign]
+
+
+def _gclog() -> None:
+    """(measurement only) log every garbage collection that pauses the process for over 10 ms."""
+    import gc
+    import logging
+    import time
+
+    log = logging.getLogger("voice.bench")
+    started: dict[str, float] = {}
+
+    def callback(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            started["t"] = time.perf_counter()
+            return
+        ms = (time.perf_counter() - started.get("t", time.perf_counter())) * 1000
+        if ms > 10:
+            log.warning("bench-gc generation %d %.1f ms collected %d objects %d", info["generation"], ms,
+                        info["collected"], len(gc.get_objects()))
+
+    gc.callbacks.append(callback)
 
 
 for _name in sorted(TRIALS):
-    {"dispatch": _dispatch, "writer_pool": _writer_pool, "mint_client": _mint_client, "upsert": _upsert,
-     "pubsub": lambda: None}[_name]()
+    {"writer_pool": _writer_pool, "pubsub": lambda: None,
+     "start_query": _start_query, "phases": _phases, "gclog": _gclog}[_name]()
 
 application = inner
