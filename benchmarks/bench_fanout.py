@@ -133,6 +133,7 @@ class Dashboard:
     def __init__(self, index: int, server: h.Daphne, cookie: str) -> None:
         self.index, self.server, self.cookie = index, server, cookie
         self.frame_ms: list[float] = []
+        self.frame_at: list[tuple[float, float]] = []  # (sent, seconds into the window; latency ms)
         self.item_ms: list[float] = []
         self.received = 0
         self.received_in_window = 0
@@ -176,6 +177,7 @@ class Dashboard:
                 if sent is not None and window.inside(sent):
                     self.watched_in_window += 1
                     self.frame_ms.append((now - sent) / 1e6)
+                    self.frame_at.append(((sent - window.start_ns) / 1e9, (now - sent) / 1e6))
         except ConnectionClosed:
             pass
 
@@ -267,6 +269,7 @@ async def run_level(a: h.Daphne, b: h.Daphne, layer: Any, cookies: list[str], st
     expected = sum(d.expected for d in boards)
     late = [x for s in browsers for x in s.late_ms]
     missing = expected - len(frame_ms)
+    slowest = sorted((x for d in boards for x in d.frame_at), key=lambda x: -x[1])[:15]
     return {
         "sessions": sessions, "dashboards": dashboards, "events_per_second_offered": sessions * RATE,
         "measure_seconds": measure,
@@ -282,6 +285,8 @@ async def run_level(a: h.Daphne, b: h.Daphne, layer: Any, cookies: list[str], st
         "sender_lateness_ms": h.summary(late),
         "cpu_percent": cpu_window,
         "sessions_hung_up_cleanly": sum(closed),
+        # When the slowest frames were sent (seconds into the window): clustered = a pause somewhere.
+        "slowest_frames_sent_at_s_and_ms": [[round(t, 3), round(ms, 1)] for t, ms in sorted(slowest)],
     }
 
 
