@@ -286,6 +286,7 @@ async def run_level(a: h.Daphne, b: h.Daphne, layer: Any, cookies: list[str], st
         "cpu_percent": cpu_window,
         "sessions_hung_up_cleanly": sum(closed),
         # When the slowest frames were sent (seconds into the window): clustered = a pause somewhere.
+        "window_start_monotonic_s": round(window.start_ns / 1e9, 3),
         "slowest_frames_sent_at_s_and_ms": [[round(t, 3), round(ms, 1)] for t, ms in sorted(slowest)],
     }
 

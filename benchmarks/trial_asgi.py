@@ -31,7 +31,7 @@ import os
 from typing import Any
 
 TRIALS = {name.strip() for name in os.environ.get("BENCH_TRIALS", "").split(",") if name.strip()}
-KNOWN = {"writer_pool", "pubsub", "start_query", "phases", "gclog"}
+KNOWN = {"writer_pool", "pubsub", "start_query", "phases", "gclog", "looplag"}
 if TRIALS - KNOWN:
     raise SystemExit(f"unknown trial(s) {sorted(TRIALS - KNOWN)}; known: {sorted(KNOWN)}")
 
@@ -152,8 +152,58 @@ def _gclog() -> None:
     gc.callbacks.append(callback)
 
 
+def _looplag() -> None:
+    """(measurement only) log, with monotonic times, every event-loop stall over 30 ms and every
+    Recorder write round and watch poll, to line them up with the slowest fan-out frames."""
+    import asyncio
+    import logging
+    import time
+
+    from voice import broadcast, recording
+
+    log = logging.getLogger("voice.bench")
+
+    async def probe() -> None:
+        while True:
+            t0 = time.monotonic()
+            await asyncio.sleep(0.01)
+            lag = (time.monotonic() - t0 - 0.01) * 1000
+            if lag > 30:
+                log.warning("bench-lag at %.3f lag %.1f ms", t0, lag)
+
+    original_round = recording._Writer.write_round
+
+    async def write_round(self: Any) -> None:
+        t0 = time.monotonic()
+        await original_round(self)
+        log.warning("bench-round at %.3f took %.1f ms sessions %d", t0, (time.monotonic() - t0) * 1000,
+                    len(self.recorders))
+
+    recording._Writer.write_round = write_round  # type: ignore[method-assign]
+    original_refresh = broadcast._Outbox.refresh
+
+    async def refresh(self: Any) -> None:
+        t0 = time.monotonic()
+        await original_refresh(self)
+        ms = (time.monotonic() - t0) * 1000
+        if ms > 10:
+            log.warning("bench-poll at %.3f took %.1f ms", t0, ms)
+
+    broadcast._Outbox.refresh = refresh  # type: ignore[method-assign]
+    original_add = broadcast._Outbox.add
+    started: list[bool] = []
+
+    def add(self: Any, b: Any) -> None:
+        if not started:
+            started.append(True)
+            asyncio.get_running_loop().create_task(probe())
+        original_add(self, b)
+
+    broadcast._Outbox.add = add  # type: ignore[method-assign]
+
+
 for _name in sorted(TRIALS):
     {"writer_pool": _writer_pool, "pubsub": lambda: None,
-     "start_query": _start_query, "phases": _phases, "gclog": _gclog}[_name]()
+     "start_query": _start_query, "phases": _phases, "gclog": _gclog, "looplag": _looplag}[_name]()
 
 application = inner
