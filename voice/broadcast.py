@@ -70,9 +70,10 @@ _Entry = tuple["Broadcaster", str, dict[str, Any]]
 class _Shard:
     """An ordered outbox, drained by a task that exists only while there is something to send."""
 
-    def __init__(self) -> None:
+    def __init__(self, in_flight: asyncio.Semaphore) -> None:
         self.queue: deque[_Entry | asyncio.Future[None]] = deque()
         self.task: asyncio.Task[None] | None = None
+        self.in_flight = in_flight  # shared by the process's shards
 
     def put(self, entry: _Entry | asyncio.Future[None]) -> bool:
         if len(self.queue) >= SHARD_LIMIT and not isinstance(entry, asyncio.Future):
@@ -86,15 +87,15 @@ class _Shard:
         try:
             while self.queue:
                 chunk = [self.queue.popleft() for _ in range(min(MAX_BATCH, len(self.queue)))]
-                await _send_chunk(chunk)
+                await _send_chunk(chunk, self.in_flight)
         finally:
             self.task = None
 
 
 class _Outbox:
     def __init__(self) -> None:
-        self.shards = [_Shard() for _ in range(SHARDS)]
-        self.in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
+        in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
+        self.shards = [_Shard(in_flight) for _ in range(SHARDS)]
         self.live: dict[Broadcaster, None] = {}  # insertion-ordered set of open broadcasters
         self.poller: asyncio.Task[None] | None = None
         self.hooks: set[asyncio.Task[None]] = set()
@@ -178,37 +179,38 @@ def _outbox() -> _Outbox:
     return outbox
 
 
-async def _send_chunk(chunk: list[_Entry | asyncio.Future[None]]) -> None:
+async def _send_chunk(chunk: list[_Entry | asyncio.Future[None]], in_flight: asyncio.Semaphore) -> None:
     """Send a chunk in order; a close marker is released once everything before it was sent."""
     by_group: dict[tuple[Any, str], list[_Entry]] = {}
     for entry in chunk:
         if isinstance(entry, asyncio.Future):
-            await _send_groups(by_group)
+            await _send_groups(by_group, in_flight)
             by_group = {}
             if not entry.done():
                 entry.set_result(None)
         else:
             broadcaster, group, _ = entry
             by_group.setdefault((broadcaster.layer, group), []).append(entry)
-    await _send_groups(by_group)
+    await _send_groups(by_group, in_flight)
 
 
-async def _send_groups(by_group: dict[tuple[Any, str], list[_Entry]]) -> None:
+async def _send_groups(by_group: dict[tuple[Any, str], list[_Entry]], in_flight: asyncio.Semaphore) -> None:
     if len(by_group) == 1:
         ((layer, group), entries), = by_group.items()
-        await _send_group(layer, group, entries)
+        await _send_group(layer, group, entries, in_flight)
     elif by_group:
-        await asyncio.gather(*(_send_group(layer, group, entries) for (layer, group), entries in by_group.items()))
+        await asyncio.gather(*(_send_group(layer, group, entries, in_flight)
+                               for (layer, group), entries in by_group.items()))
 
 
-async def _send_group(layer: Any, group: str, entries: list[_Entry]) -> None:
+async def _send_group(layer: Any, group: str, entries: list[_Entry], in_flight: asyncio.Semaphore) -> None:
     if len(entries) == 1:
         message: dict[str, Any] = {"type": MESSAGE_TYPE, "payload": entries[0][2]}
     else:
         message = {"type": BATCH_TYPE, "payloads": [payload for _, _, payload in entries]}
     error: Exception | None = None
     try:
-        async with _outbox().in_flight, asyncio.timeout(SEND_TIMEOUT_SECONDS):
+        async with in_flight, asyncio.timeout(SEND_TIMEOUT_SECONDS):
             await layer.group_send(group, message)
     except asyncio.CancelledError:
         raise

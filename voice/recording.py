@@ -129,8 +129,6 @@ class Recorder:
         self.output_tokens = 0
         self.total_tokens = 0
         self.cost_usd = Decimal("0")
-        self.events_recorded = 0
-        self.events_written = 0
         self.failed_flushes = 0
         self._flush_lock = asyncio.Lock()
         self._writer: _Writer | None = None
@@ -173,17 +171,7 @@ class Recorder:
         if role is not None and direction == SessionEvent.Direction.FROM_BROWSER:
             self._fold_delta(kind, role, frame)
         else:
-            self._seq += 1
-            self._pending.events.append(
-                {"seq": self._seq, "direction": direction, "type": kind[:100], "payload": _bounded(frame),
-                 "created_at": now}
-            )
-            self.events_recorded += 1
-            if self.broadcaster is not None:
-                self.broadcaster.to_session(
-                    {"type": "event", "event": {"seq": self._seq, "direction": direction, "type": kind,
-                                                "payload": _bounded(frame)}}
-                )
+            self._log(direction, kind, frame, now)
             try:
                 if direction == SessionEvent.Direction.FROM_BROWSER:
                     self._apply_server_event(kind, frame, now)
@@ -193,6 +181,18 @@ class Recorder:
                 logger.exception("Session %s: could not interpret %s", self.session_id, kind)
         if len(self._pending.events) >= self.batch_size:
             self._wake()
+
+    def _log(self, direction: str, kind: str, frame: dict[str, Any], now: datetime) -> None:
+        """Append one event row, and stream it to the session's watchers (bounded once for both)."""
+        self._seq += 1
+        payload = _bounded(frame)
+        self._pending.events.append(
+            {"seq": self._seq, "direction": direction, "type": kind[:100], "payload": payload, "created_at": now}
+        )
+        if self.broadcaster is not None:
+            self.broadcaster.to_session(
+                {"type": "event", "event": {"seq": self._seq, "direction": direction, "type": kind, "payload": payload}}
+            )
 
     def update_session(self, **fields: Any) -> None:
         """Lifecycle changes (status, call id, timestamps, end reason): written at the next flush."""
@@ -234,9 +234,7 @@ class Recorder:
         delta = frame.get("delta")
         if not isinstance(item_id, str) or not isinstance(delta, str):
             # Not something we can fold: keep it as a row instead, so nothing is dropped.
-            self._seq += 1
-            self._pending.events.append({"seq": self._seq, "direction": "from_browser", "type": kind,
-                                         "payload": _bounded(frame), "created_at": timezone.now()})
+            self._log(SessionEvent.Direction.FROM_BROWSER, kind, frame, timezone.now())
             return
         item = self._item(item_id, role=role, response_id=frame.get("response_id") or "")
         if item["status"] != TranscriptItem.Status.COMPLETED or role == "assistant":
@@ -435,7 +433,6 @@ class Recorder:
 
     def _applied(self, batch: _Batch, result: dict[str, Any]) -> None:
         self.cost_usd = result["cost_usd"]  # only now that the transaction committed
-        self.events_written += len(batch.events)
         self._publish_committed(batch, result)
 
     def _load_price(self) -> None:
@@ -474,7 +471,6 @@ class _Writer:
         self.recorders: dict[Recorder, None] = {}  # insertion-ordered set
         self.wake = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
-        self.rounds = 0
 
     def add(self, recorder: Recorder) -> None:
         self.recorders[recorder] = None
@@ -520,7 +516,6 @@ class _Writer:
             else:
                 for (recorder, batch), result in zip(pairs, results, strict=True):
                     recorder._applied(batch, result)
-            self.rounds += 1
         finally:
             for recorder in ready:
                 recorder._flush_lock.release()
@@ -611,9 +606,10 @@ def _update_sessions(names: list[str], updates: list[tuple[str, dict[str, Any]]]
     pk = VoiceSession._meta.pk
     assignments = ", ".join(f"{quote(f.column)} = %s" for f in fields)
     sql = f"UPDATE {quote(VoiceSession._meta.db_table)} SET {assignments} WHERE {quote(pk.column)} = %s"
-    rows = [[*(f.get_db_prep_save(values[f.name], connection) for f in fields), pk.get_db_prep_value(session_id,
-                                                                                                       connection)]
-            for session_id, values in updates]
+    rows = [
+        [*(f.get_db_prep_save(values[f.name], connection) for f in fields), pk.get_db_prep_value(sid, connection)]
+        for sid, values in updates
+    ]
     with connection.cursor() as cursor:
         cursor.executemany(sql, rows)
 
