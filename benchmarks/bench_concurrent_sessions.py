@@ -44,13 +44,6 @@ async def _idle_cpu(server: h.Daphne, seconds: float) -> float:
     return round(100.0 * (server.cpu_seconds() - before) / seconds, 1)
 
 
-async def _open_voice(server: h.Daphne, cookie: str, index: int) -> Any:
-    ws = await h.ws_connect(server, "/ws/voice/", cookie)
-    init = await h.until_type(ws, "ag2.init", 60)
-    await ws.send(json.dumps({"type": "ag2.ready", "call_id": f"rtc_idle{index}"}))
-    return ws, init["session_id"]
-
-
 async def _open_echo(server: h.Daphne) -> Any:
     ws = await h.ws_connect(server, "/ws/echo/", None)
     await ws.send('{"type":"hello"}')
@@ -82,7 +75,7 @@ async def measure(server: h.Daphne, count: int, kind: str, cookies: list[str], t
     # Warm-up: pay for lazy imports and first-use caches before the baseline is taken.
     for i in range(3):
         if kind == "voice":
-            ws, _ = await _open_voice(server, cookies[0], 10_000 + i)
+            ws, _ = await h.open_voice_session(server, cookies[0], f"rtc_idle{10_000 + i}")
         else:
             ws = await _open_echo(server)
         await _close_all([ws], hangup=kind == "voice")
@@ -95,7 +88,8 @@ async def measure(server: h.Daphne, count: int, kind: str, cookies: list[str], t
         async with asyncio.timeout(timeout):
             if kind == "voice":
                 opened_pairs = await h.gather_limited(
-                    [_open_voice(server, cookies[i // SESSIONS_PER_USER], i) for i in range(count)], 25)
+                    [h.open_voice_session(server, cookies[i // SESSIONS_PER_USER], f"rtc_idle{i}")
+                     for i in range(count)], 25)
                 sockets = [ws for ws, _ in opened_pairs]
                 ids = [sid for _, sid in opened_pairs]
                 while await asyncio.to_thread(_active_count, ids) < count:  # noqa: ASYNC110 (polls the DB)
@@ -129,13 +123,14 @@ async def trace_memory(count: int, cookies: list[str]) -> dict[str, Any]:
         emulator = stack.start(h.Emulator("emulator-tracemalloc"))
         server = stack.start(h.Daphne("daphne-tracemalloc", emulator, module="benchmarks.memprobe_asgi:application"))
         for i in range(3):
-            ws, _ = await _open_voice(server, cookies[0], 20_000 + i)
+            ws, _ = await h.open_voice_session(server, cookies[0], f"rtc_idle{20_000 + i}")
             await _close_all([ws], hangup=True)
         await asyncio.sleep(2.0)
         await asyncio.to_thread(get, server, "mark")
         rss0 = server.rss_bytes()
         pairs = await h.gather_limited(
-            [_open_voice(server, cookies[i // SESSIONS_PER_USER], 30_000 + i) for i in range(count)], 5)
+            [h.open_voice_session(server, cookies[i // SESSIONS_PER_USER], f"rtc_idle{30_000 + i}")
+             for i in range(count)], 5)
         try:
             ids = [sid for _, sid in pairs]
             async with asyncio.timeout(300):
@@ -193,12 +188,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--trace-memory", action="store_true",
                         help="instead of the figure: where each session's memory goes (tracemalloc in the server)")
     args = parser.parse_args(argv)
-    h.prepare(args)
-    h.setup_django()
-    try:
-        result = asyncio.run(main_async(args))
-    finally:
-        h.close_db_connections()
+    result = h.run(args, main_async)
     if args.trace_memory:
         return result
     fig = result["figure"]

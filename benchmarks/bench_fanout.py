@@ -84,10 +84,7 @@ class Session:
         self.late_ms: list[float] = []
 
     async def open(self) -> None:
-        self.ws = await h.ws_connect(self.server, "/ws/voice/", self.cookie)
-        init = await h.until_type(self.ws, "ag2.init", 60)
-        self.session_id = init["session_id"]
-        await self.ws.send(json.dumps({"type": "ag2.ready", "call_id": f"rtc_fan{self.index}"}))
+        self.ws, self.session_id = await h.open_voice_session(self.server, self.cookie, f"rtc_fan{self.index}")
         self.drain = asyncio.create_task(self._drain())
 
     async def _drain(self) -> None:
@@ -384,12 +381,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--levels", default="", help="e.g. 50x5,200x1 (sessions x dashboards)")
     parser.add_argument("--no-plot", action="store_true")
     args = parser.parse_args(argv)
-    h.prepare(args)
-    h.setup_django()
-    try:
-        result = asyncio.run(main_async(args))
-    finally:
-        h.close_db_connections()
+    result = h.run(args, main_async)
     for key, value in result["figure"].items():
         if isinstance(value, dict):
             h.log(f"FAN-OUT {key}: A cpu {value['cpu_percent_a']}%, undelivered {value['frames_undelivered']}, "

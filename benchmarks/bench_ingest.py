@@ -87,10 +87,7 @@ class VoiceClient:
         self.received: dict[str, int] = {}
 
     async def open(self) -> None:
-        self.ws = await h.ws_connect(self.server, "/ws/voice/", self.cookie)
-        init = await h.until_type(self.ws, "ag2.init", 30)
-        self.session_id = init["session_id"]
-        await self.ws.send(json.dumps({"type": "ag2.ready", "call_id": f"rtc_bench{self.index}"}))
+        self.ws, self.session_id = await h.open_voice_session(self.server, self.cookie, f"rtc_bench{self.index}")
         self.reader = asyncio.create_task(self._read())
 
     async def _read(self) -> None:
@@ -275,12 +272,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--clients", type=int, default=0)
     parser.add_argument("--frames", type=int, default=0, help="frames per browser")
     args = parser.parse_args(argv)
-    h.prepare(args)
-    h.setup_django()
-    try:
-        result = asyncio.run(main_async(args))
-    finally:
-        h.close_db_connections()
+    result = h.run(args, main_async)
     fig = result["figure"]
     h.log(f"INGEST: {fig['recorded_events_per_second']:.0f} recorded events/s vs echo "
           f"{fig['baseline_echo_events_per_second']:.0f}/s = {fig['ratio']:.2f} (target >= {TARGET_RATIO}); "

@@ -168,12 +168,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = h.common_args(__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=0)
     args = parser.parse_args(argv)
-    h.prepare(args)
-    h.setup_django()
-    try:
-        result = asyncio.run(main_async(args))
-    finally:
-        h.close_db_connections()
+    result = h.run(args, main_async)
     fig = result["figure"]
     h.log(f"SESSION START: server share p50 {fig['server_share_p50_ms']:.1f} ms, "
           f"p99 {fig['server_share_p99_ms']:.1f} ms "

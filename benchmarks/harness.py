@@ -425,6 +425,14 @@ async def ws_connect(server: Daphne, path: str, cookie: str | None, **kwargs: An
     return await connect(f"{server.ws}{path}", **options)
 
 
+async def open_voice_session(server: Daphne, cookie: str, call_id: str, timeout: float = 60) -> tuple[Any, str]:
+    """A browser starting a call: /ws/voice/, wait for `ag2.init`, answer `ag2.ready`. Returns (ws, session id)."""
+    ws = await ws_connect(server, "/ws/voice/", cookie)
+    init = await until_type(ws, "ag2.init", timeout)
+    await ws.send(json.dumps({"type": "ag2.ready", "call_id": call_id}))
+    return ws, init["session_id"]
+
+
 async def recv_json(ws: Any, timeout: float) -> dict[str, Any]:
     async with asyncio.timeout(timeout):
         return json.loads(await ws.recv())
@@ -613,6 +621,17 @@ def prepare(args: Any) -> None:
         prepare_database()
     flush_redis()
     set_live_index("live_index" in trials)
+
+
+def run(args: Any, main_async: Callable[[Any], Any]) -> dict[str, Any]:
+    """What every script's main does: prepare the services, run its coroutine with Django set up in this
+    process (users, cookies, row counts), and close this process's database connections whatever happens."""
+    prepare(args)
+    setup_django()
+    try:
+        return asyncio.run(main_async(args))
+    finally:
+        close_db_connections()
 
 
 def chunks(seq: Sequence[T], size: int) -> Iterator[Sequence[T]]:
