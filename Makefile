@@ -7,11 +7,14 @@ EXTRAS ?= dev,emulator,e2e
 
 .PHONY: run test test-postgres lint bench install clean
 
+# editable_mode=compat: a plain path entry, without setuptools' warning about import precedence.
 $(STAMP): pyproject.toml
+	@echo "Installing Python packages into $(VENV) (the first time takes a minute or two)..."
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
-	@$(PY) -m pip install -q --disable-pip-version-check -e ".[$(EXTRAS)]"
+	@$(PY) -m pip install -q --disable-pip-version-check -e ".[$(EXTRAS)]" --config-settings editable_mode=compat
 	@touch $(STAMP)
+	@echo "Packages installed."
 
 install: $(STAMP)
 
