@@ -166,9 +166,7 @@ async def create_call(
     return CreatedCall(answer, call_id)
 
 
-def raise_for_status(
-    response: httpx.Response, secrets: list[str], *, action: str, model: str | None = None
-) -> None:
+def raise_for_status(response: httpx.Response, secrets: list[str], *, action: str, model: str | None = None) -> None:
     """Turn a non-2xx answer into the typed error (PROTOCOL.md's stable codes); 2xx returns."""
     status = response.status_code
     if 200 <= status < 300:
