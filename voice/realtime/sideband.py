@@ -42,6 +42,7 @@ import inspect
 import json
 import logging
 import random
+import re
 import time
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable
@@ -75,6 +76,7 @@ from voice.realtime.client import (
     register_realtime_client,
 )
 from voice.realtime.errors import (
+    REDACTED,
     RealtimeConfigError,
     RealtimeError,
     RealtimeProtocolError,
@@ -109,6 +111,24 @@ CLOSE_TIMEOUT_SECONDS = 2.0
 # Refusals that another attempt cannot fix: the key, its permissions, the call (unknown or over).
 _PERMANENT_STATUSES = {400, 401, 403, 404, 410, 422}
 _FACTORY_KEYWORDS = {"call_id", "on_frame", "on_gap", "auth"}
+_KEPT_HEADERS = {"content-type", "retry-after"}
+_CREDENTIAL_HEADER = re.compile(r"(?im)^([<>] )?(authorization|api-key|proxy-authorization|cookie):.*$")
+
+
+class _RedactCredentials(logging.Filter):
+    """websockets logs every handshake header at DEBUG, the Authorization header included; the key must
+    never reach a log line (DESIGN.md rule 6), so its wire logger gets this filter."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(_CREDENTIAL_HEADER.sub(lambda m: f"{m.group(1) or ''}{m.group(2)}: {REDACTED}", message))
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+_wire_logger = logging.getLogger("voice.realtime.sideband.wire")
+_wire_logger.addFilter(_RedactCredentials())
 
 EndReason = Literal["closed", "call_ended", "gave_up", "reader_failed", "open_failed"]
 GapCallback = Callable[[SidebandGap], Awaitable[None] | None]
@@ -423,12 +443,13 @@ class OpenAIRealtimeSidebandClient(ClientEventsMixin, RealtimeClientBase):
                     compression=None,
                     ssl=tls_context() if url.startswith("wss:") else None,
                     user_agent_header=f"realtime-voice websockets/{websockets.__version__}",
+                    logger=_wire_logger,
                 )
         except InvalidStatus as exc:
             response = exc.response
-            as_http = httpx.Response(
-                response.status_code, headers=list(response.headers.raw_items()), content=response.body or b""
-            )
+            # The handshake's HTTP answer, read with the same rules as any other OpenAI answer.
+            kept = {name: value for name, value in response.headers.raw_items() if name.lower() in _KEPT_HEADERS}
+            as_http = httpx.Response(response.status_code, headers=kept, content=bytes(response.body or b""))
             raise_for_status(as_http, secrets, action="attach to the call", model=self._model)
             raise RealtimeProtocolError(
                 f"OpenAI answered the sideband request with HTTP {response.status_code} instead of a websocket.",
