@@ -254,7 +254,9 @@ class OpenAIRealtimeSidebandClient(ClientEventsMixin, RealtimeClientBase):
         self.end_reason: EndReason | None = None
         # The error that ended the stream (open failed, reconnection refused or exhausted), if any.
         self.failure: RealtimeError | None = None
-        self.effective_session: dict[str, Any] | None = None
+        # Only the id is kept: observers get the whole session in the SessionCreated event, and holding a
+        # copy per client cost ~4 KiB of every idle session (benchmarks/bench_sideband_client.py).
+        self._openai_session_id: str | None = None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} call_id={self._call_id!r} session_id={self._session_id!r}>"
@@ -293,7 +295,7 @@ class OpenAIRealtimeSidebandClient(ClientEventsMixin, RealtimeClientBase):
     @property
     def openai_session_id(self) -> str | None:
         """OpenAI's ``sess_...`` id, from the ``session.created`` the sideband gets on attach."""
-        return (self.effective_session or {}).get("id")
+        return self._openai_session_id
 
     # --- protocol hooks (override for another protocol) ----------------------------------------------
 
@@ -525,8 +527,8 @@ class OpenAIRealtimeSidebandClient(ClientEventsMixin, RealtimeClientBase):
                 event.message,
                 event.excerpt,
             )
-        elif isinstance(event, SessionCreated | SessionUpdated) and event.session:
-            self.effective_session = event.session
+        elif isinstance(event, SessionCreated | SessionUpdated) and event.session_id:
+            self._openai_session_id = event.session_id
         self._track_response(event)
 
     async def _reconnect(self, reason: str) -> ClientConnection | None:
