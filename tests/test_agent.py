@@ -47,12 +47,16 @@ class FakeWebSocket:
             yield frame
 
     def outputs(self) -> dict[str, Any]:
-        """call_id -> decoded function_call_output."""
-        return {
-            frame["item"]["call_id"]: json.loads(frame["item"]["output"])
-            for frame in self.sent
-            if frame["type"] == "conversation.item.create" and frame["item"]["type"] == "function_call_output"
-        }
+        """call_id -> decoded function_call_output (a tool's plain string result stays the string)."""
+        decoded: dict[str, Any] = {}
+        for frame in self.sent:
+            if frame["type"] == "conversation.item.create" and frame["item"]["type"] == "function_call_output":
+                output = frame["item"]["output"]
+                try:
+                    decoded[frame["item"]["call_id"]] = json.loads(output)
+                except ValueError:
+                    decoded[frame["item"]["call_id"]] = output
+        return decoded
 
 
 def function_call(call_id: str, name: str, arguments: dict[str, Any] | str) -> dict[str, Any]:
@@ -293,9 +297,37 @@ async def test_an_async_tool_answers_with_its_result(websocket: FakeWebSocket) -
     websocket.feed(function_call("call_async", "shout", {"text": "hi"}))
     await eventually(lambda: "call_async" in websocket.outputs())
 
-    assert websocket.outputs()["call_async"] == "HI"
+    assert raw_outputs(websocket)["call_async"] == "HI"  # a string goes out as it is
     assert answered_in_order(websocket, "call_async")
     await finish(agent, task)
+
+
+async def test_a_string_result_goes_out_as_it_is_not_encoded_again(websocket: FakeWebSocket) -> None:
+    agent = make_agent(websocket)
+
+    @agent.register_realtime_function()
+    def weather(city: str) -> str:
+        return '{"city": "Oslo", "sky": "clear"}' if city == "Oslo" else 'It is "sunny" in ' + city
+
+    task = await start(agent, websocket)
+    websocket.feed(function_call("call_json", "weather", {"city": "Oslo"}))
+    websocket.feed(function_call("call_text", "weather", {"city": "Rome"}))
+    await eventually(lambda: {"call_json", "call_text"} <= set(raw_outputs(websocket)))
+
+    assert raw_outputs(websocket) == {
+        "call_json": '{"city": "Oslo", "sky": "clear"}',
+        "call_text": 'It is "sunny" in Rome',
+    }
+    await finish(agent, task)
+
+
+def raw_outputs(websocket: FakeWebSocket) -> dict[str, str]:
+    """call_id -> the function_call_output exactly as sent."""
+    return {
+        frame["item"]["call_id"]: frame["item"]["output"]
+        for frame in websocket.sent
+        if frame["type"] == "conversation.item.create" and frame["item"]["type"] == "function_call_output"
+    }
 
 
 async def test_a_failing_tool_is_answered_with_an_error_that_hides_internals(

@@ -540,9 +540,14 @@ async def test_the_sideband_sees_every_event_accepts_client_events_and_hangup_en
         await peer.wait_for("error", after=mark)
         await asyncio.sleep(0.05)
 
+        # Its own session.created on attach (the current session), then everything the data channel
+        # got after it attached: same ids, same order.
+        assert sideband_events[0]["type"] == "session.created"
+        assert sideband_events[0]["event_id"] != peer.events[0]["event_id"]
+        assert sideband_events[0]["session"]["id"] == peer.events[0]["session"]["id"]
         browser_ids = [e["event_id"] for e in peer.events]
-        sideband_ids = [e["event_id"] for e in sideband_events]
-        assert sideband_ids == browser_ids[1:]  # everything after it attached, same ids, same order
+        sideband_ids = [e["event_id"] for e in sideband_events[1:]]
+        assert sideband_ids == browser_ids[1:]
         assert "response.output_audio_transcript.delta" in {e["type"] for e in sideband_events}
 
         hangup = await http.post(f"/v1/realtime/calls/{peer.call_id}/hangup", headers=KEY)

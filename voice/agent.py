@@ -221,7 +221,8 @@ def tool_error_output(kind: str, message: str) -> str:
 class ToolObserver(Observer):
     """Runs the agent's tools for ``FunctionCall`` events and always answers each call once.
 
-    Each call is its own task, so a slow tool never delays other events. Answers: the result as JSON, or
+    Each call is its own task, so a slow tool never delays other events. Answers: a string result as it
+    is, any other result as JSON, or
     ``tool_error_output`` for an unknown tool, invalid arguments, a ``ToolError``, another exception, or
     a timeout (per tool, else ``default_timeout``). A call id seen twice is answered once.
     """
@@ -332,6 +333,10 @@ def _summarise(exc: ValidationError) -> str:
 
 
 def _to_json(result: Any) -> str:
+    # A string is the tool's answer as it stands (the seed sent it unchanged); encoding it again would
+    # hand the model a quoted, escaped copy ("\"12:00\"") instead.
+    if isinstance(result, str):
+        return result
     if isinstance(result, BaseModel):
         return result.model_dump_json()
     return json.dumps(result, ensure_ascii=False, default=str)

@@ -4,8 +4,11 @@ OpenAI endpoints (under ``/v1``, the project's ``OPENAI_BASE_URL`` points here):
 
 * ``POST /v1/realtime/client_secrets``  standard key; ``{"expires_after", "session"}`` -> ``{"value": "ek_..."}``
 * ``POST /v1/realtime/calls``  ``application/sdp`` with ``ek_...``, or multipart ``sdp`` + ``session``
-  with the standard key -> 201, answer SDP, ``Location: /v1/realtime/calls/rtc_...``
-* ``GET  /v1/realtime?call_id=rtc_...``  sideband WebSocket (standard key)
+  with the standard key (both parts required; the session is validated like any other) -> 201, answer
+  SDP, ``Location: /v1/realtime/calls/rtc_...``
+* ``GET  /v1/realtime?call_id=rtc_...``  sideband WebSocket (standard key): ``session.created`` on attach,
+  then every server event the data channel gets; accepts client events like the data channel. Closed
+  (code 1000) when the call ends.
 * ``POST /v1/realtime/calls/{call_id}/hangup``  standard key -> 200
 * beta endpoints (``/v1/realtime/sessions``, ``POST /v1/realtime``, header ``OpenAI-Beta: realtime=v1``)
   -> 400 ``beta_api_shape_disabled``
@@ -23,6 +26,10 @@ Test controls (no auth; the emulator listens on loopback):
   "expired_secrets"?: n, "message"?: str}``: the next ``count`` calls / mints fail with that status;
   the next ``n`` minted secrets are born expired. ``GET`` shows, ``DELETE`` clears.
 * ``POST /_emulator/expire/{ek}``: expire one secret now.
+* ``POST /_emulator/calls/{id}/sideband/drop`` ``{"mode"?: "abort" | "close", "refuse"?: n, "status"?: 5xx}``:
+  cut every sideband socket of the call (``abort``: the TCP connection is cut without a close frame, like
+  a network failure; ``close``: close frame 1011) while the call goes on; the next ``n`` sideband
+  attaches of that call are refused with ``status`` (default 503). -> ``{"dropped": k, "refuse": n}``
 * ``GET /_emulator/scripts``; ``POST /_emulator/script`` ``{"script": name}``: script of new calls
   (``"call_id"`` too: switch that live call, restarting its turns).
 * ``POST /_emulator/reset``: hang up every call, forget secrets, calls and faults, restore the script.
@@ -72,6 +79,22 @@ class ClientSecret:
     session: dict[str, Any]
 
 
+@dataclass(eq=False)
+class SidebandSocket:
+    """An open sideband connection: its socket and the TCP transport under it (to cut it)."""
+
+    ws: web.WebSocketResponse
+    transport: asyncio.BaseTransport | None
+
+
+@dataclass
+class SidebandFaults:
+    """Per call: how many coming sideband attaches to refuse, and with which status."""
+
+    refuse: int = 0
+    status: int = 503
+
+
 @dataclass
 class Faults:
     calls_status: int | None = None
@@ -102,6 +125,9 @@ class EmulatorState:
         self.secrets: dict[str, ClientSecret] = {}
         self.calls: OrderedDict[str, EmulatedCall] = OrderedDict()
         self.faults = Faults()
+        # Open sideband sockets per call (to cut them on request) and refusals still to serve.
+        self.sideband_sockets: dict[str, set[SidebandSocket]] = {}
+        self.sideband_faults: dict[str, SidebandFaults] = {}
 
     def is_standard_key(self, token: str | None) -> bool:
         if token is None:
@@ -281,8 +307,13 @@ async def _read_offer(request: web.Request) -> tuple[str, dict[str, Any]]:
         if sdp_field is None:
             raise RealtimeError("Missing required parameter: 'sdp'.", code="missing_required_parameter", param="sdp")
         sdp = _form_text(sdp_field)
+        if session_field is None and base is None:
+            # The standard key carries no session: the model and everything else come in this part.
+            raise RealtimeError(
+                "Missing required parameter: 'session'.", code="missing_required_parameter", param="session"
+            )
         if session_field is None:
-            session = dict(base) if base is not None else default_session()
+            session = dict(base)  # type: ignore[arg-type]
         else:
             raw = _form_text(session_field)
             try:
@@ -361,10 +392,18 @@ async def sideband(request: web.Request) -> web.StreamResponse:
     call = _live_call(request, call_id)
     if not call.active:
         raise RealtimeError(f"Call '{call_id}' has ended.", code="call_not_found", param="call_id", status=404)
+    state = request.app[STATE]
+    refusal = state.sideband_faults.get(call_id)
+    if refusal is not None and refusal.refuse > 0:
+        refusal.refuse -= 1
+        raise RealtimeError(state.faults.message, code="emulator_fault", type_="server_error", status=refusal.status)
 
     ws = web.WebSocketResponse(protocols=("realtime",), heartbeat=30)
     await ws.prepare(request)
     queue = call.attach_sideband()
+    sockets = state.sideband_sockets.setdefault(call_id, set())
+    entry = SidebandSocket(ws, request.transport)
+    sockets.add(entry)
 
     async def forward() -> None:
         while True:
@@ -382,6 +421,7 @@ async def sideband(request: web.Request) -> web.StreamResponse:
             elif message.type == web.WSMsgType.ERROR:
                 break
     finally:
+        sockets.discard(entry)
         call.detach_sideband(queue)
         if not writer.done():
             writer.cancel()
@@ -418,6 +458,37 @@ async def trigger_turn(request: web.Request) -> web.Response:
     except RuntimeError as exc:
         raise RealtimeError(str(exc), code="conflict", status=409) from exc
     return web.json_response({"item_id": item_id}, status=202)
+
+
+async def drop_sideband(request: web.Request) -> web.Response:
+    """Cut the call's sideband sockets while the call goes on (see the module docstring)."""
+    state = request.app[STATE]
+    call_id = request.match_info["call_id"]
+    _live_call(request, call_id)
+    body = await _json_body(request) if request.can_read_body else {}
+    if not isinstance(body, dict):
+        raise RealtimeError("Expected a JSON object.", code="invalid_type")
+    unknown = set(body) - {"mode", "refuse", "status"}
+    if unknown:
+        raise RealtimeError(f"Unknown fields: {sorted(unknown)}.", code="unknown_parameter")
+    mode = body.get("mode", "abort")
+    if mode not in ("abort", "close"):
+        raise RealtimeError("'mode' must be 'abort' or 'close'.", code="invalid_value", param="mode")
+    refuse = body.get("refuse", 0)
+    if isinstance(refuse, bool) or not isinstance(refuse, int) or refuse < 0:
+        raise RealtimeError("'refuse' must be a non-negative integer.", code="invalid_value", param="refuse")
+    status = body.get("status", 503)
+    if isinstance(status, bool) or not isinstance(status, int) or not 400 <= status <= 599:
+        raise RealtimeError("'status' must be an HTTP error status (400-599).", code="invalid_value", param="status")
+    state.sideband_faults[call_id] = SidebandFaults(refuse=refuse, status=status)
+    sockets = list(state.sideband_sockets.get(call_id, ()))
+    for socket in sockets:
+        if mode == "close":
+            await socket.ws.close(code=1011, message=b"emulator: sideband dropped")
+        elif socket.transport is not None:
+            # No close frame: to the client this is a dead network path (close code 1006).
+            socket.transport.abort()  # type: ignore[attr-defined]
+    return web.json_response({"dropped": len(sockets), "refuse": refuse})
 
 
 _FAULT_FIELDS = {"calls_status", "client_secrets_status", "count", "expired_secrets", "message"}
@@ -500,6 +571,7 @@ async def reset(request: web.Request) -> web.Response:
     state.calls.clear()
     state.secrets.clear()
     state.faults = Faults()
+    state.sideband_faults.clear()
     state.script = state.default_script
     return web.json_response({"status": "reset"})
 
@@ -545,6 +617,7 @@ def create_app(
     app.router.add_get("/_emulator/calls", list_calls)
     app.router.add_get("/_emulator/calls/{call_id}", show_call)
     app.router.add_post("/_emulator/calls/{call_id}/turn", trigger_turn)
+    app.router.add_post("/_emulator/calls/{call_id}/sideband/drop", drop_sideband)
     app.router.add_get("/_emulator/faults", show_faults)
     app.router.add_post("/_emulator/faults", set_faults)
     app.router.add_delete("/_emulator/faults", clear_faults)

@@ -3,7 +3,14 @@
 A call answers the browser's offer, sends ``session.created`` once the data channel opens, and then
 plays its script. Every server event goes to the data channel and to every attached sideband
 WebSocket, with the same ``event_id``; every client event, from either path, goes through
-:meth:`EmulatedCall.handle_client_message`.
+:meth:`EmulatedCall.handle_client_message`, so the sideband drives the script exactly as the data
+channel does.
+
+``session.created`` is per connection, as OpenAI does it: the data channel gets one when it opens, and
+each sideband gets its own (the current session, its own ``event_id``) the moment it attaches, whether
+early (the server's usual order: ``/calls``, then the sideband, then the browser's answer) or late (a
+reconnect). There is no replay: events emitted while no sideband is attached are not delivered to a
+sideband that attaches later, which is the gap a reconnecting client must report.
 
 Turn taking (deliberately simpler than OpenAI's VAD, so runs repeat exactly):
 
@@ -371,14 +378,23 @@ class EmulatedCall:
         queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         if self.ended_at is not None:
             queue.put_nowait(None)
+        else:
+            # Per connection, like OpenAI: the attaching socket learns the session it is attached to.
+            queue.put_nowait(
+                {"type": "session.created", "event_id": new_id("event", 10), "session": copy.deepcopy(self.session)}
+            )
         self._sidebands.append(queue)
         return queue
+
+    @property
+    def sideband_count(self) -> int:
+        return len(self._sidebands)
 
     def detach_sideband(self, queue: asyncio.Queue[dict[str, Any] | None]) -> None:
         with contextlib.suppress(ValueError):
             self._sidebands.remove(queue)
 
-    def _emit(self, type_: str, *, first: bool = False, **fields: Any) -> dict[str, Any]:
+    def _emit(self, type_: str, *, first: bool = False, to_sidebands: bool = True, **fields: Any) -> dict[str, Any]:
         event = {"type": type_, "event_id": new_id("event", 10), **fields}
         self.server_events.append(event)
         text = json.dumps(event)
@@ -390,14 +406,16 @@ class EmulatedCall:
                 self._dc_backlog.insert(0, text)
             else:
                 self._dc_backlog.append(text)
-        for queue in self._sidebands:
-            queue.put_nowait(event)
+        if to_sidebands:
+            for queue in self._sidebands:
+                queue.put_nowait(event)
         return event
 
     def _announce_session(self) -> None:
         if self._session_announced:
             return
-        self._emit("session.created", first=True, session=copy.deepcopy(self.session))
+        # The data channel's own session.created; each sideband got its own when it attached.
+        self._emit("session.created", first=True, to_sidebands=False, session=copy.deepcopy(self.session))
         self._session_announced = True
         if self._dc is not None:
             for text in self._dc_backlog:
@@ -592,10 +610,17 @@ class EmulatedCall:
         if playout is not None:
             playout.cleared = True
             self._tone.playing = False
-        self._emit(
-            "output_audio_buffer.cleared",
-            response_id=playout.response_id if playout is not None else self._last_response_id,
+        # OpenAI's event names the response that produced the audio, always as a string. Before any
+        # response there is no audio and no such id: nothing is cleared and nothing is announced.
+        response_id = (
+            playout.response_id
+            if playout is not None
+            else self._response.id
+            if self._response is not None
+            else self._last_response_id
         )
+        if response_id is not None:
+            self._emit("output_audio_buffer.cleared", response_id=response_id)
 
     _handlers: dict[str, Callable[[EmulatedCall, dict[str, Any]], None]] = {
         "session.update": _on_session_update,
@@ -977,9 +1002,9 @@ class EmulatedCall:
             self._meta[item_id] = meta
             self._last_item_id = item_id
             self._emit("conversation.item.added", previous_item_id=previous, item=copy.deepcopy(item))
-        part: dict[str, Any] = (
-            {"type": "output_audio", "transcript": ""} if audio else {"type": "output_text", "text": ""}
-        )
+        # OpenAI types the part of response.content_part.* "audio" / "text", while the item's content
+        # (conversation.item.*, response.output_item.*) says "output_audio" / "output_text".
+        part: dict[str, Any] = {"type": "audio", "transcript": ""} if audio else {"type": "text", "text": ""}
         self._emit("response.content_part.added", **ids, content_index=0, part=copy.deepcopy(part))
         if audio:
             meta.audio_ms = len(chunks) * timing.audio_ms_per_word
@@ -1016,7 +1041,7 @@ class EmulatedCall:
         meta.text_tokens = counts["text"]
         meta.audio_tokens = counts["audio"]
         self._emit("response.content_part.done", **ids, content_index=0, part=copy.deepcopy(part))
-        item["content"] = [part]
+        item["content"] = [{**part, "type": "output_audio" if audio else "output_text"}]
         item["status"] = "incomplete" if interrupted or incomplete else "completed"
         self._emit("response.output_item.done", response_id=response.id, output_index=0, item=copy.deepcopy(item))
         if in_conversation:

@@ -1,8 +1,12 @@
-"""The realtime client library: asyncio + httpx + pydantic, no Django (DESIGN.md rule 1)."""
+"""The realtime client library: asyncio + httpx + websockets + pydantic, no Django (DESIGN.md rule 1)."""
 
+from voice.realtime.calls import CreatedCall, create_call, hangup
 from voice.realtime.client import (
+    FrameTap,
+    RawFrame,
     RealtimeClientBase,
     RealtimeClientProtocol,
+    Role,
     WebSocketProtocol,
     get_client,
     register_realtime_client,
@@ -18,14 +22,20 @@ from voice.realtime.errors import (
     RealtimeTimeoutError,
     RealtimeUpstreamUnavailableError,
 )
+from voice.realtime.events import SidebandGap
 from voice.realtime.session import SessionValidationError, validate_session
 
-# Imported last: importing it registers the default client with the registry.
-from voice.realtime.webrtc import OpenAIRealtimeWebRTCClient
+# Imported last, in this order: importing them registers the clients with the registry.
+from voice.realtime.webrtc import OpenAIRealtimeWebRTCClient  # isort: skip
+from voice.realtime.sideband import OpenAIRealtimeSidebandClient, ReconnectPolicy  # isort: skip
 
 __all__ = [
+    "CreatedCall",
+    "FrameTap",
     "InvalidFrameError",
+    "OpenAIRealtimeSidebandClient",
     "OpenAIRealtimeWebRTCClient",
+    "RawFrame",
     "RealtimeAuthError",
     "RealtimeClientBase",
     "RealtimeClientProtocol",
@@ -36,9 +46,14 @@ __all__ = [
     "RealtimeRequestRejectedError",
     "RealtimeTimeoutError",
     "RealtimeUpstreamUnavailableError",
+    "ReconnectPolicy",
+    "Role",
     "SessionValidationError",
+    "SidebandGap",
     "WebSocketProtocol",
+    "create_call",
     "get_client",
+    "hangup",
     "register_realtime_client",
     "validate_session",
 ]

@@ -437,6 +437,27 @@ class InvalidFrame(ErrorEvent):
     name: str | None = None
 
 
+class SidebandGap(RealtimeEvent):
+    """The sideband was not connected from ``started_at`` to ``ended_at`` (wall-clock seconds).
+
+    Not sent by OpenAI: queued by the sideband client when it has reconnected (``ended_at`` set), or when
+    it gave up (``ended_at`` is ``None``; the stream ends right after). Server events of the call during
+    the gap were not received (OpenAI does not replay them), which is what the record should say.
+    """
+
+    type: str = "ag2.sideband_gap"
+    call_id: str | None = None
+    started_at: float
+    ended_at: float | None = None
+    attempts: int = 0
+    # Why the socket dropped: "close 1011", "close 1006 (no close frame)", "ping timeout", ...
+    reason: str = ""
+
+    @property
+    def duration(self) -> float | None:
+        return None if self.ended_at is None else max(0.0, self.ended_at - self.started_at)
+
+
 def _excerpt(text: str) -> str:
     return text if len(text) <= FRAME_EXCERPT_CHARS else text[:FRAME_EXCERPT_CHARS] + "…"
 
@@ -687,6 +708,7 @@ __all__ = [
     "SessionCreated",
     "SessionUpdateEvent",
     "SessionUpdated",
+    "SidebandGap",
     "SpeechStarted",
     "SpeechStopped",
     "Usage",

@@ -10,23 +10,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
-import functools
 import logging
-import ssl
 import uuid
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, ClassVar
 
-import certifi
 import httpx
 
+from voice.realtime.calls import tls_context as _tls_context
 from voice.realtime.client import (
     DEFAULT_EVENT_QUEUE_SIZE,
+    ClientEventsMixin,
+    IterTextWebSocket,
     RealtimeClientBase,
     RealtimeClientProtocol,
-    Role,
     WebSocketProtocol,
+    is_disconnect,
+    iter_websocket_text,
     register_realtime_client,
 )
 from voice.realtime.errors import (
@@ -41,8 +42,8 @@ from voice.realtime.errors import (
     RealtimeUpstreamUnavailableError,
     redact,
 )
-from voice.realtime.events import InvalidFrame, RealtimeEvent, ResponseCreated, ResponseDone, parse_frame
-from voice.realtime.session import first_config, normalise_api_base, session_from_llm_config, validate_session
+from voice.realtime.events import InvalidFrame, parse_frame
+from voice.realtime.session import first_config, normalise_api_base, session_from_llm_config
 
 _module_logger = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ _BROWSER_FRAME_FAULTS = {"invalid_json", "not_an_object", "missing_type"}
 
 
 @register_realtime_client
-class OpenAIRealtimeWebRTCClient(RealtimeClientBase):
+class OpenAIRealtimeWebRTCClient(ClientEventsMixin, RealtimeClientBase):
     """Client for the OpenAI Realtime API (GA) when the browser holds the WebRTC call.
 
     ``llm_config["config_list"][0]``:
@@ -87,7 +88,7 @@ class OpenAIRealtimeWebRTCClient(RealtimeClientBase):
         self,
         *,
         llm_config: dict[str, Any],
-        websocket: WebSocketProtocol,
+        websocket: WebSocketProtocol | IterTextWebSocket,
         logger: logging.Logger | None = None,
     ) -> None:
         self._llm_config = llm_config
@@ -159,61 +160,16 @@ class OpenAIRealtimeWebRTCClient(RealtimeClientBase):
         """OpenAI's ``sess_...`` id, known once ``connect()`` has minted."""
         return (self.effective_session or {}).get("id")
 
-    @property
-    def response_in_progress(self) -> bool:
-        return bool(self._active_responses)
+    # --- sending ---------------------------------------------------------------------------------
+    # send_function_result, send_text, truncate_audio and session_update are ClientEventsMixin's: the
+    # browser forwards what they send on its data channel.
 
-    # --- sending ----------------------------------------------------------------------------------
-
-    async def send_function_result(self, call_id: str, result: str) -> None:
-        """Answer a function call, then ask the model to go on."""
-        await self._websocket.send_json(
-            {
-                "type": "conversation.item.create",
-                "item": {"type": "function_call_output", "call_id": call_id, "output": result},
-            }
-        )
-        await self._websocket.send_json({"type": "response.create"})
-
-    async def send_text(self, *, role: Role, text: str) -> None:
-        """Add a text message and ask for a response, interrupting the current response if there is one."""
-        if self._active_responses:
-            await self._websocket.send_json({"type": "response.cancel"})
-            # Cancelling is asked once; the response.done that confirms it may come later.
-            self._active_responses.clear()
-        content_type = "output_text" if role == "assistant" else "input_text"
-        await self._websocket.send_json(
-            {
-                "type": "conversation.item.create",
-                "item": {"type": "message", "role": role, "content": [{"type": content_type, "text": text}]},
-            }
-        )
-        await self._websocket.send_json({"type": "response.create"})
+    async def _send_client_event(self, event: dict[str, Any]) -> None:
+        await self._websocket.send_json(event)
 
     async def send_audio(self, audio: str) -> None:
         """With WebRTC the browser already sends the audio; queue it so observers can log it."""
         await self.queue_input_audio_buffer_delta(audio)
-
-    async def truncate_audio(self, audio_end_ms: int, content_index: int, item_id: str) -> None:
-        """Cut the assistant's audio item at ``audio_end_ms`` (what the user actually heard)."""
-        await self._websocket.send_json(
-            {
-                "type": "conversation.item.truncate",
-                "content_index": content_index,
-                "item_id": item_id,
-                "audio_end_ms": audio_end_ms,
-            }
-        )
-
-    async def session_update(self, session_options: dict[str, Any]) -> None:
-        """Send ``session.update`` in GA shape; the browser forwards it on the data channel.
-
-        Raises ``SessionValidationError`` (a ``ValueError``) for beta or unknown fields rather than
-        letting GA reject the whole update later, out of sight.
-        """
-        session = validate_session({"type": "realtime", **session_options}, partial=True)
-        self.logger.info("Sending session update (%s)", ", ".join(sorted(session_options)) or "empty")
-        await self._websocket.send_json({"type": "session.update", "session": session})
 
     def session_init_data(self) -> list[dict[str, Any]]:
         """The client events the browser sends first on the data channel.
@@ -396,7 +352,12 @@ class OpenAIRealtimeWebRTCClient(RealtimeClientBase):
     # --- reading ----------------------------------------------------------------------------------
 
     async def _read_websocket(self) -> None:
-        frames = self._websocket.iter_text()
+        """Read the browser's relayed frames into the queue until the socket closes; always end the stream.
+
+        A disconnect ends the stream quietly; any other failure is logged with its traceback and ends the
+        stream too, so a reader never dies unnoticed and ``read_events`` never waits forever.
+        """
+        frames = iter_websocket_text(self._websocket)
         try:
             async for frame in frames:
                 event = parse_frame(frame)
@@ -405,9 +366,17 @@ class OpenAIRealtimeWebRTCClient(RealtimeClientBase):
                 self._track_response(event)
                 # Waits while the queue is full: backpressure on the websocket.
                 await self.add_event(event)
+        except asyncio.CancelledError:
+            raise
         except Exception as exc:
-            # A socket that dies mid-read ends the stream like one that closed.
-            self.logger.info("Realtime websocket read ended: %s", type(exc).__name__)
+            if is_disconnect(exc):
+                self.logger.info("Realtime websocket of session %s closed: %s", self._session_id, type(exc).__name__)
+            else:
+                self.logger.error(
+                    "Realtime websocket reader of session %s failed; the event stream ends",
+                    self._session_id,
+                    exc_info=exc,
+                )
         finally:
             # Close an async-generator iterator now; left to the garbage collector, its aclose() would
             # run as a task that outlives connect().
@@ -416,6 +385,18 @@ class OpenAIRealtimeWebRTCClient(RealtimeClientBase):
                 with contextlib.suppress(Exception):
                     await aclose()
             await self.add_event(None)
+
+    async def _start_own_reader(self) -> Callable[[], Awaitable[None]] | None:
+        """``read_events()`` outside ``connect()`` reads the websocket itself (the seed's behaviour)."""
+        if self._reader is not None:
+            return None
+        reader = asyncio.create_task(self._read_websocket(), name=f"realtime-own-reader-{self._session_id}")
+
+        async def stop() -> None:
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+
+        return stop
 
     async def _report_invalid_frame(self, event: InvalidFrame) -> None:
         self.logger.warning(
@@ -429,16 +410,6 @@ class OpenAIRealtimeWebRTCClient(RealtimeClientBase):
             await self._send_error_frame(
                 InvalidFrameError(f"{event.message}; the frame was ignored and the session goes on.")
             )
-
-    def _track_response(self, event: RealtimeEvent) -> None:
-        # send_text needs to know whether a response is in progress (cancelling none is an error upstream).
-        if isinstance(event, ResponseCreated):
-            self._active_responses.add(event.response_id or "")
-        elif isinstance(event, ResponseDone):
-            if event.response_id is None:
-                self._active_responses.clear()
-            else:
-                self._active_responses.discard(event.response_id)
 
     # --- registry ---------------------------------------------------------------------------------
 
@@ -455,13 +426,6 @@ class OpenAIRealtimeWebRTCClient(RealtimeClientBase):
         if api_type == "openai" and list(kwargs) == ["websocket"]:
             return lambda: cls(llm_config=llm_config, logger=logger, **kwargs)
         return None
-
-
-@functools.cache
-def _tls_context() -> ssl.SSLContext:
-    """One TLS context per process. Building one loads the whole CA bundle, which cost ~20 ms of every
-    session start when each mint made its own (benchmarks/bench_session_start.py)."""
-    return ssl.create_default_context(cafile=certifi.where())
 
 
 def _retry_after(response: httpx.Response) -> float | None:
