@@ -6,7 +6,8 @@ from datetime import date
 from typing import Any
 
 from django.core.checks import CheckMessage, Tags, Warning, register
-from django.db import DatabaseError
+from django.db import OperationalError, ProgrammingError
+from django.db.models import Q
 
 from voice import catalog
 
@@ -24,11 +25,11 @@ def retiring_models(app_configs: Any = None, today: date | None = None, **kwargs
     retiring = [m.name for m in catalog.MODELS if m.shutdown is not None]
     try:
         configs = list(
-            VoiceConfig.objects.active().filter(model__in=retiring)
-            .union(VoiceConfig.objects.active().filter(input_transcription_model__in=retiring))
+            VoiceConfig.objects.active()
+            .filter(Q(model__in=retiring) | Q(input_transcription_model__in=retiring))
             .order_by("name")
         )
-    except DatabaseError:  # not migrated yet: nothing to warn about
+    except (OperationalError, ProgrammingError):  # not migrated yet: nothing to warn about
         return []
     warnings: list[CheckMessage] = []
     for config in configs:
