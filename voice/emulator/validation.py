@@ -19,7 +19,9 @@ VOICES = ("alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse",
 # Accept the GA realtime family by pattern rather than a closed list: new snapshots appear often and
 # an emulator that refuses a real model name is a worse failure than one that accepts a future one.
 MODEL_PATTERN = re.compile(r"^gpt-(realtime|4o-realtime-preview|4o-mini-realtime-preview)[\w.\-]*$")
-TRANSCRIPTION_MODEL_PATTERN = re.compile(r"^(whisper-1|gpt-[\w.\-]*transcribe[\w.\-]*)$")
+TRANSCRIPTION_MODEL_PATTERN = re.compile(r"^(whisper-1|gpt-realtime-whisper|gpt-[\w.\-]*transcribe[\w.\-]*)$")
+TRANSCRIPTION_MODELS = ("gpt-transcribe", "gpt-live-transcribe", "gpt-realtime-whisper", "whisper-1",
+                        "gpt-4o-transcribe", "gpt-4o-mini-transcribe", "gpt-4o-transcribe-diarize")
 TOOL_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 AUDIO_FORMATS = ("audio/pcm", "audio/pcmu", "audio/pcma")
 MIN_EXPIRES_SECONDS = 10
@@ -320,7 +322,7 @@ def _transcription(value: Any, path: str) -> dict[str, Any] | None:
         raise missing_parameter(f"{path}.model")
     model = _string(obj["model"], f"{path}.model")
     if not TRANSCRIPTION_MODEL_PATTERN.match(model):
-        raise _invalid_value(f"{path}.model", model, ("whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe"))
+        raise _invalid_value(f"{path}.model", model, TRANSCRIPTION_MODELS)
     result: dict[str, Any] = {"model": model}
     if "language" in obj and obj["language"] is not None:
         language = _string(obj["language"], f"{path}.language")
