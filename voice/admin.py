@@ -49,6 +49,8 @@ class VoiceConfigForm(forms.ModelForm):
         "transcription_keywords").help_text)
     mcp_allowed_tools = ListField(required=False, help_text=VoiceConfig._meta.get_field(
         "mcp_allowed_tools").help_text)
+    mcp_server_url = forms.URLField(required=False, max_length=500, assume_scheme="https",
+                                    help_text=VoiceConfig._meta.get_field("mcp_server_url").help_text)
 
     class Meta:
         model = VoiceConfig
