@@ -22,12 +22,13 @@ GA_TOP_LEVEL = {"type", "model", "instructions", "output_modalities", "audio", "
 
 def _form_data(**overrides: Any) -> dict[str, Any]:
     data: dict[str, Any] = {
-        "name": "Support line", "slug": "support", "description": "", "is_active": "on", "model": "gpt-realtime",
+        "name": "Support line", "slug": "support", "description": "", "is_active": "on", "model": "gpt-realtime-2.1",
         "voice": "cedar", "speed": "1.0", "output_modality": "audio", "instructions": "Be brief.",
         "max_output_tokens": "", "turn_detection": "server_vad", "vad_threshold": "0.5",
         "vad_prefix_padding_ms": "300", "vad_silence_duration_ms": "500", "vad_eagerness": "auto",
-        "input_transcription_model": "gpt-4o-mini-transcribe", "noise_reduction": "", "tools": [],
-        "secret_lifetime_seconds": "600", "max_session_seconds": "900",
+        "input_transcription_model": "gpt-transcribe", "noise_reduction": "", "tools": [],
+        "secret_lifetime_seconds": "600", "max_session_seconds": "900", "truncation": "auto",
+        "mcp_require_approval": "never",
     }
     data.update(overrides)
     return data
@@ -44,11 +45,11 @@ def test_the_default_payload_is_a_ga_session_field_by_field() -> None:
     payload = config.to_session_payload()
     assert set(payload) == GA_TOP_LEVEL
     assert payload["type"] == "realtime"
-    assert payload["model"] == "gpt-realtime"
+    assert payload["model"] == "gpt-realtime-2.1"
     assert payload["instructions"] == config.instructions
     assert payload["output_modalities"] == ["audio"]
     assert payload["audio"]["input"]["format"] == {"type": "audio/pcm", "rate": 24000}
-    assert payload["audio"]["input"]["transcription"] == {"model": "gpt-4o-mini-transcribe"}
+    assert payload["audio"]["input"]["transcription"] == {"model": "gpt-transcribe"}
     assert payload["audio"]["input"]["turn_detection"] == {
         "type": "server_vad", "threshold": 0.5, "prefix_padding_ms": 300, "silence_duration_ms": 500,
     }

@@ -13,10 +13,10 @@ pytestmark = pytest.mark.django_db
 def test_one_default_config_exists_as_the_issue_describes() -> None:
     config = VoiceConfig.objects.get(is_default=True)
     assert config.is_active
-    assert config.model == "gpt-realtime"
+    assert config.model == "gpt-realtime-2.1"  # moved off gpt-realtime by 0003 (shuts down 2027-01-20)
     assert config.voice == "marin"
     assert config.turn_detection == "server_vad"
-    assert config.input_transcription_model == "gpt-4o-mini-transcribe"
+    assert config.input_transcription_model == "gpt-transcribe"
     config.full_clean()  # the seeded config passes the same validation operators face
 
 

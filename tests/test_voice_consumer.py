@@ -40,7 +40,7 @@ async def test_a_user_gets_ag2_init_with_a_client_secret_and_ga_init_events(owne
     config = init["config"]
     assert config["value"].startswith("ek_")
     assert isinstance(config["expires_at"], int)
-    assert config["model"] == "gpt-realtime"
+    assert config["model"] == "gpt-realtime-2.1"
     assert config["calls_url"] == f"{emulator}/realtime/calls"
     assert config["session"]["audio"]["output"]["voice"] == "marin"
     assert all(event["type"] == "session.update" for event in init["init"])
@@ -49,7 +49,7 @@ async def test_a_user_gets_ag2_init_with_a_client_secret_and_ga_init_events(owne
     assert [t["name"] for t in update["session"]["tools"]] == ["current_time", "calculator"]
     session = await stored(init["session_id"])
     assert session.status == "connecting"
-    assert session.session_payload["model"] == "gpt-realtime"
+    assert session.session_payload["model"] == "gpt-realtime-2.1"
     assert session.user_id == owner.pk
     await peer.send({"type": "ag2.hangup"})
     assert await peer.closed() == 1000

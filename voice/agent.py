@@ -365,8 +365,12 @@ class VoiceAgent:
         context: ToolContext | None = None,
         logger: logging.Logger | None = None,
         tool_timeout: float = DEFAULT_TOOL_TIMEOUT_SECONDS,
+        hosted_tools: Iterable[dict[str, Any]] = (),
     ) -> None:
         self.logger = logger or _module_logger
+        # Tools OpenAI runs itself (remote MCP servers). Declared with ours in the session update, which
+        # replaces the session's whole tool list: leaving them out would switch them off.
+        self.hosted_tools: list[dict[str, Any]] = [dict(tool) for tool in hosted_tools]
         if client is None:
             if llm_config is None or websocket is None:
                 raise ValueError("VoiceAgent needs a client, or an llm_config and a websocket")
@@ -412,8 +416,10 @@ class VoiceAgent:
 
         Tools are always sent, even none: the model may only call what this agent can run.
         """
-        options: dict[str, Any] = {"tools": [tool.definition() for tool in self.tools.values()]}
-        if self.tools:
+        options: dict[str, Any] = {
+            "tools": [tool.definition() for tool in self.tools.values()] + [dict(t) for t in self.hosted_tools]
+        }
+        if self.tools or self.hosted_tools:
             options["tool_choice"] = "auto"
         if self.system_message is not None:
             options["instructions"] = self.system_message

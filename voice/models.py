@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import uuid
-from datetime import timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any, TypedDict
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import MaxValueValidator, MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
 from django.urls import reverse
@@ -17,18 +18,22 @@ from django.utils import timezone
 from django.utils.text import slugify
 from simple_history.models import HistoricalRecords
 
+from voice import catalog
+
 # The GA voices (PROTOCOL.md). `voice` can change only before the first audio output.
 VOICES = ("alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar")
-REALTIME_MODELS = (
-    "gpt-realtime",
-    "gpt-realtime-mini",
-    "gpt-realtime-1.5",
-    "gpt-realtime-2",
-    "gpt-realtime-2.1",
-    "gpt-realtime-2.1-mini",
-)
-TRANSCRIPTION_MODELS = ("gpt-4o-mini-transcribe", "gpt-4o-transcribe", "whisper-1")
+# Kept for importers; the table of models, their shutdown dates and options is voice.catalog.
+REALTIME_MODELS = catalog.names("realtime")
+TRANSCRIPTION_MODELS = catalog.names("transcription")
 MILLION = Decimal(1_000_000)
+
+
+_TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def _is_str_list(value: Any, *, max_items: int, max_length: int) -> bool:
+    return (isinstance(value, list) and len(value) <= max_items
+            and all(isinstance(v, str) and 0 < len(v) <= max_length for v in value))
 
 
 def _choices(values: tuple[str, ...]) -> list[tuple[str, str]]:
@@ -78,13 +83,34 @@ class VoiceConfig(models.Model):
         NEAR_FIELD = "near_field", "Near field (headset)"
         FAR_FIELD = "far_field", "Far field (laptop, room)"
 
+    class Effort(models.TextChoices):
+        # OpenAI's RealtimeReasoningEffort; also the levels of the streaming transcription delay.
+        DEFAULT = "", "Model default"
+        MINIMAL = "minimal", "minimal"
+        LOW = "low", "low"
+        MEDIUM = "medium", "medium"
+        HIGH = "high", "high"
+        XHIGH = "xhigh", "xhigh"
+
+    class Truncation(models.TextChoices):
+        AUTO = "auto", "Automatic (OpenAI's default)"
+        DISABLED = "disabled", "Disabled (a conversation that outgrows the context fails)"
+        RETENTION_RATIO = "retention_ratio", "Keep a fraction of the conversation (fewer, larger truncations)"
+
+    class Approval(models.TextChoices):
+        NEVER = "never", "Never: the model calls the allowed tools directly"
+        ALWAYS = "always", "Always: every call waits for an approval (this app does not give any yet)"
+
     name = models.CharField(max_length=100, unique=True)
     slug = models.SlugField(max_length=100, unique=True, blank=True)
     description = models.CharField(max_length=300, blank=True)
     is_active = models.BooleanField(default=True, help_text="Inactive configs cannot start new sessions.")
     is_default = models.BooleanField(default=False, help_text="Used when a session names no config.")
 
-    model = models.CharField(max_length=64, choices=_choices(REALTIME_MODELS), default="gpt-realtime")
+    model = models.CharField(
+        max_length=64, choices=catalog.realtime_choices, default=catalog.DEFAULT_REALTIME_MODEL,
+        help_text="See the README for which model to choose; a model past its shutdown date cannot start sessions.",
+    )
     voice = models.CharField(max_length=32, choices=_choices(VOICES), default="marin")
     instructions = models.TextField(blank=True, default="You are a helpful, concise voice assistant.")
     output_modality = models.CharField(max_length=8, choices=OutputModality.choices, default="audio")
@@ -103,9 +129,9 @@ class VoiceConfig(models.Model):
 
     input_transcription_model = models.CharField(
         max_length=64,
-        choices=_choices(TRANSCRIPTION_MODELS),
+        choices=catalog.transcription_choices,
         blank=True,
-        default="gpt-4o-mini-transcribe",
+        default=catalog.DEFAULT_TRANSCRIPTION_MODEL,
         help_text="Blank turns input transcription off (no user transcript is recorded).",
     )
     noise_reduction = models.CharField(max_length=16, choices=NoiseReduction.choices, blank=True, default="")
@@ -117,6 +143,64 @@ class VoiceConfig(models.Model):
         help_text="Blank means no limit ('inf').",
     )
     tools = models.JSONField(default=list, blank=True, help_text="Names of built-in tools the model may call.")
+
+    # Newer GA session options (OpenAI's SDK types, late 2026). Blank or empty means OpenAI's default,
+    # and nothing is sent, so a config that does not use them produces the same payload as before.
+    reasoning_effort = models.CharField(
+        max_length=8, choices=Effort.choices, blank=True, default="",
+        help_text="Reasoning models only (see the model list). Lower is faster; higher thinks more before answering.",
+    )
+    parallel_tool_calls = models.BooleanField(
+        null=True, blank=True, help_text="Reasoning models only. Unknown (blank) leaves OpenAI's default.",
+    )
+    custom_voice_id = models.CharField(
+        max_length=64, blank=True,
+        validators=[RegexValidator(r"^voice_[A-Za-z0-9_-]+$", "A custom voice id looks like voice_1234.")],
+        help_text="A custom voice created with OpenAI (voice_...). Replaces the voice above when set.",
+    )
+    noise_reduction_strength = models.FloatField(
+        null=True, blank=True, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="0–1, with noise reduction on. Blank: OpenAI's default (1).",
+    )
+    vad_idle_timeout_ms = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(5000), MaxValueValidator(30000)],
+        help_text="server_vad: after this long without the user speaking (5000–30000 ms), the model prompts them.",
+    )
+    transcription_languages = models.JSONField(
+        default=list, blank=True, help_text="ISO-639-1 codes of the languages users speak, e.g. en, fr.",
+    )
+    transcription_keywords = models.JSONField(
+        default=list, blank=True, help_text="Words or phrases to expect (names, products), one per line.",
+    )
+    transcription_delay = models.CharField(
+        max_length=8, choices=Effort.choices, blank=True, default="",
+        help_text="gpt-realtime-whisper only: a longer delay gives a more accurate transcript later.",
+    )
+    truncation = models.CharField(max_length=16, choices=Truncation.choices, default=Truncation.AUTO)
+    truncation_retention_ratio = models.FloatField(
+        null=True, blank=True, validators=[MinValueValidator(0.01), MaxValueValidator(1.0)],
+        help_text="With 'keep a fraction': the share of the conversation kept when it is cut (0.01–1).",
+    )
+    truncation_token_limit = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(1_000_000)],
+        help_text="With 'keep a fraction': cut once the conversation after the instructions exceeds this many tokens.",
+    )
+    mcp_server_label = models.CharField(
+        max_length=64, blank=True,
+        validators=[RegexValidator(r"^[A-Za-z0-9_-]+$", "Letters, digits, _ and - only.")],
+        help_text="A name for a remote MCP server the model may use. Blank: no MCP server.",
+    )
+    mcp_server_url = models.URLField(max_length=500, blank=True, help_text="The MCP server's https URL.")
+    mcp_allowed_tools = models.JSONField(
+        default=list, blank=True, help_text="The server's tools the model may call, one per line. Empty: all of them.",
+    )
+    mcp_require_approval = models.CharField(max_length=8, choices=Approval.choices, default=Approval.NEVER)
+    mcp_credential_env = models.CharField(
+        max_length=64, blank=True,
+        validators=[RegexValidator(r"^VOICE_MCP_[A-Z0-9_]+$", "Name an environment variable starting VOICE_MCP_.")],
+        help_text="The name of a server environment variable (VOICE_MCP_...) holding the MCP server's access "
+                  "token. The token itself is never stored here nor sent to browsers.",
+    )
 
     secret_lifetime_seconds = models.PositiveIntegerField(
         default=600,
@@ -174,6 +258,8 @@ class VoiceConfig(models.Model):
                 )
             if len(set(self.tools)) != len(self.tools):
                 errors.setdefault("tools", []).append("Each tool may be listed once.")
+        self._clean_models(errors, catalog.today())
+        self._clean_session_options(errors)
         if self.is_default:
             others = VoiceConfig.objects.filter(is_default=True).exclude(pk=self.pk)
             if others.exists():
@@ -185,14 +271,122 @@ class VoiceConfig(models.Model):
         if errors:
             raise ValidationError(errors)
 
+    def _clean_models(self, errors: dict[str, list[str]], today: date) -> None:
+        """A model past its shutdown date cannot be chosen (nor kept: the config must move off it)."""
+        for field in ("model", "input_transcription_model"):
+            name = getattr(self, field)
+            if name and catalog.is_retired(name, today):
+                errors.setdefault(field, []).append(catalog.retirement_notice(name, today))
+
+    def _clean_session_options(self, errors: dict[str, list[str]]) -> None:
+        """The newer GA options: each only where the chosen model and settings give it a meaning."""
+
+        def add(field: str, message: str) -> None:
+            errors.setdefault(field, []).append(message)
+
+        realtime = catalog.info(self.model)
+        if not (realtime and realtime.reasoning):
+            if self.reasoning_effort:
+                add("reasoning_effort", f"{self.model} does not reason; leave reasoning effort at the model default.")
+            if self.parallel_tool_calls is not None:
+                add("parallel_tool_calls", f"{self.model} does not take this option; leave it unknown.")
+        if self.noise_reduction_strength is not None and not self.noise_reduction:
+            add("noise_reduction_strength", "Turn noise reduction on (near or far field) to set its strength.")
+        if self.vad_idle_timeout_ms is not None and self.turn_detection != self.TurnDetection.SERVER_VAD:
+            add("vad_idle_timeout_ms", "The idle timeout works with server VAD only.")
+
+        languages, keywords = self.transcription_languages, self.transcription_keywords
+        if not _is_str_list(languages, max_items=10, max_length=2) or not all(
+            len(code) == 2 and code.isascii() and code.isalpha() and code.islower() for code in languages
+        ):
+            add("transcription_languages", "Give up to 10 two-letter ISO-639-1 codes in lower case, e.g. en, fr.")
+        if not _is_str_list(keywords, max_items=100, max_length=100) or not all(k.strip() for k in keywords):
+            add("transcription_keywords", "Give up to 100 keywords of at most 100 characters each.")
+        transcriber = catalog.info(self.input_transcription_model) if self.input_transcription_model else None
+        options = transcriber.options if transcriber else frozenset()
+        what = self.input_transcription_model or "No transcription"
+        if keywords and catalog.KEYWORDS not in options:
+            add("transcription_keywords", f"{what} takes no keywords; gpt-transcribe and gpt-live-transcribe do.")
+        if isinstance(languages, list) and languages and not transcriber:
+            add("transcription_languages", "Choose a transcription model to give it languages.")
+        elif isinstance(languages, list) and len(languages) > 1 and catalog.LANGUAGES not in options:
+            add("transcription_languages",
+                f"{what} takes one language; gpt-transcribe and gpt-live-transcribe take several.")
+        if self.transcription_delay and catalog.DELAY not in options:
+            add("transcription_delay", f"{what} takes no delay; only gpt-realtime-whisper does.")
+
+        ratio_fields = (self.truncation_retention_ratio, self.truncation_token_limit)
+        if self.truncation == self.Truncation.RETENTION_RATIO:
+            if self.truncation_retention_ratio is None:
+                add("truncation_retention_ratio", "Say which fraction of the conversation to keep (e.g. 0.8).")
+        elif any(value is not None for value in ratio_fields):
+            add("truncation", "The retention ratio and token limit apply only to 'keep a fraction'.")
+
+        mcp_set = [f for f in ("mcp_server_label", "mcp_server_url") if getattr(self, f)]
+        if len(mcp_set) == 1:
+            missing = "mcp_server_url" if mcp_set == ["mcp_server_label"] else "mcp_server_label"
+            add(missing, "An MCP server needs both a label and a URL.")
+        if self.mcp_server_url and not self.mcp_server_url.startswith("https://"):
+            add("mcp_server_url", "The MCP server's URL must start with https://.")
+        if not _is_str_list(self.mcp_allowed_tools, max_items=100, max_length=64) or not all(
+            _TOOL_NAME.fullmatch(t) for t in self.mcp_allowed_tools
+        ):
+            add("mcp_allowed_tools", "Give up to 100 tool names (letters, digits, _ and -).")
+        elif not mcp_set and self.mcp_allowed_tools:
+            add("mcp_allowed_tools", "Set the MCP server first.")
+        if self.mcp_credential_env and not mcp_set:
+            add("mcp_credential_env", "Set the MCP server first.")
+
+    def voice_payload(self) -> str | dict[str, str]:
+        return {"id": self.custom_voice_id} if self.custom_voice_id else self.voice
+
+    def transcription_payload(self) -> dict[str, Any] | None:
+        if not self.input_transcription_model:
+            return None
+        transcription: dict[str, Any] = {"model": self.input_transcription_model}
+        model = catalog.info(self.input_transcription_model)
+        options = model.options if model else frozenset()
+        if self.transcription_languages:
+            if catalog.LANGUAGES in options:
+                transcription["languages"] = list(self.transcription_languages)
+            else:  # the older models and the streaming whisper take a single language
+                transcription["language"] = self.transcription_languages[0]
+        if self.transcription_keywords:
+            transcription["keywords"] = list(self.transcription_keywords)
+        if self.transcription_delay:
+            transcription["delay"] = self.transcription_delay
+        return transcription
+
+    def truncation_payload(self) -> str | dict[str, Any]:
+        if self.truncation != self.Truncation.RETENTION_RATIO:
+            return self.truncation
+        payload: dict[str, Any] = {"type": "retention_ratio", "retention_ratio": self.truncation_retention_ratio}
+        if self.truncation_token_limit:
+            payload["token_limits"] = {"post_instructions": self.truncation_token_limit}
+        return payload
+
+    def mcp_tool(self) -> dict[str, Any] | None:
+        """The MCP tool, without its credential: that is added from the environment when a call starts
+        (``voice.mcp``), so that it is never stored with the session nor shown to anyone."""
+        if not (self.mcp_server_label and self.mcp_server_url):
+            return None
+        tool: dict[str, Any] = {"type": "mcp", "server_label": self.mcp_server_label,
+                                "server_url": self.mcp_server_url, "require_approval": self.mcp_require_approval}
+        if self.mcp_allowed_tools:
+            tool["allowed_tools"] = list(self.mcp_allowed_tools)
+        return tool
+
     def turn_detection_payload(self) -> dict[str, Any] | None:
         if self.turn_detection == self.TurnDetection.SERVER_VAD:
-            return {
+            server_vad: dict[str, Any] = {
                 "type": "server_vad",
                 "threshold": self.vad_threshold,
                 "prefix_padding_ms": self.vad_prefix_padding_ms,
                 "silence_duration_ms": self.vad_silence_duration_ms,
             }
+            if self.vad_idle_timeout_ms:
+                server_vad["idle_timeout_ms"] = self.vad_idle_timeout_ms
+            return server_vad
         if self.turn_detection == self.TurnDetection.SEMANTIC_VAD:
             return {"type": "semantic_vad", "eagerness": self.vad_eagerness}
         return None
@@ -204,13 +398,23 @@ class VoiceConfig(models.Model):
 
     def to_session_payload(self) -> dict[str, Any]:
         """The GA session object (PROTOCOL.md) this config starts sessions with."""
+        noise_reduction: dict[str, Any] | None = None
+        if self.noise_reduction:
+            noise_reduction = {"type": self.noise_reduction}
+            if self.noise_reduction_strength is not None:
+                noise_reduction["strength"] = self.noise_reduction_strength
         audio_input: dict[str, Any] = {
             "format": {"type": "audio/pcm", "rate": 24000},
             "turn_detection": self.turn_detection_payload(),
-            "noise_reduction": {"type": self.noise_reduction} if self.noise_reduction else None,
+            "noise_reduction": noise_reduction,
         }
-        if self.input_transcription_model:
-            audio_input["transcription"] = {"model": self.input_transcription_model}
+        transcription = self.transcription_payload()
+        if transcription:
+            audio_input["transcription"] = transcription
+        tools = self.tool_definitions()
+        mcp = self.mcp_tool()
+        if mcp:
+            tools.append(mcp)
         payload: dict[str, Any] = {
             "type": "realtime",
             "model": self.model,
@@ -218,13 +422,26 @@ class VoiceConfig(models.Model):
             "output_modalities": [self.output_modality],
             "audio": {
                 "input": audio_input,
-                "output": {"voice": self.voice, "speed": self.speed},
+                "output": {"voice": self.voice_payload(), "speed": self.speed},
             },
-            "tools": self.tool_definitions(),
+            "tools": tools,
             "tool_choice": "auto",
             "max_output_tokens": self.max_output_tokens if self.max_output_tokens else "inf",
         }
+        # Only what differs from OpenAI's defaults, so older configs keep their exact payload.
+        if self.reasoning_effort:
+            payload["reasoning"] = {"effort": self.reasoning_effort}
+        if self.parallel_tool_calls is not None:
+            payload["parallel_tool_calls"] = self.parallel_tool_calls
+        if self.truncation != self.Truncation.AUTO:
+            payload["truncation"] = self.truncation_payload()
         return payload
+
+    def retirement_notice(self, today: date | None = None) -> str:
+        """The announced shutdown of this config's models, for the admin ("" when none applies)."""
+        today = today or catalog.today()
+        notices = [catalog.retirement_notice(name, today) for name in (self.model, self.input_transcription_model)]
+        return " ".join(n for n in notices if n)
 
 
 class VoiceSessionQuerySet(models.QuerySet["VoiceSession"]):
@@ -263,7 +480,8 @@ class VoiceSession(models.Model):
     input_tokens = models.PositiveIntegerField(default=0)
     output_tokens = models.PositiveIntegerField(default=0)
     total_tokens = models.PositiveIntegerField(default=0)
-    cost_usd = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal("0"))
+    # Null: unpriced (the model, or a kind of token it used, has no ModelPrice); never a guess.
+    cost_usd = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True, default=Decimal("0"))
 
     objects = VoiceSessionQuerySet.as_manager()
 
@@ -355,7 +573,7 @@ class VoiceSession(models.Model):
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
             "total_tokens": self.total_tokens,
-            "cost_usd": f"{self.cost_usd:.6f}",
+            "cost_usd": None if self.cost_usd is None else f"{self.cost_usd:.6f}",  # None: unpriced
         }
 
 
@@ -374,7 +592,7 @@ class SessionSummary(TypedDict):
     input_tokens: int
     output_tokens: int
     total_tokens: int
-    cost_usd: str
+    cost_usd: str | None
 
 
 class SessionEvent(models.Model):
@@ -498,7 +716,7 @@ class ResponseUsage(models.Model):
     cached_audio_tokens = models.PositiveIntegerField(default=0)
     output_text_tokens = models.PositiveIntegerField(default=0)
     output_audio_tokens = models.PositiveIntegerField(default=0)
-    cost_usd = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal("0"))
+    cost_usd = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True, default=Decimal("0"))
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -506,7 +724,8 @@ class ResponseUsage(models.Model):
         constraints = [models.UniqueConstraint(fields=["session", "response_id"], name="usage_session_response")]
 
     def __str__(self) -> str:
-        return f"{self.response_id}: {self.total_tokens} tokens, ${self.cost_usd}"
+        cost = "unpriced" if self.cost_usd is None else f"${self.cost_usd}"
+        return f"{self.response_id}: {self.total_tokens} tokens, {cost}"
 
 
 class ModelPrice(models.Model):
@@ -519,6 +738,10 @@ class ModelPrice(models.Model):
     audio_input = models.DecimalField(max_digits=10, decimal_places=4)
     audio_cached_input = models.DecimalField(max_digits=10, decimal_places=4)
     audio_output = models.DecimalField(max_digits=10, decimal_places=4)
+    # Image input is priced for some models only; blank means unpublished, and a response with image
+    # tokens is then recorded as unpriced rather than billed at a guess.
+    image_input = models.DecimalField(max_digits=10, decimal_places=4, null=True, blank=True)
+    image_cached_input = models.DecimalField(max_digits=10, decimal_places=4, null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -536,8 +759,14 @@ class ModelPrice(models.Model):
         cached_audio: int,
         output_text: int,
         output_audio: int,
+        input_image: int = 0,
+        cached_image: int = 0,
     ) -> Decimal:
-        """Cost of one response. Cached tokens are a subset of input tokens, billed at the cached rate."""
+        """Cost of one response. Cached tokens are a subset of input tokens, billed at the cached rate.
+
+        Image tokens need an image price (``voice.pricing.cost_of`` records them as unpriced without one);
+        a missing cached image price bills cached image tokens at the full image rate.
+        """
         uncached_text = max(input_text - cached_text, 0)
         uncached_audio = max(input_audio - cached_audio, 0)
         total = (
@@ -548,4 +777,8 @@ class ModelPrice(models.Model):
             + cached_audio * self.audio_cached_input
             + output_audio * self.audio_output
         )
+        if input_image and self.image_input is not None:
+            image_cached_rate = self.image_cached_input if self.image_cached_input is not None else self.image_input
+            cached_image = min(cached_image, input_image)
+            total += (input_image - cached_image) * self.image_input + cached_image * image_cached_rate
         return (Decimal(total) / MILLION).quantize(Decimal("0.000001"))

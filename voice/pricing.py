@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from decimal import Decimal
 from typing import Any
 
@@ -12,18 +13,25 @@ logger = logging.getLogger(__name__)
 _warned: set[str] = set()
 
 
+# A dated snapshot of a model: "gpt-realtime-2025-08-28" is billed as "gpt-realtime".
+_SNAPSHOT = re.compile(r"^(?P<base>.+)-\d{4}-\d{2}-\d{2}$")
+
+
 def price_for(model: str) -> ModelPrice | None:
-    """The price row for a model, also for dated snapshots ("gpt-realtime-2025-08-28" -> "gpt-realtime")."""
-    prices = {p.model: p for p in ModelPrice.objects.all()}
-    if model in prices:
-        return prices[model]
-    # Longest matching prefix, so "gpt-realtime-2.1-mini-2026-01-01" prefers "gpt-realtime-2.1-mini".
-    for name in sorted(prices, key=len, reverse=True):
-        if model.startswith(name + "-"):
+    """The price row of exactly this model, or of the model a dated snapshot belongs to; else None.
+
+    Never the price of another model: "gpt-realtime-mini" once matched "gpt-realtime" by prefix and was
+    billed at several times its cost. A model without a row of its own is unpriced (cost recorded as null).
+    """
+    snapshot = _SNAPSHOT.match(model)
+    candidates = [model, snapshot["base"]] if snapshot else [model]
+    prices = {p.model: p for p in ModelPrice.objects.filter(model__in=candidates)}
+    for name in candidates:
+        if name in prices:
             return prices[name]
     if model not in _warned:
         _warned.add(model)
-        logger.warning("No ModelPrice for model %r: its responses are recorded at cost 0", model)
+        logger.warning("No ModelPrice for model %r: its responses are recorded as unpriced (no cost)", model)
     return None
 
 
@@ -53,9 +61,12 @@ def usage_counts(usage: dict[str, Any] | None) -> dict[str, int]:
     }
 
 
-def cost_of(price: ModelPrice | None, counts: dict[str, int]) -> Decimal:
+def cost_of(price: ModelPrice | None, counts: dict[str, int]) -> Decimal | None:
+    """The cost of one response, or None (unpriced) when the model, or a kind of token it used, has no price."""
     if price is None:
-        return Decimal("0")
+        return None
+    if counts["input_image_tokens"] and price.image_input is None:
+        return None
     cached_text = counts["cached_text_tokens"]
     cached_audio = counts["cached_audio_tokens"]
     if counts["cached_tokens"] and not (cached_text or cached_audio):
@@ -64,8 +75,19 @@ def cost_of(price: ModelPrice | None, counts: dict[str, int]) -> Decimal:
     return price.cost(
         input_text=counts["input_text_tokens"],
         input_audio=counts["input_audio_tokens"],
+        input_image=counts["input_image_tokens"],
         cached_text=cached_text,
         cached_audio=cached_audio,
         output_text=counts["output_text_tokens"],
         output_audio=counts["output_audio_tokens"],
     )
+
+
+def add_cost(total: Decimal | None, cost: Decimal | None) -> Decimal | None:
+    """A session's running cost: once one response is unpriced, the session's cost is unknown (null)."""
+    return None if total is None or cost is None else total + cost
+
+
+def format_cost(cost: Decimal | None) -> str | None:
+    """The cost as published to dashboards: a fixed-point string, or None for unpriced."""
+    return None if cost is None else f"{cost:.6f}"

@@ -34,6 +34,7 @@ from django.utils import timezone
 from voice import pricing
 from voice.broadcast import Broadcaster
 from voice.models import ResponseUsage, SessionEvent, ToolCall, TranscriptItem, VoiceSession
+from voice.realtime.session import frame_without_secrets
 
 logger = logging.getLogger(__name__)
 
@@ -128,7 +129,7 @@ class Recorder:
         self.input_tokens = 0
         self.output_tokens = 0
         self.total_tokens = 0
-        self.cost_usd = Decimal("0")
+        self.cost_usd: Decimal | None = Decimal("0")  # None once a response was unpriced
         self.failed_flushes = 0
         self._flush_lock = asyncio.Lock()
         self._writer: _Writer | None = None
@@ -185,7 +186,7 @@ class Recorder:
     def _log(self, direction: str, kind: str, frame: dict[str, Any], now: datetime) -> None:
         """Append one event row, and stream it to the session's watchers (bounded once for both)."""
         self._seq += 1
-        payload = _bounded(frame)
+        payload = _bounded(frame_without_secrets(frame))  # an echoed MCP credential is never stored
         self._pending.events.append(
             {"seq": self._seq, "direction": direction, "type": kind[:100], "payload": payload, "created_at": now}
         )
@@ -453,7 +454,7 @@ class Recorder:
             self.broadcaster.to_both({"type": "usage", "usage": {
                 "response_id": usage.response_id, "status": usage.status, "total_tokens": usage.total_tokens,
                 "input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
-                "cost_usd": f"{usage.cost_usd:.6f}"},
+                "cost_usd": pricing.format_cost(usage.cost_usd)},
                 "totals": self.totals()})
         if batch.session:
             self.broadcaster.to_both({"type": "session.updated", "changes": _json_safe(batch.session),
@@ -461,7 +462,7 @@ class Recorder:
 
     def totals(self) -> dict[str, Any]:
         return {"turns": self.turns, "input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
-                "total_tokens": self.total_tokens, "cost_usd": f"{self.cost_usd:.6f}"}
+                "total_tokens": self.total_tokens, "cost_usd": pricing.format_cost(self.cost_usd)}
 
 
 class _Writer:
@@ -580,7 +581,8 @@ def write_batches(pairs: list[tuple[Recorder, _Batch]]) -> list[dict[str, Any]]:
             cost = recorder.cost_usd
             if usage_rows:
                 # Summed from the rows, so a price edit mid-session cannot skew the total.
-                cost += sum((u.cost_usd for u in usage_rows), Decimal("0"))
+                for usage_row in usage_rows:  # one unpriced response makes the session's cost unknown
+                    cost = pricing.add_cost(cost, usage_row.cost_usd)
                 fields["cost_usd"] = cost
             if fields:
                 session_updates.setdefault(tuple(sorted(fields)), []).append((recorder.session_id, fields))

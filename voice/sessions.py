@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.utils import timezone
 
+from voice import catalog, mcp
 from voice.agent import Observer, ToolCallStatus, ToolContext, VoiceAgent
 from voice.models import VoiceConfig, VoiceSession
 from voice.realtime import OpenAIRealtimeWebRTCClient
@@ -33,13 +34,43 @@ def api_key() -> str:
     return settings.OPENAI_API_KEY or (EMULATOR_KEY if settings.USING_EMULATOR else "")
 
 
+def browser_holds_call(config: VoiceConfig) -> bool:
+    """Relay mode: the browser creates the call and sees the session on its own data channel."""
+    # Server-controlled calls (a config's mode) arrive with the server-mode work; until then, all are relay.
+    return getattr(config, "mode", "relay") != "server"
+
+
+def check_config_can_start(config: VoiceConfig, today: date | None = None) -> None:
+    """Refuse, before anything is sent to OpenAI, a config that cannot work: a shut-down model, or an MCP
+    credential the browser would be able to see."""
+    today = today or catalog.today()
+    for name in (config.model, config.input_transcription_model):
+        model = catalog.info(name) if name else None
+        if model is not None and model.retired_on(today):
+            raise SessionRefused(
+                "model_retired",
+                f"This assistant uses {name}, which OpenAI shut down on {model.shutdown:%Y-%m-%d}, so it cannot "
+                "start. Ask an administrator to switch the assistant to a current model.",
+                close_code=4410,
+            )
+    if config.mcp_credential_env and browser_holds_call(config):
+        raise SessionRefused(
+            "credential_needs_server_mode",
+            "This assistant uses a tool service with a private credential, which must not reach the browser, "
+            "so it cannot start in this connection mode. Ask an administrator to switch it to server-controlled "
+            "calls.",
+            close_code=4403,
+        )
+
+
 @database_sync_to_async
-def start_session(user: Any, slug: str | None) -> VoiceSession:
+def start_session(user: Any, slug: str | None, *, today: date | None = None) -> VoiceSession:
     """Check the user may start a session now, then create it from the config's current payload."""
     config = VoiceConfig.objects.for_slug_or_default(slug)
     if config is None:
         what = f"No active voice configuration named {slug!r}." if slug else "No voice configuration is active."
         raise SessionRefused("config_not_found", what, close_code=4404)
+    check_config_can_start(config, today)
     live = VoiceSession.objects.live().filter(user=user).count()
     if live >= settings.VOICE_MAX_CONCURRENT_SESSIONS_PER_USER:
         raise SessionRefused(
@@ -69,7 +100,12 @@ def start_session(user: Any, slug: str | None) -> VoiceSession:
 def llm_config_for(session: VoiceSession) -> dict[str, Any]:
     payload = session.session_payload
     voice = payload.get("audio", {}).get("output", {}).get("voice", "marin")
+    if isinstance(voice, dict):  # a custom voice {"id": "voice_..."}
+        voice = str(voice.get("id") or "marin")
     config = session.config
+    # The stored payload holds no credential. Only a request the server sends itself may carry one.
+    if config is not None and not browser_holds_call(config):
+        payload = mcp.with_credentials(payload, config)
     return {
         "config_list": [{"model": session.model, "voice": voice, "api_key": api_key(),
                          "base_url": settings.OPENAI_BASE_URL, "api_type": "openai"}],
@@ -92,13 +128,18 @@ class RecordToolCalls(Observer):
 
 
 def build_agent(session: VoiceSession, websocket: Any, recorder: Recorder) -> VoiceAgent:
-    client = OpenAIRealtimeWebRTCClient(llm_config=llm_config_for(session), websocket=websocket, logger=logger)
-    tool_names = [t["name"] for t in session.session_payload.get("tools", [])]
+    llm_config = llm_config_for(session)
+    client = OpenAIRealtimeWebRTCClient(llm_config=llm_config, websocket=websocket, logger=logger)
+    session_tools = llm_config["session"].get("tools", [])
+    tool_names = [t["name"] for t in session_tools if t.get("type", "function") == "function"]
+    # OpenAI runs MCP servers itself; the agent re-declares them so that its session update keeps them.
+    hosted = [t for t in session_tools if t.get("type") == "mcp"]
     return VoiceAgent(
         client=client,
         system_message=session.session_payload.get("instructions"),
         tools=[get_tool(name) for name in tool_names],
         observers=[RecordToolCalls(recorder)],
+        hosted_tools=hosted,
         # Tools act for the session's user, whatever a (possibly forged) function call says.
         context=ToolContext(user_id=session.user_id, username=session.user.get_username(),
                             session_id=str(session.pk)),

@@ -103,8 +103,10 @@ function durationOf(summary) {
   return end === null ? "" : formatDuration(end - start);
 }
 
+// null: the model (or a kind of token it used) has no price, so the cost is unknown; never show $0 for it.
 function formatCost(value) {
-  const n = Number(value);
+  if (value === null) return "unpriced";
+  const n = Number(value ?? 0);
   return Number.isFinite(n) ? `$${n.toFixed(4)}` : "";
 }
 
@@ -353,6 +355,8 @@ function applySummary(summary) {
   for (const key of COUNTERS) {
     if (known && Number(known[key]) > Number(summary[key] ?? 0)) merged[key] = known[key];
   }
+  // Unpriced is final: once a session's cost is unknown, no stale copy turns it back into a number.
+  if (summary.cost_usd === null || (known && known.cost_usd === null)) merged.cost_usd = null;
   placeSummary(merged);
 }
 
@@ -407,8 +411,10 @@ function renderRow(summary) {
   cells.turns.textContent = formatCount(summary.turns ?? 0);
   cells.tokens.textContent = formatCount(summary.total_tokens ?? 0);
   cells.tokens.title = `input ${formatCount(summary.input_tokens ?? 0)} · output ${formatCount(summary.output_tokens ?? 0)}`;
-  cells.cost.textContent = formatCost(summary.cost_usd ?? 0);
-  cells.cost.title = summary.cost_usd ? `$${summary.cost_usd}` : "";
+  cells.cost.textContent = formatCost(summary.cost_usd);
+  cells.cost.classList.toggle("unpriced", summary.cost_usd === null);
+  cells.cost.title = summary.cost_usd === null ? "This model has no price: its cost is not recorded."
+    : summary.cost_usd ? `$${summary.cost_usd}` : "";
 }
 
 function insertRowInOrder(tr, summary) {
@@ -460,7 +466,7 @@ function renderRecent() {
       h("span", { class: `status status-${String(s.status || "").replace(/[^a-z0-9_-]/gi, "")}`, text: s.status || "" }),
       h("span", {
         class: "meta",
-        text: [durationOf(s), s.end_reason, `${formatCount(s.total_tokens ?? 0)} tokens`, formatCost(s.cost_usd ?? 0)]
+        text: [durationOf(s), s.end_reason, `${formatCount(s.total_tokens ?? 0)} tokens`, formatCost(s.cost_usd)]
           .filter(Boolean)
           .join(" · "),
       }),
@@ -565,7 +571,7 @@ function renderViewHeader() {
     durationOf(s) && `duration ${durationOf(s)}`,
     `${formatCount(s.turns ?? 0)} ${Number(s.turns) === 1 ? "turn" : "turns"}`,
     `${formatCount(s.total_tokens ?? 0)} tokens (in ${formatCount(s.input_tokens ?? 0)} / out ${formatCount(s.output_tokens ?? 0)})`,
-    formatCost(s.cost_usd ?? 0),
+    formatCost(s.cost_usd),
     s.end_reason && `ended: ${s.end_reason}`,
   ];
   els.meta.textContent = parts.filter(Boolean).join(" · ");

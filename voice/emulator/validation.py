@@ -19,7 +19,9 @@ VOICES = ("alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse",
 # Accept the GA realtime family by pattern rather than a closed list: new snapshots appear often and
 # an emulator that refuses a real model name is a worse failure than one that accepts a future one.
 MODEL_PATTERN = re.compile(r"^gpt-(realtime|4o-realtime-preview|4o-mini-realtime-preview)[\w.\-]*$")
-TRANSCRIPTION_MODEL_PATTERN = re.compile(r"^(whisper-1|gpt-[\w.\-]*transcribe[\w.\-]*)$")
+TRANSCRIPTION_MODEL_PATTERN = re.compile(r"^(whisper-1|gpt-realtime-whisper|gpt-[\w.\-]*transcribe[\w.\-]*)$")
+TRANSCRIPTION_MODELS = ("gpt-transcribe", "gpt-live-transcribe", "gpt-realtime-whisper", "whisper-1",
+                        "gpt-4o-transcribe", "gpt-4o-mini-transcribe", "gpt-4o-transcribe-diarize")
 TOOL_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 AUDIO_FORMATS = ("audio/pcm", "audio/pcmu", "audio/pcma")
 MIN_EXPIRES_SECONDS = 10
@@ -63,8 +65,21 @@ SESSION_FIELDS = frozenset(
         "truncation",
         "prompt",
         "include",
+        "reasoning",
+        "parallel_tool_calls",
     }
 )
+EFFORTS = ("minimal", "low", "medium", "high", "xhigh")
+MCP_CONNECTORS = (
+    "connector_dropbox", "connector_gmail", "connector_googlecalendar", "connector_googledrive",
+    "connector_microsoftteams", "connector_outlookcalendar", "connector_outlookemail", "connector_sharepoint",
+)
+MCP_TOOL_FIELDS = frozenset(
+    {"type", "server_label", "server_url", "connector_id", "tunnel_id", "server_description", "allowed_tools",
+     "allowed_callers", "require_approval", "authorization", "headers", "defer_loading"}
+)
+# OpenAI keeps an MCP server's credentials to itself: the effective session it reports leaves them out.
+MCP_SECRET_FIELDS = ("authorization", "headers")
 
 # Allowed top-level keys of each client event; anything else is an unknown parameter.
 CLIENT_EVENT_FIELDS: dict[str, frozenset[str]] = {
@@ -302,12 +317,12 @@ def _transcription(value: Any, path: str) -> dict[str, Any] | None:
     if value is None:
         return None
     obj = _object(value, path)
-    _check_keys(obj, {"model", "language", "prompt"}, path)
+    _check_keys(obj, {"model", "language", "prompt", "languages", "keywords", "delay"}, path)
     if "model" not in obj:
         raise missing_parameter(f"{path}.model")
     model = _string(obj["model"], f"{path}.model")
     if not TRANSCRIPTION_MODEL_PATTERN.match(model):
-        raise _invalid_value(f"{path}.model", model, ("whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe"))
+        raise _invalid_value(f"{path}.model", model, TRANSCRIPTION_MODELS)
     result: dict[str, Any] = {"model": model}
     if "language" in obj and obj["language"] is not None:
         language = _string(obj["language"], f"{path}.language")
@@ -316,7 +331,22 @@ def _transcription(value: Any, path: str) -> dict[str, Any] | None:
         result["language"] = language
     if "prompt" in obj and obj["prompt"] is not None:
         result["prompt"] = _string(obj["prompt"], f"{path}.prompt")
+    for key in ("languages", "keywords"):
+        if obj.get(key) is not None:
+            result[key] = _string_list(obj[key], f"{path}.{key}")
+    if "languages" in result:
+        for index, language in enumerate(result["languages"]):
+            if not re.fullmatch(r"[a-z]{2,3}(-[A-Za-z]{2})?", language):
+                raise _invalid_value(f"{path}.languages[{index}]", language, hint="Use ISO-639-1 codes such as 'en'.")
+    if obj.get("delay") is not None:
+        result["delay"] = _choice(obj["delay"], f"{path}.delay", EFFORTS)
     return result
+
+
+def _string_list(value: Any, path: str) -> list[str]:
+    if not isinstance(value, list):
+        raise _invalid_type(path, "an array", value)
+    return [_string(entry, f"{path}[{index}]") for index, entry in enumerate(value)]
 
 
 def _turn_detection(value: Any, path: str) -> dict[str, Any] | None:
@@ -364,13 +394,25 @@ def _noise_reduction(value: Any, path: str) -> dict[str, Any] | None:
     if value is None:
         return None
     obj = _object(value, path)
-    _check_keys(obj, {"type"}, path)
+    _check_keys(obj, {"type", "strength"}, path)
     if "type" not in obj:
         raise missing_parameter(f"{path}.type")
-    return {"type": _choice(obj["type"], f"{path}.type", ("near_field", "far_field"))}
+    result: dict[str, Any] = {"type": _choice(obj["type"], f"{path}.type", ("near_field", "far_field"))}
+    if obj.get("strength") is not None:
+        # Bounds unconfirmed: OpenAI documents only "higher values apply more suppression, default 1".
+        result["strength"] = _number(obj["strength"], f"{path}.strength", minimum=0.0, maximum=1.0)
+    return result
 
 
-def _voice(value: Any, path: str) -> str:
+def _voice(value: Any, path: str) -> str | dict[str, str]:
+    if isinstance(value, dict):  # a custom voice: {"id": "voice_..."}
+        _check_keys(value, {"id"}, path)
+        if "id" not in value:
+            raise missing_parameter(f"{path}.id")
+        voice_id = _string(value["id"], f"{path}.id")
+        if not re.fullmatch(r"voice_[A-Za-z0-9_-]+", voice_id):
+            raise _invalid_value(f"{path}.id", voice_id, hint="Custom voice ids look like 'voice_1234'.")
+        return {"id": voice_id}
     return _choice(value, path, VOICES)
 
 
@@ -407,11 +449,7 @@ def _tools(value: Any, path: str) -> list[dict[str, Any]]:
             raise missing_parameter(f"{item_path}.type")
         kind = _choice(tool["type"], f"{item_path}.type", ("function", "mcp"))
         if kind == "mcp":
-            # MCP tools are valid GA but the emulator never calls them; check only the required label.
-            if "server_label" not in tool:
-                raise missing_parameter(f"{item_path}.server_label")
-            _string(tool["server_label"], f"{item_path}.server_label")
-            tools.append(copy.deepcopy(tool))
+            tools.append(_mcp_tool(tool, item_path))
             continue
         _check_keys(tool, {"type", "name", "description", "parameters"}, item_path)
         if "name" not in tool:
@@ -439,6 +477,63 @@ def _tools(value: Any, path: str) -> list[dict[str, Any]]:
             entry["parameters"] = copy.deepcopy(params)
         tools.append(entry)
     return tools
+
+
+def _tool_filter(value: Any, path: str) -> None:
+    obj = _object(value, path)
+    _check_keys(obj, {"read_only", "tool_names"}, path)
+    if obj.get("read_only") is not None:
+        _bool(obj["read_only"], f"{path}.read_only")
+    if obj.get("tool_names") is not None:
+        _string_list(obj["tool_names"], f"{path}.tool_names")
+
+
+def _mcp_tool(tool: dict[str, Any], path: str) -> dict[str, Any]:
+    """An MCP tool as OpenAI's types describe it. The emulator never calls the server."""
+    _check_keys(tool, MCP_TOOL_FIELDS, path)
+    if "server_label" not in tool:
+        raise missing_parameter(f"{path}.server_label")
+    _string(tool["server_label"], f"{path}.server_label")
+    if not any(tool.get(key) is not None for key in ("server_url", "connector_id", "tunnel_id")):
+        raise missing_parameter(f"{path}.server_url")
+    for key in ("server_url", "tunnel_id", "server_description", "authorization"):
+        if tool.get(key) is not None:
+            _string(tool[key], f"{path}.{key}")
+    if tool.get("connector_id") is not None:
+        _choice(tool["connector_id"], f"{path}.connector_id", MCP_CONNECTORS)
+    allowed = tool.get("allowed_tools")
+    if isinstance(allowed, list):
+        _string_list(allowed, f"{path}.allowed_tools")
+    elif allowed is not None:
+        _tool_filter(allowed, f"{path}.allowed_tools")
+    approval = tool.get("require_approval")
+    if isinstance(approval, str):
+        _choice(approval, f"{path}.require_approval", ("always", "never"))
+    elif approval is not None:
+        obj = _object(approval, f"{path}.require_approval")
+        _check_keys(obj, {"always", "never"}, f"{path}.require_approval")
+        for key in ("always", "never"):
+            if obj.get(key) is not None:
+                _tool_filter(obj[key], f"{path}.require_approval.{key}")
+    if tool.get("allowed_callers") is not None:
+        for index, caller in enumerate(_string_list(tool["allowed_callers"], f"{path}.allowed_callers")):
+            _choice(caller, f"{path}.allowed_callers[{index}]", ("direct", "programmatic"))
+    if tool.get("headers") is not None:
+        for key, header in _object(tool["headers"], f"{path}.headers").items():
+            _string(header, f"{path}.headers.{key}")
+    if tool.get("defer_loading") is not None:
+        _bool(tool["defer_loading"], f"{path}.defer_loading")
+    return {k: copy.deepcopy(v) for k, v in tool.items() if k not in MCP_SECRET_FIELDS}
+
+
+def _reasoning(value: Any, path: str) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    obj = _object(value, path)
+    _check_keys(obj, {"effort"}, path)
+    if obj.get("effort") is not None:
+        return {"effort": _choice(obj["effort"], f"{path}.effort", EFFORTS)}
+    return {}
 
 
 def _tool_choice(value: Any, path: str) -> str | dict[str, Any]:
@@ -598,6 +693,13 @@ def validate_session(
         result["prompt"] = _prompt(session["prompt"], f"{path}.prompt")
     if "include" in session:
         result["include"] = _include(session["include"], f"{path}.include")
+    if "reasoning" in session:
+        result["reasoning"] = _reasoning(session["reasoning"], f"{path}.reasoning")
+    if "parallel_tool_calls" in session:
+        result["parallel_tool_calls"] = (
+            None if session["parallel_tool_calls"] is None
+            else _bool(session["parallel_tool_calls"], f"{path}.parallel_tool_calls")
+        )
 
     if (
         voice_locked

@@ -79,10 +79,18 @@ class AudioFormat(_Strict):
     rate: Literal[24000] | None = None
 
 
+Effort = Literal["minimal", "low", "medium", "high", "xhigh"]
+
+
 class Transcription(_Strict):
     model: str | None = None
     language: str | None = None
     prompt: str | None = None
+    # Newer models: several language hints and keywords (gpt-transcribe, gpt-live-transcribe), and the
+    # latency/accuracy trade-off of gpt-realtime-whisper.
+    languages: list[str] | None = None
+    keywords: list[str] | None = None
+    delay: Effort | None = None
 
 
 class ServerVad(_Strict):
@@ -103,7 +111,9 @@ class SemanticVad(_Strict):
 
 
 class NoiseReduction(_Strict):
-    type: Literal["near_field", "far_field"]
+    # OpenAI's types make both optional: an update may change the strength alone.
+    type: Literal["near_field", "far_field"] | None = None
+    strength: float | None = None
 
 
 class AudioInput(_Strict):
@@ -114,9 +124,13 @@ class AudioInput(_Strict):
     noise_reduction: NoiseReduction | None = None
 
 
+class CustomVoice(_Strict):
+    id: str = Field(min_length=1)
+
+
 class AudioOutput(_Strict):
     format: AudioFormat | None = None
-    voice: str | None = Field(default=None, min_length=1)
+    voice: Annotated[str, Field(min_length=1)] | CustomVoice | None = None
     speed: float | None = Field(default=None, ge=0.25, le=1.5)
 
 
@@ -132,19 +146,95 @@ class FunctionTool(_Strict):
     parameters: dict[str, Any] = Field(default_factory=dict)
 
 
+class ToolFilter(_Strict):
+    read_only: bool | None = None
+    tool_names: list[str] | None = None
+
+
+class ApprovalFilter(_Strict):
+    always: ToolFilter | None = None
+    never: ToolFilter | None = None
+
+
+McpConnector = Literal[
+    "connector_dropbox", "connector_gmail", "connector_googlecalendar", "connector_googledrive",
+    "connector_microsoftteams", "connector_outlookcalendar", "connector_outlookemail", "connector_sharepoint",
+]
+
+
+class McpTool(_Strict):
+    """A remote MCP server that OpenAI calls for the model (not run by this server)."""
+
+    type: Literal["mcp"]
+    server_label: str = Field(min_length=1)
+    server_url: str | None = None
+    connector_id: McpConnector | None = None
+    tunnel_id: str | None = None
+    server_description: str | None = None
+    allowed_tools: list[str] | ToolFilter | None = None
+    allowed_callers: list[Literal["direct", "programmatic"]] | None = None
+    require_approval: Literal["always", "never"] | ApprovalFilter | None = None
+    authorization: str | None = None
+    headers: dict[str, str] | None = None
+    defer_loading: bool | None = None
+
+
+class ToolChoiceFunction(_Strict):
+    type: Literal["function"]
+    name: str
+
+
+class ToolChoiceMcp(_Strict):
+    type: Literal["mcp"]
+    server_label: str
+    name: str | None = None
+
+
+class Reasoning(_Strict):
+    effort: Effort | None = None
+
+
+class TokenLimits(_Strict):
+    post_instructions: int | None = Field(default=None, ge=0)
+
+
+class RetentionRatio(_Strict):
+    type: Literal["retention_ratio"]
+    retention_ratio: float = Field(ge=0, le=1)
+    token_limits: TokenLimits | None = None
+
+
+class Tracing(_Strict):
+    workflow_name: str | None = None
+    group_id: str | None = None
+    metadata: Any = None
+
+
+class Prompt(_Strict):
+    id: str
+    version: str | None = None
+    variables: dict[str, Any] | None = None
+
+
 class GASession(_Strict):
     type: Literal["realtime"]
     model: str | None = Field(default=None, min_length=1)
     instructions: str | None = None
     output_modalities: list[Literal["audio", "text"]] | None = Field(default=None, min_length=1, max_length=1)
     audio: Audio | None = None
-    tools: list[FunctionTool] | None = None
-    tool_choice: str | dict[str, Any] | None = None
+    tools: list[Annotated[FunctionTool | McpTool, Field(discriminator="type")]] | None = None
+    tool_choice: (
+        Literal["none", "auto", "required"]
+        | Annotated[ToolChoiceFunction | ToolChoiceMcp, Field(discriminator="type")]
+        | None
+    ) = None
     max_output_tokens: Annotated[int, Field(ge=1, le=4096)] | Literal["inf"] | None = None
-    include: list[str] | None = None
-    tracing: str | dict[str, Any] | None = None
-    truncation: str | dict[str, Any] | None = None
-    prompt: dict[str, Any] | None = None
+    include: list[Literal["item.input_audio_transcription.logprobs"]] | None = None
+    tracing: Literal["auto"] | Tracing | None = None
+    truncation: Literal["auto", "disabled"] | RetentionRatio | None = None
+    prompt: Prompt | None = None
+    reasoning: Reasoning | None = None
+    parallel_tool_calls: bool | None = None
 
 
 def _readable_path(data: Any, loc: tuple[int | str, ...]) -> str:
@@ -193,6 +283,37 @@ def validate_session(session: Mapping[str, Any], *, partial: bool = False) -> di
     if problems:
         raise SessionValidationError(sorted(set(problems)))
     return copy.deepcopy(dict(session))
+
+
+# --- secrets in sessions --------------------------------------------------------------------------
+
+# Fields of a tool that carry credentials (an MCP server's OAuth token or auth headers). They go to
+# OpenAI from the server only; nothing shown to a browser, logged or stored may hold them.
+TOOL_SECRET_FIELDS = ("authorization", "headers")
+_SESSION_FRAMES = frozenset({"session.created", "session.updated", "session.update"})
+
+
+def without_secrets(session: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``session`` whose tools hold no credential (the rest untouched)."""
+    clean = dict(session)
+    tools = session.get("tools")
+    if isinstance(tools, list) and any(
+        isinstance(t, Mapping) and any(k in t for k in TOOL_SECRET_FIELDS) for t in tools
+    ):
+        clean["tools"] = [
+            {k: v for k, v in t.items() if k not in TOOL_SECRET_FIELDS} if isinstance(t, Mapping) else t
+            for t in tools
+        ]
+    return clean
+
+
+def frame_without_secrets(frame: dict[str, Any]) -> dict[str, Any]:
+    """``frame`` itself, or for a session event whose session holds a credential, a copy without it."""
+    if frame.get("type") in _SESSION_FRAMES and isinstance(frame.get("session"), Mapping):
+        clean = without_secrets(frame["session"])
+        if clean.get("tools") is not frame["session"].get("tools"):
+            return {**frame, "session": clean}
+    return frame
 
 
 # --- building -------------------------------------------------------------------------------------
@@ -287,9 +408,11 @@ __all__ = [
     "SessionValidationError",
     "build_session",
     "first_config",
+    "frame_without_secrets",
     "normalise_api_base",
     "reset_warnings",
     "session_from_llm_config",
     "validate_session",
     "warn_once",
+    "without_secrets",
 ]

@@ -43,7 +43,7 @@ from voice.realtime.errors import (
     redact,
 )
 from voice.realtime.events import InvalidFrame, parse_frame
-from voice.realtime.session import first_config, normalise_api_base, session_from_llm_config
+from voice.realtime.session import first_config, normalise_api_base, session_from_llm_config, without_secrets
 
 _module_logger = logging.getLogger(__name__)
 
@@ -326,6 +326,8 @@ class OpenAIRealtimeWebRTCClient(ClientEventsMixin, RealtimeClientBase):
         return redact(text, [self._api_key])
 
     def _init_frame(self, minted: dict[str, Any]) -> dict[str, Any]:
+        # The browser sees the session it starts, never a credential a tool of it carries.
+        minted = {**minted, "session": without_secrets(minted["session"])}
         self.effective_session = minted["session"]
         self.expires_at = minted["expires_at"]
         return {
