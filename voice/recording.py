@@ -71,6 +71,8 @@ MAX_ERROR_CHARS = 10_000
 # refuses (or a value its driver cannot send), which no retry will ever write: isolate it instead.
 OUTAGE_ERRORS: tuple[type[Exception], ...] = (OperationalError, InterfaceError)
 UNWRITABLE_ROW = "ag2.unwritable_row"
+_COST = VoiceSession._meta.get_field("cost_usd")
+MAX_COST = Decimal("9" * (_COST.max_digits - _COST.decimal_places) + "." + "9" * _COST.decimal_places)  # 999999.999999
 
 
 @dataclass
@@ -588,8 +590,9 @@ class Recorder:
         # notes in the record, written with the next batch. Once per row and error, however often it
         # changes: a poisoned item is refused again at each of its updates.
         for note in result.get("notes", ()):
-            self._note(UNWRITABLE_ROW, {k: v for k, v in note.items() if k != "type"},
-                       once=("unwritable", note["table"], note["key"], note["error"]))
+            payload = {k: v for k, v in note.items() if k != "type"}
+            self._note(note["type"], payload,
+                       once=(note["type"], *(str(v) for k, v in sorted(payload.items()) if k not in ("row", "value"))))
         self._publish_committed(batch, result)
 
     def _load_price(self) -> None:
@@ -742,17 +745,18 @@ def _write_together(pairs: list[tuple[Recorder, _Batch]]) -> list[dict[str, Any]
     all_usage = []
     session_updates: dict[tuple[str, ...], list[tuple[str, dict[str, Any]]]] = {}
     for recorder, batch in pairs:
-        usage_rows = [_usage_row(recorder, usage) for usage in batch.usages]
+        notes: list[dict[str, Any]] = []
+        usage_rows = [_usage_row(recorder, usage, notes) for usage in batch.usages]
         fields = dict(batch.session)
         cost = recorder.cost_usd
         if usage_rows:
             # Summed from the rows, so a price edit mid-session cannot skew the total.
-            cost += sum((u.cost_usd for u in usage_rows), Decimal("0"))
+            cost = _bounded_cost(cost + sum((u.cost_usd for u in usage_rows), Decimal("0")), "voicesession", notes)
             fields["cost_usd"] = cost
         if fields:
             session_updates.setdefault(tuple(sorted(fields)), []).append((recorder.session_id, fields))
         all_usage += usage_rows
-        results.append({"usages": usage_rows, "cost_usd": cost, "notes": []})
+        results.append({"usages": usage_rows, "cost_usd": cost, "notes": notes})
     if all_usage:
         ResponseUsage.objects.bulk_create(all_usage, ignore_conflicts=True)
     for columns, updates in session_updates.items():
@@ -760,9 +764,20 @@ def _write_together(pairs: list[tuple[Recorder, _Batch]]) -> list[dict[str, Any]
     return results
 
 
-def _usage_row(recorder: Recorder, usage: dict[str, Any]) -> ResponseUsage:
+def _usage_row(recorder: Recorder, usage: dict[str, Any], notes: list[dict[str, Any]]) -> ResponseUsage:
     counts = {k: usage[k] for k in values.USAGE_FIELDS}
-    return ResponseUsage(session_id=recorder.session_id, cost_usd=pricing.cost_of(recorder._price, counts), **usage)
+    cost = _bounded_cost(pricing.cost_of(recorder._price, counts), "responseusage", notes)
+    return ResponseUsage(session_id=recorder.session_id, cost_usd=cost, **usage)
+
+
+def _bounded_cost(cost: Decimal, table: str, notes: list[dict[str, Any]]) -> Decimal:
+    """A cost that fits its column. Only a price entered wrongly gets here (usage is bounded on intake):
+    SQLite would store the overflow and then fail to read the row back, PostgreSQL refuses it."""
+    if cost <= MAX_COST:
+        return cost
+    notes.append({"type": "ag2.value_bounded", "field": f"{table}.cost_usd", "value": str(cost),
+                  "problem": f"more than {MAX_COST}: check the model's price"})
+    return MAX_COST
 
 
 def _write_isolating(recorder: Recorder, batch: _Batch) -> dict[str, Any]:
@@ -801,14 +816,15 @@ def _write_isolating(recorder: Recorder, batch: _Batch) -> dict[str, Any]:
                 notes.append(_unwritable(model._meta.model_name, row[key], row, error))
     usage_rows = []
     for usage in batch.usages:
-        row = _usage_row(recorder, usage)
+        row = _usage_row(recorder, usage, notes)
         error = _attempt(lambda r=row: ResponseUsage.objects.bulk_create([r], ignore_conflicts=True))
         if error is None:
             usage_rows.append(row)
         else:
             notes.append(_unwritable("responseusage", usage["response_id"], usage, error))
     fields = dict(batch.session)
-    cost = recorder.cost_usd + sum((u.cost_usd for u in usage_rows), Decimal("0"))
+    cost = _bounded_cost(recorder.cost_usd + sum((u.cost_usd for u in usage_rows), Decimal("0")), "voicesession",
+                         notes)
     if usage_rows:
         fields["cost_usd"] = cost
     if fields and _attempt(lambda: _update_sessions(sorted(fields), [(sid, fields)])) is not None:
@@ -820,8 +836,9 @@ def _write_isolating(recorder: Recorder, batch: _Batch) -> dict[str, Any]:
                 if name == "cost_usd":
                     cost = recorder.cost_usd
     for note in notes:
-        logger.warning("Session %s: %s row %s could not be written: %s", sid, note["table"], note["key"],
-                       note["error"])
+        if note["type"] == UNWRITABLE_ROW:
+            logger.warning("Session %s: %s row %s could not be written: %s", sid, note["table"], note["key"],
+                           note["error"])
     return {"usages": usage_rows, "cost_usd": cost, "notes": notes}
 
 
