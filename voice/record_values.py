@@ -13,6 +13,7 @@ No Django here: these are plain functions over JSON-like values, testable on the
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import re
 from collections.abc import Iterable
@@ -27,12 +28,19 @@ MAX_JSON_DEPTH = 64
 MAX_JSON_INT_BITS = 256
 POSITIVE_INT_MAX = 2**31 - 1  # PositiveIntegerField on PostgreSQL: integer, CHECK >= 0
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+# One encoder for every scan: json.dumps with any non-default option builds a new one per call.
+# Not ASCII-escaped, so that a lone surrogate shows as itself; NaN and Infinity raise (jsonb refuses them).
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False)
 _SECRET_PATTERN = re.compile(r"\b(?:ek_|sk-)[A-Za-z0-9_\-]{6,}")
 REDACTED = "[redacted]"
 # Keys whose string values are secrets whatever they look like (lower case).
 SECRET_KEYS = frozenset({"api_key", "apikey", "authorization", "client_secret"})
 # A key whose value is a secret under these parents: `ag2.init`'s `config.value`, a `client_secret.value`.
 SECRET_VALUE_PARENTS = frozenset({"config", "client_secret"})
+# Substrings (of the lower-cased JSON text) without which a frame holds nothing redact_secrets would take
+# out. Substring tests run in C; a case-insensitive regex alternation cost ~30 us per frame here.
+_SECRET_HINTS = ("ek_", "sk-", '"config"', '"client_secret"', '"authorization"', '"api_key"', '"apikey"')
 
 
 def clean_str(value: str) -> str:
@@ -40,6 +48,31 @@ def clean_str(value: str) -> str:
     if value.isascii():  # the common case, checked in C
         return value.replace("\x00", REPLACEMENT) if "\x00" in value else value
     return _UNSTORABLE.sub(REPLACEMENT, value)
+
+
+def storable(frame: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """The frame made storable, and its JSON text when the frame was storable as it came.
+
+    The common case, a frame with nothing to clean, costs one json.dumps in C and one regex scan, and
+    the frame itself is returned (never modified); the text is then reused for the size bound and the
+    secret scan. Only a frame that fails the scan is walked and copied by `clean_json`.
+    """
+    try:
+        text = _ENCODER.encode(frame)
+    except (TypeError, ValueError, RecursionError):  # not JSON-native, non-finite, huge int, too deep
+        return clean_json(frame), None
+    # json.dumps escapes control characters even with ensure_ascii=False: a NUL shows as its escape (a
+    # string holding a literal backslash-u0000 matches too, which only costs a walk); a lone surrogate
+    # shows as itself, and only in text that is not ASCII.
+    if "\\u0000" in text or (not text.isascii() and _SURROGATE.search(text)):
+        return clean_json(frame), None
+    return frame, text
+
+
+def may_hold_secret(text: str, api_key: str = "") -> bool:
+    """Whether a frame's JSON text might hold a secret: if not, `redact_secrets` need not walk it."""
+    lowered = text.lower()
+    return any(hint in lowered for hint in _SECRET_HINTS) or bool(api_key and api_key in text)
 
 
 def clean_json(value: Any, _depth: int = 0) -> Any:

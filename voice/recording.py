@@ -67,6 +67,11 @@ NAME_CHARS = min(TranscriptItem._meta.get_field("name").max_length, ToolCall._me
 TYPE_CHARS = SessionEvent._meta.get_field("type").max_length
 STATUS_CHARS = ResponseUsage._meta.get_field("status").max_length
 MAX_ERROR_CHARS = 10_000
+# Choices as sets, once: a Django enum's `.values` builds a new list on every access (a third of the
+# intake's time in a profile when read per frame).
+ROLES = frozenset(TranscriptItem.Role.values)
+KINDS = frozenset(TranscriptItem.Kind.values)
+TOOL_STATUSES = frozenset(ToolCall.Status.values)
 # The database is unavailable: keep the batch and retry it. Any other failure is a row the database
 # refuses (or a value its driver cannot send), which no retry will ever write: isolate it instead.
 OUTAGE_ERRORS: tuple[type[Exception], ...] = (OperationalError, InterfaceError)
@@ -100,13 +105,13 @@ def _text_of(content: Any) -> str | None:
     return "".join(parts) if parts else None
 
 
-def _bounded(payload: dict[str, Any]) -> dict[str, Any]:
+def _bounded(payload: dict[str, Any], text: str | None = None) -> dict[str, Any]:
     """Keep huge frames (e.g. base64 audio) from bloating the log: store a note instead of megabytes."""
     if "delta" in payload and isinstance(payload["delta"], str) and len(payload["delta"]) > MAX_PAYLOAD_CHARS:
         return {**payload, "delta": f"<{len(payload['delta'])} characters not stored>"}
     try:
-        size = len(json.dumps(payload, default=str))
-    except (TypeError, ValueError):
+        size = len(text) if text is not None else len(json.dumps(payload, default=str))
+    except (TypeError, ValueError, RecursionError):
         return {"type": payload.get("type"), "unserialisable": True}
     if size > MAX_PAYLOAD_CHARS * 4:
         return {"type": payload.get("type"), "truncated": True, "size": size}
@@ -188,17 +193,18 @@ class Recorder:
 
     def record(self, direction: str, frame: dict[str, Any]) -> None:
         """Log one frame and fold what it says into the session's record."""
-        # Every value is made storable where it enters (valid Unicode, no NUL, bounded nesting); the
-        # caller's frame, which may still be on its way to the browser, is left as it is.
-        frame = values.clean_json(frame) if isinstance(frame, dict) else {"type": "<not an object>",
-                                                                           "value": values.clean_json(frame)}
+        if not isinstance(frame, dict):
+            frame = {"type": "<not an object>", "value": values.clean_json(frame)}
         kind = values.bounded_text(frame.get("type"), TYPE_CHARS) or "<missing type>"
         now = timezone.now()
         role = FOLDED_DELTAS.get(kind)
         if role is not None and direction == SessionEvent.Direction.FROM_BROWSER:
-            self._fold_delta(kind, role, frame)
+            self._fold_delta(kind, role, frame)  # cleans what it keeps
         else:
-            self._log(direction, kind, frame, now)
+            # Every value is made storable where it enters (valid Unicode, no NUL, bounded nesting); the
+            # caller's frame, which may still be on its way to the browser, is never changed.
+            frame, text = values.storable(frame)
+            self._log(direction, kind, frame, now, text)
             try:
                 if direction == SessionEvent.Direction.FROM_BROWSER:
                     self._apply_server_event(kind, frame, now)
@@ -209,13 +215,17 @@ class Recorder:
         if len(self._pending.events) >= self.batch_size:
             self._wake()
 
-    def _log(self, direction: str, kind: str, frame: dict[str, Any], now: datetime) -> None:
+    def _log(self, direction: str, kind: str, frame: dict[str, Any], now: datetime, text: str | None = None) -> None:
         """Append one event row, and stream it to the session's watchers (bounded once for both).
 
         The one place secrets are taken out: what is recorded and what dashboards see are the same
-        redacted payload (the client secret of `ag2.init`, anything shaped like a key)."""
+        redacted payload (the client secret of `ag2.init`, anything shaped like a key). `frame` is
+        storable already; `text`, its JSON when known, spares walking a frame that holds no secret."""
         self._seq += 1
-        payload = _bounded(values.redact_secrets(frame, self._api_key))
+        if text is None or values.may_hold_secret(text, self._api_key):
+            redacted = values.redact_secrets(frame, self._api_key)
+            frame, text = redacted, (text if redacted is frame else None)
+        payload = _bounded(frame, text)
         self._pending.events.append(
             {"seq": self._seq, "direction": direction, "type": kind[:TYPE_CHARS], "payload": payload,
              "created_at": now}
@@ -253,7 +263,7 @@ class Recorder:
         tool = self._tool(call_id, name=name)
         if tool is None:
             return
-        tool.update(output=self._bounded_output(output), status=values.bounded_choice(status, ToolCall.Status.values)
+        tool.update(output=self._bounded_output(output), status=values.bounded_choice(status, TOOL_STATUSES)
                     or ToolCall.Status.FAILED, duration_ms=self._ms("duration_ms", duration_ms))
         self._mark_tool(tool)
 
@@ -271,9 +281,9 @@ class Recorder:
         return values.bounded_text(raw, NAME_CHARS)
 
     def _role(self, raw: Any) -> str:
-        role = values.bounded_choice(raw, TranscriptItem.Role.values)
+        role = values.bounded_choice(raw, ROLES)
         if raw and not role:
-            self._value_note("role", f"not one of {', '.join(TranscriptItem.Role.values)}", raw)
+            self._value_note("role", f"not one of {', '.join(sorted(ROLES))}", raw)
         return role
 
     def _ms(self, field_name: str, raw: Any) -> int | None:
@@ -343,6 +353,7 @@ class Recorder:
         if len(delta) > room:
             delta = delta[:room]
             self._cut(item)
+        delta = values.clean_str(delta)  # only what is kept: a delta is folded, never logged as it came
         item["text"] += delta
         self._text_chars += len(delta)
         return delta
@@ -363,7 +374,8 @@ class Recorder:
             if isinstance(delta, str) else None
         if item is None:
             # Not something we can fold: keep it as a row instead, so nothing is dropped.
-            self._log(SessionEvent.Direction.FROM_BROWSER, kind, frame, timezone.now())
+            frame, text = values.storable(frame)
+            self._log(SessionEvent.Direction.FROM_BROWSER, kind, frame, timezone.now(), text)
             return
         if item["status"] != TranscriptItem.Status.COMPLETED or role == "assistant":
             delta = self._append_text(item, delta)
@@ -376,7 +388,7 @@ class Recorder:
 
     def _apply_item(self, data: dict[str, Any], now: datetime, *, previous: Any, done: bool,
                     response_id: Any = "") -> None:
-        kind = data.get("type") if data.get("type") in TranscriptItem.Kind.values else "message"
+        kind = data.get("type") if isinstance(data.get("type"), str) and data["type"] in KINDS else "message"
         item = self._item(data.get("id"), kind=kind, role=data.get("role") or "", response_id=response_id)
         if item is None:
             return
