@@ -524,7 +524,8 @@ class Recorder:
                        once=("usage_repeated", response_id))
             return
         counts, problem = values.usage_counts(response.get("usage"), self.max_response_tokens)
-        if not problem and self.total_tokens + counts["total_tokens"] > self.max_session_tokens:
+        tokens = max(counts["total_tokens"], counts["input_tokens"] + counts["output_tokens"])
+        if not problem and self.total_tokens + tokens > self.max_session_tokens:
             problem = f"the session's tokens would pass {self.max_session_tokens}"
         if problem:
             logger.warning("Session %s: usage of %s refused: %s", self.session_id, response_id, problem)
