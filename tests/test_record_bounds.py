@@ -447,3 +447,15 @@ async def test_a_lone_surrogate_relayed_through_the_socket_does_not_stop_the_ses
     assert rows["items"]["item_s"].text == f"x{FFFD}" and rows["items"]["item_t"].text == FFFD
     assert rows["items"]["item_t"].audio_start_ms is None
     assert "ag2.hangup" in [e["type"] for e in rows["events"]]
+
+
+async def test_usage_past_what_a_session_can_reach_is_refused(session: VoiceSession) -> None:
+    recorder = _recorder(session)
+    recorder.max_session_tokens = 2_000
+    for i in range(2):
+        recorder.record("from_browser", {"type": "response.done", "response": {"id": f"resp_{i}", "usage": USAGE}})
+    await _end(recorder)
+    rows = await _record(session)
+    assert [u.response_id for u in rows["usages"]] == ["resp_0"] and rows["session"].total_tokens == 1300
+    (note,) = _notes(rows, "ag2.usage_refused")
+    assert note["response_id"] == "resp_1" and "2000" in note["problem"]
