@@ -62,7 +62,8 @@ def _drop(database_url: str | None) -> None:
 
         connections.close_all()
         with psycopg.connect(f"{database_url.rstrip('/')}/postgres", autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB}")
+            # FORCE: the ORM's worker thread (database_sync_to_async) may still hold its connection.
+            conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
 
 
 def _new_session() -> str:
