@@ -231,6 +231,13 @@ VOICE_MAX_CONCURRENT_SESSIONS_PER_USER = env_int("VOICE_MAX_CONCURRENT_SESSIONS_
 VOICE_MAX_SESSION_STARTS_PER_MINUTE = env_int("VOICE_MAX_SESSION_STARTS_PER_MINUTE", 10, minimum=1)
 VOICE_RECORDER_BATCH_SIZE = env_int("VOICE_RECORDER_BATCH_SIZE", 200, minimum=1)
 VOICE_RECORDER_FLUSH_SECONDS = env_float("VOICE_RECORDER_FLUSH_SECONDS", 0.25, minimum=0.01)
+# Bounds of what one session may add to the record. The defaults are far beyond any real conversation
+# (an hour of speech is ~60k characters; a realtime model's context is ~32-128k tokens per response):
+# they exist so that a hostile or broken client cannot grow a row, a process or a bill without limit.
+VOICE_MAX_ITEM_TEXT_CHARS = env_int("VOICE_MAX_ITEM_TEXT_CHARS", 100_000, minimum=1000)
+VOICE_MAX_SESSION_TEXT_CHARS = env_int("VOICE_MAX_SESSION_TEXT_CHARS", 2_000_000, minimum=1000)
+VOICE_MAX_RESPONSE_TOKENS = env_int("VOICE_MAX_RESPONSE_TOKENS", 1_000_000, minimum=1000)
+VOICE_MAX_SESSION_TOKENS = env_int("VOICE_MAX_SESSION_TOKENS", 500_000_000, minimum=1000)
 
 # --- logging --------------------------------------------------------------------------------------
 

@@ -250,6 +250,7 @@ class VoiceSessionAdmin(admin.ModelAdmin):
             else:
                 who, text = "tool output", item.text
             note = " (interrupted)" if item.status == TranscriptItem.Status.TRUNCATED else ""
+            note += " (text cut: too long to record)" if item.text_truncated else ""
             rows.append((item.role or "tool", who, text, note))
         return format_html(
             '<div class="voice-transcript">{}</div>',

@@ -205,11 +205,6 @@ class VoiceSessionConsumer(_NoPerMessageThreadHop, AsyncJsonWebsocketConsumer):
         if text_data is None:
             await self._refuse("invalid_frame", "Binary frames are not accepted; send JSON text.", None)
             return
-        if "\\u0000" in text_data:
-            # JSON may carry NUL characters; PostgreSQL text and jsonb cannot store them, and one such
-            # frame would make the session's whole batch unwritable. Keep the frame, minus the NULs.
-            logger.info("Session %s: NUL characters in a frame replaced with U+FFFD", self._sid())
-            text_data = text_data.replace("\\u0000", "\\ufffd")
         try:
             data = json.loads(text_data)
         except ValueError as exc:

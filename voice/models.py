@@ -477,9 +477,9 @@ class VoiceSession(models.Model):
     end_reason = models.CharField(max_length=64, blank=True)
     error = models.TextField(blank=True)
     turns = models.PositiveIntegerField(default=0)
-    input_tokens = models.PositiveIntegerField(default=0)
-    output_tokens = models.PositiveIntegerField(default=0)
-    total_tokens = models.PositiveIntegerField(default=0)
+    input_tokens = models.PositiveBigIntegerField(default=0)
+    output_tokens = models.PositiveBigIntegerField(default=0)
+    total_tokens = models.PositiveBigIntegerField(default=0)
     # Null: unpriced (the model, or a kind of token it used, has no ModelPrice); never a guess.
     cost_usd = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True, default=Decimal("0"))
 
@@ -550,6 +550,7 @@ class VoiceSession(models.Model):
         for item in self.ordered_transcript():
             if item.kind == TranscriptItem.Kind.MESSAGE:
                 marker = " [interrupted]" if item.status == TranscriptItem.Status.TRUNCATED else ""
+                marker += " [text cut: too long to record]" if item.text_truncated else ""
                 lines.append(f"{item.role}: {item.text}{marker}")
             elif item.kind == TranscriptItem.Kind.FUNCTION_CALL:
                 lines.append(f"tool call {item.name}({item.text})")
@@ -646,6 +647,8 @@ class TranscriptItem(models.Model):
     kind = models.CharField(max_length=24, choices=Kind.choices, default=Kind.MESSAGE)
     name = models.CharField(max_length=128, blank=True, help_text="Tool name, for function calls.")
     text = models.TextField(blank=True)
+    text_truncated = models.BooleanField(
+        default=False, help_text="The text grew past what one item (or the session) may record; the rest was cut.")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.IN_PROGRESS)
     audio_start_ms = models.PositiveIntegerField(null=True, blank=True)
     audio_end_ms = models.PositiveIntegerField(null=True, blank=True)
@@ -667,6 +670,7 @@ class TranscriptItem(models.Model):
             "kind": self.kind,
             "name": self.name,
             "text": self.text,
+            "text_truncated": self.text_truncated,
             "status": self.status,
             "created_at": self.created_at.isoformat(),
         }
@@ -705,17 +709,18 @@ class ResponseUsage(models.Model):
     response_id = models.CharField(max_length=128)
     status = models.CharField(max_length=16, blank=True)
     model = models.CharField(max_length=64, blank=True)
-    total_tokens = models.PositiveIntegerField(default=0)
-    input_tokens = models.PositiveIntegerField(default=0)
-    output_tokens = models.PositiveIntegerField(default=0)
-    input_text_tokens = models.PositiveIntegerField(default=0)
-    input_audio_tokens = models.PositiveIntegerField(default=0)
-    input_image_tokens = models.PositiveIntegerField(default=0)
-    cached_tokens = models.PositiveIntegerField(default=0)
-    cached_text_tokens = models.PositiveIntegerField(default=0)
-    cached_audio_tokens = models.PositiveIntegerField(default=0)
-    output_text_tokens = models.PositiveIntegerField(default=0)
-    output_audio_tokens = models.PositiveIntegerField(default=0)
+    total_tokens = models.PositiveBigIntegerField(default=0)
+    input_tokens = models.PositiveBigIntegerField(default=0)
+    output_tokens = models.PositiveBigIntegerField(default=0)
+    input_text_tokens = models.PositiveBigIntegerField(default=0)
+    input_audio_tokens = models.PositiveBigIntegerField(default=0)
+    input_image_tokens = models.PositiveBigIntegerField(default=0)
+    cached_tokens = models.PositiveBigIntegerField(default=0)
+    cached_text_tokens = models.PositiveBigIntegerField(default=0)
+    cached_audio_tokens = models.PositiveBigIntegerField(default=0)
+    output_text_tokens = models.PositiveBigIntegerField(default=0)
+    output_audio_tokens = models.PositiveBigIntegerField(default=0)
+    # Null: unpriced (the model, or a kind of token it used, has no ModelPrice); never a guess.
     cost_usd = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True, default=Decimal("0"))
     created_at = models.DateTimeField(default=timezone.now)
 

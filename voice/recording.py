@@ -22,16 +22,19 @@ import contextlib
 import json
 import logging
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from channels.db import database_sync_to_async
-from django.db import connection, transaction
+from django.conf import settings
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from voice import pricing
+from voice import record_values as values
 from voice.broadcast import Broadcaster
 from voice.models import ResponseUsage, SessionEvent, ToolCall, TranscriptItem, VoiceSession
 from voice.realtime.session import frame_without_secrets
@@ -55,10 +58,27 @@ TRANSCRIPT_DONE = {
     "response.output_text.done": "text",
     "response.text.done": "text",
 }
-ITEM_FIELDS = ["previous_item_id", "response_id", "role", "kind", "name", "text", "status", "audio_start_ms",
-               "audio_end_ms", "completed_at"]
+ITEM_FIELDS = ["previous_item_id", "response_id", "role", "kind", "name", "text", "text_truncated", "status",
+               "audio_start_ms", "audio_end_ms", "completed_at"]
 TOOL_FIELDS = ["item_id", "name", "arguments", "output", "status", "duration_ms"]
 MAX_PAYLOAD_CHARS = 64 * 1024
+# Column sizes, from the models, so a bound cannot drift from the column it protects.
+ID_CHARS = min(TranscriptItem._meta.get_field(f).max_length for f in ("item_id", "previous_item_id", "response_id"))
+NAME_CHARS = min(TranscriptItem._meta.get_field("name").max_length, ToolCall._meta.get_field("name").max_length)
+TYPE_CHARS = SessionEvent._meta.get_field("type").max_length
+STATUS_CHARS = ResponseUsage._meta.get_field("status").max_length
+MAX_ERROR_CHARS = 10_000
+# Choices as sets, once: a Django enum's `.values` builds a new list on every access (a third of the
+# intake's time in a profile when read per frame).
+ROLES = frozenset(TranscriptItem.Role.values)
+KINDS = frozenset(TranscriptItem.Kind.values)
+TOOL_STATUSES = frozenset(ToolCall.Status.values)
+# The database is unavailable: keep the batch and retry it. Any other failure is a row the database
+# refuses (or a value its driver cannot send), which no retry will ever write: isolate it instead.
+OUTAGE_ERRORS: tuple[type[Exception], ...] = (OperationalError, InterfaceError)
+UNWRITABLE_ROW = "ag2.unwritable_row"
+_COST = VoiceSession._meta.get_field("cost_usd")
+MAX_COST = Decimal("9" * (_COST.max_digits - _COST.decimal_places) + "." + "9" * _COST.decimal_places)  # 999999.999999
 
 
 @dataclass
@@ -86,13 +106,13 @@ def _text_of(content: Any) -> str | None:
     return "".join(parts) if parts else None
 
 
-def _bounded(payload: dict[str, Any]) -> dict[str, Any]:
+def _bounded(payload: dict[str, Any], text: str | None = None) -> dict[str, Any]:
     """Keep huge frames (e.g. base64 audio) from bloating the log: store a note instead of megabytes."""
     if "delta" in payload and isinstance(payload["delta"], str) and len(payload["delta"]) > MAX_PAYLOAD_CHARS:
         return {**payload, "delta": f"<{len(payload['delta'])} characters not stored>"}
     try:
-        size = len(json.dumps(payload, default=str))
-    except (TypeError, ValueError):
+        size = len(text) if text is not None else len(json.dumps(payload, default=str))
+    except (TypeError, ValueError, RecursionError):
         return {"type": payload.get("type"), "unserialisable": True}
     if size > MAX_PAYLOAD_CHARS * 4:
         return {"type": payload.get("type"), "truncated": True, "size": size}
@@ -134,6 +154,15 @@ class Recorder:
         self._flush_lock = asyncio.Lock()
         self._writer: _Writer | None = None
         self._closed = False
+        # Bounds of what this session may add (settings; see README): read once, used per frame.
+        self.max_item_chars: int = settings.VOICE_MAX_ITEM_TEXT_CHARS
+        self.max_session_chars: int = settings.VOICE_MAX_SESSION_TEXT_CHARS
+        self.max_response_tokens: int = settings.VOICE_MAX_RESPONSE_TOKENS
+        self.max_session_tokens: int = settings.VOICE_MAX_SESSION_TOKENS
+        self._api_key: str = settings.OPENAI_API_KEY
+        self._text_chars = 0  # all items' text together, against max_session_chars
+        self._counted_responses: set[str] = set()  # a response's usage counts once
+        self._noted: set[tuple[str, ...]] = set()  # conditions already noted in the record
 
     # --- lifecycle ---------------------------------------------------------------------------------
 
@@ -165,14 +194,18 @@ class Recorder:
 
     def record(self, direction: str, frame: dict[str, Any]) -> None:
         """Log one frame and fold what it says into the session's record."""
-        kind = frame.get("type")
-        kind = kind if isinstance(kind, str) else "<missing type>"
+        if not isinstance(frame, dict):
+            frame = {"type": "<not an object>", "value": values.clean_json(frame)}
+        kind = values.bounded_text(frame.get("type"), TYPE_CHARS) or "<missing type>"
         now = timezone.now()
         role = FOLDED_DELTAS.get(kind)
         if role is not None and direction == SessionEvent.Direction.FROM_BROWSER:
-            self._fold_delta(kind, role, frame)
+            self._fold_delta(kind, role, frame)  # cleans what it keeps
         else:
-            self._log(direction, kind, frame, now)
+            # Every value is made storable where it enters (valid Unicode, no NUL, bounded nesting); the
+            # caller's frame, which may still be on its way to the browser, is never changed.
+            frame, text = values.storable(frame)
+            self._log(direction, kind, frame, now, text)
             try:
                 if direction == SessionEvent.Direction.FROM_BROWSER:
                     self._apply_server_event(kind, frame, now)
@@ -183,46 +216,117 @@ class Recorder:
         if len(self._pending.events) >= self.batch_size:
             self._wake()
 
-    def _log(self, direction: str, kind: str, frame: dict[str, Any], now: datetime) -> None:
-        """Append one event row, and stream it to the session's watchers (bounded once for both)."""
+    def _log(self, direction: str, kind: str, frame: dict[str, Any], now: datetime, text: str | None = None) -> None:
+        """Append one event row, and stream it to the session's watchers (bounded once for both).
+
+        The one place secrets are taken out: what is recorded and what dashboards see are the same
+        redacted payload (the client secret of `ag2.init`, anything shaped like a key). `frame` is
+        storable already; `text`, its JSON when known, spares walking a frame that holds no secret."""
         self._seq += 1
-        payload = _bounded(frame_without_secrets(frame))  # an echoed MCP credential is never stored
+        frame = frame_without_secrets(frame)  # an echoed MCP credential is never stored
+        if text is None or values.may_hold_secret(text, self._api_key):
+            redacted = values.redact_secrets(frame, self._api_key)
+            frame, text = redacted, (text if redacted is frame else None)
+        payload = _bounded(frame, text)
         self._pending.events.append(
-            {"seq": self._seq, "direction": direction, "type": kind[:100], "payload": payload, "created_at": now}
+            {"seq": self._seq, "direction": direction, "type": kind[:TYPE_CHARS], "payload": payload,
+             "created_at": now}
         )
         if self.broadcaster is not None:
             self.broadcaster.to_session(
                 {"type": "event", "event": {"seq": self._seq, "direction": direction, "type": kind, "payload": payload}}
             )
 
+    def _note(self, kind: str, payload: dict[str, Any], *, once: tuple[str, ...] | None = None) -> None:
+        """An internal row saying what the Recorder had to do to a value; `once` keys a note that a
+        repeating condition would otherwise write again and again."""
+        if once is not None:
+            if once in self._noted:
+                return
+            self._noted.add(once)
+        self._log(SessionEvent.Direction.INTERNAL, kind, {"type": kind, **payload}, timezone.now())
+
+    def _value_note(self, field_name: str, problem: str, value: Any) -> None:
+        logger.info("Session %s: %s %s; stored bounded", self.session_id, field_name, problem)
+        self._note("ag2.value_bounded", {"field": field_name, "problem": problem,
+                                         "value": values.storable_repr(value, 200)},
+                   once=("value", field_name, problem))
+
     def update_session(self, **fields: Any) -> None:
         """Lifecycle changes (status, call id, timestamps, end reason): written at the next flush."""
+        for name, value in fields.items():
+            if isinstance(value, str):  # an error message or call id may come from the browser
+                limit = VoiceSession._meta.get_field(name).max_length or MAX_ERROR_CHARS
+                fields[name] = values.bounded_text(value, limit)
         self._pending.session.update(fields)
         self._wake()
 
     def tool_finished(self, call_id: str, name: str, output: str, status: str, duration_ms: int | None) -> None:
         tool = self._tool(call_id, name=name)
-        tool.update(output=output, status=status, duration_ms=duration_ms)
-        self._mark_tool(call_id)
+        if tool is None:
+            return
+        tool.update(output=self._bounded_output(output), status=values.bounded_choice(status, TOOL_STATUSES)
+                    or ToolCall.Status.FAILED, duration_ms=self._ms("duration_ms", duration_ms))
+        self._mark_tool(tool)
+
+    # --- bounding values ---------------------------------------------------------------------------
+
+    def _id(self, field_name: str, raw: Any) -> str:
+        value = values.bounded_id(raw, ID_CHARS)
+        if isinstance(raw, str) and len(raw) > ID_CHARS:
+            self._value_note(field_name, f"longer than {ID_CHARS} characters", raw)
+        return value
+
+    def _name(self, raw: Any) -> str:
+        if isinstance(raw, str) and len(raw) > NAME_CHARS:
+            self._value_note("name", f"longer than {NAME_CHARS} characters", raw)
+        return values.bounded_text(raw, NAME_CHARS)
+
+    def _role(self, raw: Any) -> str:
+        role = values.bounded_choice(raw, ROLES)
+        if raw and not role:
+            self._value_note("role", f"not one of {', '.join(sorted(ROLES))}", raw)
+        return role
+
+    def _ms(self, field_name: str, raw: Any) -> int | None:
+        if raw is None:
+            return None
+        value = values.bounded_int(raw)
+        if value is None:
+            self._value_note(field_name, f"not a whole number between 0 and {values.POSITIVE_INT_MAX}", raw)
+        return value
+
+    def _bounded_output(self, raw: Any) -> str:
+        text = raw if isinstance(raw, str) else str(raw)
+        if len(text) > self.max_item_chars:
+            self._value_note("output", f"longer than {self.max_item_chars} characters", text)
+        return values.bounded_text(text, self.max_item_chars)
 
     # --- assembling the record ---------------------------------------------------------------------
 
-    def _item(self, item_id: str, **defaults: Any) -> dict[str, Any]:
+    def _item(self, raw_id: Any, *, role: Any = "", response_id: Any = "", kind: str = "") -> dict[str, Any] | None:
+        """The item with this id, created on first mention; None when there is no usable id."""
+        item_id = self._id("item_id", raw_id)
+        if not item_id:
+            return None
         item = self._items.get(item_id)
         if item is None:
             item = {"item_id": item_id, "previous_item_id": "", "response_id": "", "role": "", "kind": "message",
-                    "name": "", "text": "", "status": TranscriptItem.Status.IN_PROGRESS, "audio_start_ms": None,
-                    "audio_end_ms": None, "created_at": timezone.now(), "completed_at": None}
+                    "name": "", "text": "", "text_truncated": False, "status": TranscriptItem.Status.IN_PROGRESS,
+                    "audio_start_ms": None, "audio_end_ms": None, "created_at": timezone.now(),
+                    "completed_at": None}
             self._items[item_id] = item
+        defaults = {"role": self._role(role) if role else "", "kind": kind,
+                    "response_id": self._id("response_id", response_id) if response_id else ""}
         for key, value in defaults.items():
             if value and not item.get(key):
                 item[key] = value
         return item
 
-    def _mark_item(self, item_id: str, *, finished: bool = False) -> None:
-        self._pending.items[item_id] = self._items[item_id]
+    def _mark_item(self, item: dict[str, Any], *, finished: bool = False) -> None:
+        self._pending.items[item["item_id"]] = item
         if finished:
-            self._items[item_id]["_publish"] = True
+            item["_publish"] = True
 
     def _complete(self, item: dict[str, Any], now: datetime, status: str = "completed") -> None:
         # A truncation or a failure is final: a late "done" must not paper over it.
@@ -230,56 +334,95 @@ class Recorder:
             item["status"] = status
         item["completed_at"] = item["completed_at"] or now
 
+    def _text_room(self, item: dict[str, Any]) -> int:
+        """How long this item's text may be: its own bound, and what the session has left."""
+        others = self._text_chars - len(item["text"])
+        return max(0, min(self.max_item_chars, self.max_session_chars - others))
+
+    def _set_text(self, item: dict[str, Any], text: str) -> None:
+        room = self._text_room(item)
+        if len(text) > room:
+            text = text[:room]
+            self._cut(item)
+        self._text_chars += len(text) - len(item["text"])
+        item["text"] = text
+
+    def _append_text(self, item: dict[str, Any], delta: str) -> str:
+        """Fold a delta into the item's text; returns what was kept ("" once the item is cut)."""
+        if item["text_truncated"]:
+            return ""  # stop folding: the row, the process and the watchers are spared the rest
+        room = self._text_room(item) - len(item["text"])
+        if len(delta) > room:
+            delta = delta[:room]
+            self._cut(item)
+        delta = values.clean_str(delta)  # only what is kept: a delta is folded, never logged as it came
+        item["text"] += delta
+        self._text_chars += len(delta)
+        return delta
+
+    def _cut(self, item: dict[str, Any]) -> None:
+        """Mark the item cut and note it once (per item; per session when the session's bound is reached)."""
+        item["text_truncated"] = True
+        session_full = self._text_chars - len(item["text"]) + self.max_item_chars > self.max_session_chars
+        scope, limit = ("session", self.max_session_chars) if session_full else ("item", self.max_item_chars)
+        logger.info("Session %s: text of item %s cut at the %s bound (%d characters)", self.session_id,
+                    item["item_id"], scope, limit)
+        self._note("ag2.text_truncated", {"item_id": item["item_id"], "scope": scope, "limit": limit},
+                   once=("session_text",) if scope == "session" else ("item_text", item["item_id"]))
+
     def _fold_delta(self, kind: str, role: str, frame: dict[str, Any]) -> None:
-        item_id = frame.get("item_id")
         delta = frame.get("delta")
-        if not isinstance(item_id, str) or not isinstance(delta, str):
+        item = self._item(frame.get("item_id"), role=role, response_id=frame.get("response_id") or "") \
+            if isinstance(delta, str) else None
+        if item is None:
             # Not something we can fold: keep it as a row instead, so nothing is dropped.
-            self._log(SessionEvent.Direction.FROM_BROWSER, kind, frame, timezone.now())
+            frame, text = values.storable(frame)
+            self._log(SessionEvent.Direction.FROM_BROWSER, kind, frame, timezone.now(), text)
             return
-        item = self._item(item_id, role=role, response_id=frame.get("response_id") or "")
         if item["status"] != TranscriptItem.Status.COMPLETED or role == "assistant":
-            item["text"] += delta
-        self._mark_item(item_id)
-        if self.broadcaster is not None:
-            self.broadcaster.to_session({"type": "delta", "item_id": item_id, "role": item["role"] or role,
-                                         "delta": delta})
+            delta = self._append_text(item, delta)
+            if not delta:
+                return
+            self._mark_item(item)
+            if self.broadcaster is not None:
+                self.broadcaster.to_session({"type": "delta", "item_id": item["item_id"],
+                                             "role": item["role"] or role, "delta": delta})
 
     def _apply_item(self, data: dict[str, Any], now: datetime, *, previous: Any, done: bool,
-                    response_id: str = "") -> None:
-        item_id = data.get("id")
-        if not isinstance(item_id, str):
+                    response_id: Any = "") -> None:
+        kind = data.get("type") if isinstance(data.get("type"), str) and data["type"] in KINDS else "message"
+        item = self._item(data.get("id"), kind=kind, role=data.get("role") or "", response_id=response_id)
+        if item is None:
             return
-        kind = data.get("type") if data.get("type") in TranscriptItem.Kind.values else "message"
-        item = self._item(item_id, kind=kind, role=data.get("role") or "", response_id=response_id)
         item["kind"] = kind
         if isinstance(previous, str):
-            item["previous_item_id"] = previous
+            item["previous_item_id"] = self._id("previous_item_id", previous)
         if kind == TranscriptItem.Kind.FUNCTION_CALL:
             item["role"] = item["role"] or "assistant"
-            item["name"] = data.get("name") or item["name"]
+            item["name"] = self._name(data.get("name")) or item["name"]
             if isinstance(data.get("arguments"), str) and data["arguments"]:
-                item["text"] = data["arguments"]
-            if isinstance(data.get("call_id"), str):
-                tool = self._tool(data["call_id"], name=item["name"], item_id=item_id)
+                self._set_text(item, data["arguments"])
+            tool = self._tool(data.get("call_id"), name=item["name"], item_id=item["item_id"])
+            if tool is not None:
                 if item["text"] and not tool["arguments"]:
                     tool["arguments"] = _parse_arguments(item["text"])
-                self._mark_tool(data["call_id"])
+                self._mark_tool(tool)
         elif kind == TranscriptItem.Kind.FUNCTION_CALL_OUTPUT:
             item["role"] = item["role"] or "system"
             if isinstance(data.get("output"), str):
-                item["text"] = data["output"]
-            if isinstance(data.get("call_id"), str):
-                item["name"] = self._tools.get(data["call_id"], {}).get("name", item["name"])
+                self._set_text(item, data["output"])
+            call_id = self._id("call_id", data.get("call_id"))
+            if call_id:
+                item["name"] = self._tools.get(call_id, {}).get("name", item["name"])
         else:
             text = _text_of(data.get("content"))
             # User audio items arrive with transcript null; the transcription events fill them in.
             if text:
-                item["text"] = text
+                self._set_text(item, text)
         status = data.get("status")
         if done or status == "completed":
             self._complete(item, now, "failed" if status == "incomplete" and not item["text"] else "completed")
-        self._mark_item(item_id, finished=done)
+        self._mark_item(item, finished=done)
 
     def _apply_server_event(self, kind: str, frame: dict[str, Any], now: datetime) -> None:
         if kind in ITEM_EVENTS and isinstance(frame.get("item"), dict):
@@ -289,44 +432,49 @@ class Recorder:
             self._apply_item(frame["item"], now, previous=None, done=kind.endswith(".done"),
                              response_id=frame.get("response_id") or "")
         elif kind == "conversation.item.input_audio_transcription.completed":
-            item = self._item(frame["item_id"], role="user")
-            item["text"] = frame.get("transcript") or item["text"]
-            self._complete(item, now)
-            self._mark_item(frame["item_id"], finished=True)
+            if (item := self._item(frame.get("item_id"), role="user")) is not None:
+                transcript = frame.get("transcript")
+                if isinstance(transcript, str) and transcript:
+                    self._set_text(item, transcript)
+                self._complete(item, now)
+                self._mark_item(item, finished=True)
         elif kind == "conversation.item.input_audio_transcription.failed":
-            item = self._item(frame["item_id"], role="user")
-            item["status"] = TranscriptItem.Status.FAILED
-            self._mark_item(frame["item_id"], finished=True)
-        elif kind in TRANSCRIPT_DONE and isinstance(frame.get("item_id"), str):
-            item = self._item(frame["item_id"], role="assistant", response_id=frame.get("response_id") or "")
-            final = frame.get(TRANSCRIPT_DONE[kind])
-            if isinstance(final, str) and item["status"] != TranscriptItem.Status.TRUNCATED:
-                item["text"] = final
-            self._mark_item(frame["item_id"])
+            if (item := self._item(frame.get("item_id"), role="user")) is not None:
+                item["status"] = TranscriptItem.Status.FAILED
+                self._mark_item(item, finished=True)
+        elif kind in TRANSCRIPT_DONE:
+            item = self._item(frame.get("item_id"), role="assistant", response_id=frame.get("response_id") or "")
+            if item is not None:
+                final = frame.get(TRANSCRIPT_DONE[kind])
+                if isinstance(final, str) and item["status"] != TranscriptItem.Status.TRUNCATED:
+                    self._set_text(item, final)
+                self._mark_item(item)
         elif kind == "conversation.item.truncated":
-            item = self._item(frame["item_id"], role="assistant")
-            item["status"] = TranscriptItem.Status.TRUNCATED
-            if isinstance(frame.get("audio_end_ms"), int):
-                item["audio_end_ms"] = frame["audio_end_ms"]
-            self._mark_item(frame["item_id"], finished=True)
-        elif kind == "input_audio_buffer.speech_started" and isinstance(frame.get("item_id"), str):
-            item = self._item(frame["item_id"], role="user")
-            item["audio_start_ms"] = frame.get("audio_start_ms")
-            self._mark_item(frame["item_id"])
-        elif kind == "input_audio_buffer.speech_stopped" and isinstance(frame.get("item_id"), str):
-            item = self._item(frame["item_id"], role="user")
-            item["audio_end_ms"] = frame.get("audio_end_ms")
-            self._mark_item(frame["item_id"])
-        elif kind == "response.function_call_arguments.done" and isinstance(frame.get("call_id"), str):
-            tool = self._tool(frame["call_id"], name=frame.get("name") or "", item_id=frame.get("item_id") or "")
-            tool["arguments"] = _parse_arguments(frame.get("arguments") or "")
-            self._mark_tool(frame["call_id"])
+            if (item := self._item(frame.get("item_id"), role="assistant")) is not None:
+                item["status"] = TranscriptItem.Status.TRUNCATED
+                end_ms = self._ms("audio_end_ms", frame.get("audio_end_ms"))
+                if end_ms is not None:
+                    item["audio_end_ms"] = end_ms
+                self._mark_item(item, finished=True)
+        elif kind == "input_audio_buffer.speech_started":
+            if (item := self._item(frame.get("item_id"), role="user")) is not None:
+                item["audio_start_ms"] = self._ms("audio_start_ms", frame.get("audio_start_ms"))
+                self._mark_item(item)
+        elif kind == "input_audio_buffer.speech_stopped":
+            if (item := self._item(frame.get("item_id"), role="user")) is not None:
+                item["audio_end_ms"] = self._ms("audio_end_ms", frame.get("audio_end_ms"))
+                self._mark_item(item)
+        elif kind == "response.function_call_arguments.done":
+            tool = self._tool(frame.get("call_id"), name=frame.get("name") or "", item_id=frame.get("item_id") or "")
+            if tool is not None:
+                tool["arguments"] = _parse_arguments(frame.get("arguments") or "")
+                self._mark_tool(tool)
         elif kind == "response.done" and isinstance(frame.get("response"), dict):
             self._apply_usage(frame["response"], now)
         elif kind in ("session.created", "session.updated") and isinstance(frame.get("session"), dict):
-            session_id = frame["session"].get("id")
-            if isinstance(session_id, str):
-                self._pending.session["openai_session_id"] = session_id[:128]
+            session_id = self._id("openai_session_id", frame["session"].get("id"))
+            if session_id:
+                self._pending.session["openai_session_id"] = session_id
 
     def _apply_client_event(self, kind: str, frame: dict[str, Any], now: datetime) -> None:
         item = frame.get("item")
@@ -334,42 +482,61 @@ class Recorder:
             kind == "conversation.item.create"
             and isinstance(item, dict)
             and item.get("type") == "function_call_output"
-            and isinstance(item.get("call_id"), str)
+            and (tool := self._tool(item.get("call_id"))) is not None
         ):
-            tool = self._tool(item["call_id"])
-            tool["output"] = str(item.get("output", ""))
+            tool["output"] = self._bounded_output(item.get("output", ""))
             if tool["status"] == ToolCall.Status.RUNNING:
                 tool["status"] = self._status_from_output(tool["output"])
-            self._mark_tool(item["call_id"])
+            self._mark_tool(tool)
 
     @staticmethod
     def _status_from_output(output: str) -> str:
         try:
             parsed = json.loads(output)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, RecursionError):
             return ToolCall.Status.SUCCEEDED
         return ToolCall.Status.FAILED if isinstance(parsed, dict) and "error" in parsed else ToolCall.Status.SUCCEEDED
 
-    def _tool(self, call_id: str, **defaults: Any) -> dict[str, Any]:
+    def _tool(self, raw_call_id: Any, *, name: Any = "", item_id: Any = "") -> dict[str, Any] | None:
+        """The tool call with this id, created on first mention; None when there is no usable id."""
+        call_id = self._id("call_id", raw_call_id)
+        if not call_id:
+            return None
         tool = self._tools.get(call_id)
         if tool is None:
             tool = {"call_id": call_id, "item_id": "", "name": "", "arguments": {}, "output": "",
                     "status": ToolCall.Status.RUNNING, "started_at": timezone.now(), "duration_ms": None}
             self._tools[call_id] = tool
+        defaults = {"name": self._name(name) if name else "",
+                    "item_id": self._id("item_id", item_id) if item_id else ""}
         for key, value in defaults.items():
             if value and not tool.get(key):
                 tool[key] = value
         return tool
 
-    def _mark_tool(self, call_id: str) -> None:
-        self._pending.tools[call_id] = self._tools[call_id]
+    def _mark_tool(self, tool: dict[str, Any]) -> None:
+        self._pending.tools[tool["call_id"]] = tool
 
     def _apply_usage(self, response: dict[str, Any], now: datetime) -> None:
-        response_id = response.get("id") if isinstance(response.get("id"), str) else f"unknown-{self._seq}"
-        counts = pricing.usage_counts(response.get("usage"))
+        """A response's usage, counted once and only if it is believable: it is what the session costs."""
+        response_id = self._id("response_id", response.get("id")) or f"unknown-{self._seq}"
+        if response_id in self._counted_responses:
+            logger.info("Session %s: usage of %s reported again; counted once", self.session_id, response_id)
+            self._note("ag2.usage_refused", {"response_id": response_id, "problem": "usage already counted"},
+                       once=("usage_repeated", response_id))
+            return
+        counts, problem = values.usage_counts(response.get("usage"), self.max_response_tokens)
+        tokens = max(counts["total_tokens"], counts["input_tokens"] + counts["output_tokens"])
+        if not problem and self.total_tokens + tokens > self.max_session_tokens:
+            problem = f"the session's tokens would pass {self.max_session_tokens}"
+        if problem:
+            logger.warning("Session %s: usage of %s refused: %s", self.session_id, response_id, problem)
+            self._note("ag2.usage_refused", {"response_id": response_id, "problem": problem})
+            return
+        self._counted_responses.add(response_id)
         # The cost is worked out at write time, where the ORM may run (never on the event loop).
         self._pending.usages.append(
-            {"response_id": response_id[:128], "status": str(response.get("status") or "")[:16],
+            {"response_id": response_id, "status": values.bounded_text(response.get("status"), STATUS_CHARS),
              "model": self.model, "created_at": now, **counts}
         )
         self.turns += 1
@@ -434,6 +601,13 @@ class Recorder:
 
     def _applied(self, batch: _Batch, result: dict[str, Any]) -> None:
         self.cost_usd = result["cost_usd"]  # only now that the transaction committed
+        # Rows the database refused (write_batches isolated them): their content and the error become
+        # notes in the record, written with the next batch. Once per row and error, however often it
+        # changes: a poisoned item is refused again at each of its updates.
+        for note in result.get("notes", ()):
+            payload = {k: v for k, v in note.items() if k != "type"}
+            self._note(note["type"], payload,
+                       once=(note["type"], *(str(v) for k, v in sorted(payload.items()) if k not in ("row", "value"))))
         self._publish_committed(batch, result)
 
     def _load_price(self) -> None:
@@ -556,43 +730,157 @@ async def _write_shielded(pairs: list[tuple[Recorder, _Batch]]) -> list[dict[str
 def write_batches(pairs: list[tuple[Recorder, _Batch]]) -> list[dict[str, Any]]:
     """Write the batches of one or many sessions in one transaction, one statement per table.
 
-    Runs in the ORM thread. Returns, per batch, the usage rows written and the session's new cost.
+    Runs in the ORM thread. Returns, per batch, the usage rows written, the session's new cost and the
+    notes of rows that could not be written. An outage raises (the caller keeps the batches and
+    retries); a row the database refuses costs that row only: see `_write_isolating`.
     """
     for recorder, _ in pairs:
         recorder._load_price()
-    results = []
+    try:
+        with transaction.atomic():
+            return _write_together(pairs)
+    except OUTAGE_ERRORS:
+        raise
+    except Exception as exc:
+        logger.warning("Write of %d session(s) refused (%s: %s); finding the rows that cannot be written",
+                       len(pairs), type(exc).__name__, str(exc)[:300])
     with transaction.atomic():
-        events = [(r.session_id, e) for r, b in pairs for e in b.events]
-        if events:
-            _insert_events(events)
-        _upsert(TranscriptItem, "item_id", [(r.session_id, row) for r, b in pairs for row in b.items.values()],
-                ITEM_FIELDS, ["created_at"])
-        _upsert(ToolCall, "call_id", [(r.session_id, row) for r, b in pairs for row in b.tools.values()],
-                TOOL_FIELDS, ["started_at"])
-        all_usage = []
-        session_updates: dict[tuple[str, ...], list[tuple[str, dict[str, Any]]]] = {}
-        for recorder, batch in pairs:
-            usage_rows = []
-            for usage in batch.usages:
-                counts = {k: usage[k] for k in pricing.usage_counts(None)}
-                usage_rows.append(ResponseUsage(session_id=recorder.session_id,
-                                                cost_usd=pricing.cost_of(recorder._price, counts), **usage))
-            fields = dict(batch.session)
-            cost = recorder.cost_usd
-            if usage_rows:
-                # Summed from the rows, so a price edit mid-session cannot skew the total.
-                for usage_row in usage_rows:  # one unpriced response makes the session's cost unknown
-                    cost = pricing.add_cost(cost, usage_row.cost_usd)
-                fields["cost_usd"] = cost
-            if fields:
-                session_updates.setdefault(tuple(sorted(fields)), []).append((recorder.session_id, fields))
-            all_usage += usage_rows
-            results.append({"usages": usage_rows, "cost_usd": cost})
-        if all_usage:
-            ResponseUsage.objects.bulk_create(all_usage, ignore_conflicts=True)
-        for columns, updates in session_updates.items():
-            _update_sessions(list(columns), updates)
+        return [_write_isolating(recorder, batch) for recorder, batch in pairs]
+
+
+def _write_together(pairs: list[tuple[Recorder, _Batch]]) -> list[dict[str, Any]]:
+    results = []
+    events = [(r.session_id, e) for r, b in pairs for e in b.events]
+    if events:
+        _insert_events(events)
+    _upsert(TranscriptItem, "item_id", [(r.session_id, row) for r, b in pairs for row in b.items.values()],
+            ITEM_FIELDS, ["created_at"])
+    _upsert(ToolCall, "call_id", [(r.session_id, row) for r, b in pairs for row in b.tools.values()],
+            TOOL_FIELDS, ["started_at"])
+    all_usage = []
+    session_updates: dict[tuple[str, ...], list[tuple[str, dict[str, Any]]]] = {}
+    for recorder, batch in pairs:
+        notes: list[dict[str, Any]] = []
+        usage_rows = [_usage_row(recorder, usage, notes) for usage in batch.usages]
+        fields = dict(batch.session)
+        cost = recorder.cost_usd
+        if usage_rows:
+            cost = _session_cost(cost, usage_rows, notes)
+            fields["cost_usd"] = cost
+        if fields:
+            session_updates.setdefault(tuple(sorted(fields)), []).append((recorder.session_id, fields))
+        all_usage += usage_rows
+        results.append({"usages": usage_rows, "cost_usd": cost, "notes": notes})
+    if all_usage:
+        ResponseUsage.objects.bulk_create(all_usage, ignore_conflicts=True)
+    for columns, updates in session_updates.items():
+        _update_sessions(list(columns), updates)
     return results
+
+
+def _usage_row(recorder: Recorder, usage: dict[str, Any], notes: list[dict[str, Any]]) -> ResponseUsage:
+    counts = {k: usage[k] for k in values.USAGE_FIELDS}
+    cost = _bounded_cost(pricing.cost_of(recorder._price, counts), "responseusage", notes)
+    return ResponseUsage(session_id=recorder.session_id, cost_usd=cost, **usage)
+
+
+def _session_cost(cost: Decimal | None, usage_rows: list[ResponseUsage],
+                  notes: list[dict[str, Any]]) -> Decimal | None:
+    """Summed from the rows, so a price edit mid-session cannot skew the total; one unpriced response
+    makes the session's cost unknown (None), never a guess."""
+    for usage_row in usage_rows:
+        cost = pricing.add_cost(cost, usage_row.cost_usd)
+    return _bounded_cost(cost, "voicesession", notes)
+
+
+def _bounded_cost(cost: Decimal | None, table: str, notes: list[dict[str, Any]]) -> Decimal | None:
+    """A cost that fits its column. Only a price entered wrongly gets here (usage is bounded on intake):
+    SQLite would store the overflow and then fail to read the row back, PostgreSQL refuses it."""
+    if cost is None or cost <= MAX_COST:
+        return cost
+    notes.append({"type": "ag2.value_bounded", "field": f"{table}.cost_usd", "value": str(cost),
+                  "problem": f"more than {MAX_COST}: check the model's price"})
+    return MAX_COST
+
+
+def _write_isolating(recorder: Recorder, batch: _Batch) -> dict[str, Any]:
+    """One session's batch, when a write that held it was refused: all of it at once if it is not the
+    culprit, else row by row, each in its own savepoint. A refused row is kept as a note, with the
+    database's error: an event row is replaced in place by its note (same seq, so the log stays
+    gapless); the notes of other rows go back to the Recorder, which logs them with the next batch.
+    Nothing here is retried: a row the database refused once it will refuse again.
+    """
+    try:
+        with transaction.atomic():
+            return _write_together([(recorder, batch)])[0]
+    except OUTAGE_ERRORS:
+        raise
+    except Exception:
+        pass
+    sid = recorder.session_id
+    notes: list[dict[str, Any]] = []
+    for event in batch.events:
+        error = _attempt(lambda e=event: _insert_events([(sid, e)]))
+        if error is None:
+            continue
+        note = {"seq": event["seq"], "direction": SessionEvent.Direction.INTERNAL, "type": UNWRITABLE_ROW,
+                "created_at": event["created_at"],
+                "payload": _unwritable("event", str(event["seq"]), event, error)}
+        if _attempt(lambda n=note: _insert_events([(sid, n)])) is not None:  # e.g. its seq already written
+            logger.error("Session %s: event #%s could not be written, nor its note: %s", sid, event["seq"],
+                         note["payload"]["row"][:2000])
+    for model, key, rows, fields, create_only in (
+        (TranscriptItem, "item_id", batch.items.values(), ITEM_FIELDS, ["created_at"]),
+        (ToolCall, "call_id", batch.tools.values(), TOOL_FIELDS, ["started_at"]),
+    ):
+        for row in rows:
+            error = _attempt(lambda m=model, k=key, r=row, f=fields, c=create_only: _upsert(m, k, [(sid, r)], f, c))
+            if error is not None:
+                notes.append(_unwritable(model._meta.model_name, row[key], row, error))
+    usage_rows = []
+    for usage in batch.usages:
+        row = _usage_row(recorder, usage, notes)
+        error = _attempt(lambda r=row: ResponseUsage.objects.bulk_create([r], ignore_conflicts=True))
+        if error is None:
+            usage_rows.append(row)
+        else:
+            notes.append(_unwritable("responseusage", usage["response_id"], usage, error))
+    fields = dict(batch.session)
+    cost = _session_cost(recorder.cost_usd, usage_rows, notes)
+    if usage_rows:
+        fields["cost_usd"] = cost
+    if fields and _attempt(lambda: _update_sessions(sorted(fields), [(sid, fields)])) is not None:
+        # Column by column: the session must still end (status, ended_at) whatever else is refused.
+        for name, value in fields.items():
+            error = _attempt(lambda n=name, v=value: _update_sessions([n], [(sid, {n: v})]))
+            if error is not None:
+                notes.append(_unwritable("voicesession", name, {name: value}, error))
+                if name == "cost_usd":
+                    cost = recorder.cost_usd
+    for note in notes:
+        if note["type"] == UNWRITABLE_ROW:
+            logger.warning("Session %s: %s row %s could not be written: %s", sid, note["table"], note["key"],
+                           note["error"])
+    return {"usages": usage_rows, "cost_usd": cost, "notes": notes}
+
+
+def _attempt(write: Callable[[], object]) -> Exception | None:
+    """Run one write in a savepoint; the error if the database refused it (an outage still raises)."""
+    try:
+        with transaction.atomic():
+            write()
+    except OUTAGE_ERRORS:
+        raise
+    except Exception as exc:
+        return exc
+    return None
+
+
+def _unwritable(table: str, key: Any, row: Any, error: Exception) -> dict[str, Any]:
+    """The note that keeps a refused row: storable whatever the row held (bounded, ASCII-escaped)."""
+    return {"type": UNWRITABLE_ROW, "table": table, "key": values.storable_repr(key, 300),
+            "error": values.storable_repr(f"{type(error).__name__}: {error}", 2000),
+            "row": values.storable_repr(row, 16_000)}
 
 
 def _update_sessions(names: list[str], updates: list[tuple[str, dict[str, Any]]]) -> None:
@@ -609,8 +897,8 @@ def _update_sessions(names: list[str], updates: list[tuple[str, dict[str, Any]]]
     assignments = ", ".join(f"{quote(f.column)} = %s" for f in fields)
     sql = f"UPDATE {quote(VoiceSession._meta.db_table)} SET {assignments} WHERE {quote(pk.column)} = %s"
     rows = [
-        [*(f.get_db_prep_save(values[f.name], connection) for f in fields), pk.get_db_prep_value(sid, connection)]
-        for sid, values in updates
+        [*(f.get_db_prep_save(changes[f.name], connection) for f in fields), pk.get_db_prep_value(sid, connection)]
+        for sid, changes in updates
     ]
     with connection.cursor() as cursor:
         cursor.executemany(sql, rows)
@@ -626,7 +914,9 @@ def _insert_events(events: list[tuple[str, dict[str, Any]]]) -> None:
         SessionEvent.objects.bulk_create([SessionEvent(session_id=sid, **e) for sid, e in events])
         return
     statement = f"COPY {SessionEvent._meta.db_table} ({', '.join(EVENT_COLUMNS)}) FROM STDIN"
-    with connection.cursor() as cursor, cursor.cursor.copy(statement) as copy:
+    # The raw psycopg cursor raises psycopg's errors: wrap them as Django's, so that an outage is told
+    # from a refused row the same way on either backend.
+    with connection.wrap_database_errors, connection.cursor() as cursor, cursor.cursor.copy(statement) as copy:
         for session_id, e in events:
             copy.write_row((session_id, e["seq"], e["direction"], e["type"], json.dumps(e["payload"], default=str),
                             e["created_at"]))
@@ -650,12 +940,15 @@ def _upsert(model: Any, key: str, rows: list[tuple[str, dict[str, Any]]], fields
 
 
 def _parse_arguments(raw: Any) -> dict[str, Any]:
-    """Arguments as a dict; what is not a JSON object is kept verbatim rather than lost."""
+    """Arguments as a dict; what is not a JSON object is kept verbatim rather than lost. Parsed values
+    are cleaned again: a JSON string may spell a lone surrogate or a NUL as an escape ("\\ud800")."""
     try:
         parsed = json.loads(raw) if raw else {}
-    except (TypeError, ValueError):
-        return {"_unparsed": str(raw)[:4000]}
-    return parsed if isinstance(parsed, dict) else {"_unparsed": str(raw)[:4000]}
+    except (TypeError, ValueError, RecursionError):
+        return {"_unparsed": values.bounded_text(str(raw), 4000)}
+    if not isinstance(parsed, dict):
+        return {"_unparsed": values.bounded_text(str(raw), 4000)}
+    return values.clean_json(parsed)
 
 
 def _json_safe(values: dict[str, Any]) -> dict[str, Any]:
@@ -664,8 +957,8 @@ def _json_safe(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def _item_payload(item: dict[str, Any]) -> dict[str, Any]:
-    return _json_safe({k: item[k] for k in ("item_id", "previous_item_id", "role", "kind", "name", "text", "status",
-                                            "created_at")})
+    return _json_safe({k: item[k] for k in ("item_id", "previous_item_id", "role", "kind", "name", "text",
+                                            "text_truncated", "status", "created_at")})
 
 
 def _tool_payload(tool: dict[str, Any]) -> dict[str, Any]:
