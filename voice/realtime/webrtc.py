@@ -43,6 +43,7 @@ from voice.realtime.errors import (
 )
 from voice.realtime.events import InvalidFrame, RealtimeEvent, ResponseCreated, ResponseDone, parse_frame
 from voice.realtime.session import first_config, normalise_api_base, session_from_llm_config, validate_session
+from voice.realtime.throttle import ThrottledLog
 
 _module_logger = logging.getLogger(__name__)
 
@@ -92,6 +93,7 @@ class OpenAIRealtimeWebRTCClient(RealtimeClientBase):
     ) -> None:
         self._llm_config = llm_config
         self._logger = logger
+        self._invalid_frame_log: ThrottledLog | None = None
         self._websocket = websocket
 
         config = first_config(llm_config)
@@ -418,7 +420,11 @@ class OpenAIRealtimeWebRTCClient(RealtimeClientBase):
             await self.add_event(None)
 
     async def _report_invalid_frame(self, event: InvalidFrame) -> None:
-        self.logger.warning(
+        if self._invalid_frame_log is None:
+            self._invalid_frame_log = ThrottledLog(self.logger)
+        # Once per kind of fault, then counts: a poisoned stream wrote several lines a second.
+        self._invalid_frame_log.warning(
+            event.code,
             "Ignoring unreadable frame in session %s: [%s] %s; frame: %r",
             self._session_id,
             event.code,
