@@ -220,12 +220,18 @@ async def test_an_upstream_failure_is_reported_and_the_session_fails(owner: User
     peer, _ = await open_peer(owner)
     error = await peer.until("ag2.error")
     assert error["code"] == "openai_unavailable" and error["retryable"] is True
-    assert "127.0.0.1:9" not in error["message"] or "sk-" not in error["message"]
+    # The user reads what to do, about the emulator that failed: no URL, no setting name.
+    assert error["message"].startswith("The local OpenAI emulator is not running. Start it with `make run`")
+    assert "127.0.0.1" not in error["message"] and "base_url" not in error["message"]
     close = await peer.until("ag2.close")
     assert close["reason"] == "upstream_error"
     assert await peer.closed() == 1000
     sessions = await database_sync_to_async(list)(VoiceSession.objects.filter(user=owner))
     assert [(s.status, s.end_reason) for s in sessions] == [("failed", "upstream_error")]
+    # The admin's record keeps the technical detail.
+    assert "http://127.0.0.1:9/v1/realtime/client_secrets" in sessions[0].error
+    assert "ConnectError" in sessions[0].error
+    assert "ag2.upstream_error" in await event_types(str(sessions[0].pk))
 
 
 async def test_a_client_error_before_the_call_fails_the_session(owner: User, emulator: str) -> None:

@@ -303,7 +303,14 @@ class VoiceSessionConsumer(_NoPerMessageThreadHop, AsyncJsonWebsocketConsumer):
         except Exception as exc:
             # The client has already told the browser with an ag2.error; end the session as failed.
             logger.warning("Session %s: agent stopped with %s", self._sid(), exc.__class__.__name__)
-            await self._finish("upstream_error", status=VoiceSession.Status.FAILED, error=str(exc)[:2000],
+            # The record keeps what the user was told and the technical detail behind it (a URL, the
+            # transport error, OpenAI's words), for whoever reviews the session in the admin.
+            detail = getattr(exc, "detail", "")
+            error = f"{exc} [{getattr(exc, 'code', type(exc).__name__)}{': ' + detail if detail else ''}]"
+            if detail:
+                self._note("upstream_error", {"code": getattr(exc, "code", ""), "message": str(exc),
+                                              "detail": detail[:2000]})
+            await self._finish("upstream_error", status=VoiceSession.Status.FAILED, error=error[:2000],
                                from_agent=True)
 
     async def _enforce_cap(self, seconds: float) -> None:
