@@ -14,6 +14,8 @@ from urllib.parse import urlparse
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -169,13 +171,34 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- channel layer --------------------------------------------------------------------------------
 
 REDIS_URL = env_url("REDIS_URL", "", schemes=("redis", "rediss", "unix"))
-if REDIS_URL:
-    CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "capacity": 1500, "expiry": 30},
-        }
+# redis-py (since 6) gives every connection a 5 s socket timeout by default, and channels_redis waits for
+# a consumer's next message with a 5 s blocking read (BZPOPMIN, `brpop_timeout`): the empty reply came
+# back just as the socket gave up, so every idle dashboard died after 5 s (close 1011, a traceback). The
+# socket timeout must outlast the blocking read; it still bounds a read from a Redis that stopped
+# answering. After a Redis restart every pooled connection is dead: channels_redis' pools retry nothing
+# by default, so the first command on each failed (a dashboard closed, a broadcast lost); a few quick
+# retries on a fresh connection ride over it. Keepalive and a periodic PING find half-open connections.
+REDIS_SOCKET_TIMEOUT_SECONDS = env_float("REDIS_SOCKET_TIMEOUT_SECONDS", 15.0, minimum=10.0)
+
+
+def redis_channel_layer(url: str) -> dict[str, object]:
+    """The channel layer on the Redis at `url`, with the connection options it needs (see above)."""
+    host = {
+        "address": url,
+        "socket_timeout": REDIS_SOCKET_TIMEOUT_SECONDS,
+        "socket_connect_timeout": 5,
+        "socket_keepalive": True,
+        "health_check_interval": 30,
+        "retry": Retry(ExponentialBackoff(cap=1.0, base=0.1), 3),
     }
+    return {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [host], "capacity": 1500, "expiry": 30},
+    }
+
+
+if REDIS_URL:
+    CHANNEL_LAYERS = {"default": redis_channel_layer(REDIS_URL)}
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 

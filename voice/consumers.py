@@ -21,6 +21,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from voice import sessions
 from voice.broadcast import BATCH_TYPE, MESSAGE_TYPE, RESYNC_TYPE, STAFF_GROUP, Broadcaster, session_group
@@ -31,6 +32,8 @@ from voice.recording import Recorder
 from voice.schemas import Ag2ClientError, Ag2Hangup, Ag2Ready, FrameError, dashboard_request, parse_browser_frame
 
 logger = logging.getLogger(__name__)
+# Process-wide: when Redis stops, every dashboard of the process fails at once; one line, then a count.
+_layer_log = ThrottledLog(logger)
 
 FROM_BROWSER = SessionEvent.Direction.FROM_BROWSER
 TO_BROWSER = SessionEvent.Direction.TO_BROWSER
@@ -40,6 +43,7 @@ CLOSE_NOT_LOGGED_IN = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_NOT_FOUND = 4404
 CLOSE_TIMEOUT = 4408
+CLOSE_TRY_AGAIN_LATER = 1013  # the channel layer is down; the dashboard reconnects
 # A flooding browser is told at most this often that its frames over the rate are ignored.
 FLOOD_NOTICE_SECONDS = 5.0
 # A dashboard sends subscribe/unsubscribe requests, a few a minute; each costs a database read.
@@ -379,6 +383,17 @@ class VoiceSessionConsumer(_NoPerMessageThreadHop, AsyncJsonWebsocketConsumer):
 
 class DashboardConsumer(_NoPerMessageThreadHop, AsyncJsonWebsocketConsumer):
     """Staff see every live session and can watch one; a user may watch only their own sessions."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except (RedisError, OSError) as exc:
+            # The channel layer failed (Redis stopped or restarted): this dashboard can hear nothing more.
+            # Close with "try again later" instead of crashing (1011 and a traceback per dashboard): the
+            # page reconnects by itself and re-reads a snapshot once Redis is back.
+            _layer_log.warning("layer_failed", "Dashboard closed, the channel layer failed: %r", exc)
+            with contextlib.suppress(Exception):
+                await send({"type": "websocket.close", "code": CLOSE_TRY_AGAIN_LATER})
 
     async def connect(self) -> None:
         self.watching: str | None = None
