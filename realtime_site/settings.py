@@ -101,6 +101,11 @@ for _origin in CSRF_TRUSTED_ORIGINS:
             f"DJANGO_CSRF_TRUSTED_ORIGINS entries must start with http:// or https://, got {_origin!r}"
         )
 
+# Websockets also accept the origin their request was addressed to (scheme + Host, port included), so
+# that the development server and tests on any port work; production lists its origins explicitly
+# (realtime_site/origins.py).
+WEBSOCKET_ALLOW_SAME_ORIGIN = env_bool("DJANGO_WEBSOCKET_ALLOW_SAME_ORIGIN", DEBUG)
+
 INSTALLED_APPS = [
     # daphne first: its runserver replaces Django's and serves websockets too.
     "daphne",
