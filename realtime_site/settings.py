@@ -9,6 +9,7 @@ production should stop the deploy rather than quietly fall back to a default.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -130,6 +131,11 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
 ]
+if not DEBUG:
+    # Static files in production: collectstatic's hashed, compressed files, cached for a year. WhiteNoise
+    # is WSGI middleware; under daphne, Django's ASGI handler runs it like any other. In debug the
+    # development server serves the source files itself, as they are edited.
+    MIDDLEWARE.insert(1, "whitenoise.middleware.WhiteNoiseMiddleware")
 
 ROOT_URLCONF = "realtime_site.urls"
 ASGI_APPLICATION = "realtime_site.asgi.application"
@@ -226,13 +232,28 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(env_str("DJANGO_STATIC_ROOT", str(BASE_DIR / "staticfiles")))
+# Production serves what `collectstatic` (run when the image is built) wrote: hashed names, so a
+# browser may keep each file for a year, with gzip/Brotli copies. Debug (`make run`) serves the
+# source files as they are edited.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage" if DEBUG
+        else "realtime_site.storage.StaticFilesStorage",
+    },
+}
+# Under ASGI, Django reads a WhiteNoise file response (a synchronous iterator) in one piece in a thread
+# and warns about it once per process; for our small static files that is expected, not a fault.
+warnings.filterwarnings("ignore", message="StreamingHttpResponse must consume synchronous iterators")
 
 # --- security (production) ------------------------------------------------------------------------
 
 if not DEBUG:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", True)
+    # The container's health check asks over plain HTTP from inside; a redirect to HTTPS would fail it.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
     SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 31536000, minimum=0)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
