@@ -100,6 +100,9 @@ async def test_forged_and_shapeless_frames_are_refused_and_the_session_goes_on(o
 async def test_binary_and_huge_frames_are_refused_and_the_session_goes_on(owner: User, emulator: str,
                                                                           settings: Any) -> None:
     peer, init = await started(owner)
+    # Raw NUL and a lone surrogate in text that is not even JSON: refused, and its note still storable.
+    await peer.ws.send_to(text_data="{\x00 not json \ud800")
+    assert (await peer.until("ag2.error"))["code"] == "invalid_json"
     await peer.ws.send_to(bytes_data=b"\x00\x01binary")
     assert (await peer.until("ag2.error"))["code"] == "invalid_frame"
     huge = json.dumps({"type": "rate_limits.updated", "pad": "é" * (settings.VOICE_MAX_FRAME_BYTES // 2 + 10)})

@@ -271,7 +271,9 @@ class VoiceSessionConsumer(_NoPerMessageThreadHop, AsyncJsonWebsocketConsumer):
         self.log.info(f"refused:{code}", "Session %s: refused frame (%s): %s", self._sid(), code, message)
         # The note keeps the frame as received text, not as decoded values: these may be the very values
         # the database cannot store (a lone surrogate), and the note must never cost the batch it joins.
-        excerpt = raw[:2000].encode("utf-8", "backslashreplace").decode("utf-8") if raw is not None else None
+        excerpt = None
+        if raw is not None:  # and NUL, which PostgreSQL cannot store, even where JSON was not parsed
+            excerpt = raw[:2000].encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\ufffd")
         self._note("invalid_frame", {"code": code, "message": message, "frame": excerpt, **extra})
         await self._error(code, message)
 
