@@ -12,14 +12,15 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from realtime_site.origins import OriginAllowListValidator  # noqa: E402
 from voice.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        # Origin by scheme, host and port (realtime_site/origins.py), not by host alone.
+        "websocket": OriginAllowListValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )
 

@@ -9,11 +9,14 @@ production should stop the deploy rather than quietly fall back to a default.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from urllib.parse import urlparse
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -99,6 +102,11 @@ for _origin in CSRF_TRUSTED_ORIGINS:
             f"DJANGO_CSRF_TRUSTED_ORIGINS entries must start with http:// or https://, got {_origin!r}"
         )
 
+# Websockets also accept the origin their request was addressed to (scheme + Host, port included), so
+# that the development server and tests on any port work; production lists its origins explicitly
+# (realtime_site/origins.py).
+WEBSOCKET_ALLOW_SAME_ORIGIN = env_bool("DJANGO_WEBSOCKET_ALLOW_SAME_ORIGIN", DEBUG)
+
 INSTALLED_APPS = [
     # daphne first: its runserver replaces Django's and serves websockets too.
     "daphne",
@@ -123,6 +131,11 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
 ]
+if not DEBUG:
+    # Static files in production: collectstatic's hashed, compressed files, cached for a year. WhiteNoise
+    # is WSGI middleware; under daphne, Django's ASGI handler runs it like any other. In debug the
+    # development server serves the source files itself, as they are edited.
+    MIDDLEWARE.insert(1, "whitenoise.middleware.WhiteNoiseMiddleware")
 
 ROOT_URLCONF = "realtime_site.urls"
 ASGI_APPLICATION = "realtime_site.asgi.application"
@@ -169,13 +182,34 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- channel layer --------------------------------------------------------------------------------
 
 REDIS_URL = env_url("REDIS_URL", "", schemes=("redis", "rediss", "unix"))
-if REDIS_URL:
-    CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "capacity": 1500, "expiry": 30},
-        }
+# redis-py (since 6) gives every connection a 5 s socket timeout by default, and channels_redis waits for
+# a consumer's next message with a 5 s blocking read (BZPOPMIN, `brpop_timeout`): the empty reply came
+# back just as the socket gave up, so every idle dashboard died after 5 s (close 1011, a traceback). The
+# socket timeout must outlast the blocking read; it still bounds a read from a Redis that stopped
+# answering. After a Redis restart every pooled connection is dead: channels_redis' pools retry nothing
+# by default, so the first command on each failed (a dashboard closed, a broadcast lost); a few quick
+# retries on a fresh connection ride over it. Keepalive and a periodic PING find half-open connections.
+REDIS_SOCKET_TIMEOUT_SECONDS = env_float("REDIS_SOCKET_TIMEOUT_SECONDS", 15.0, minimum=10.0)
+
+
+def redis_channel_layer(url: str) -> dict[str, object]:
+    """The channel layer on the Redis at `url`, with the connection options it needs (see above)."""
+    host = {
+        "address": url,
+        "socket_timeout": REDIS_SOCKET_TIMEOUT_SECONDS,
+        "socket_connect_timeout": 5,
+        "socket_keepalive": True,
+        "health_check_interval": 30,
+        "retry": Retry(ExponentialBackoff(cap=1.0, base=0.1), 3),
     }
+    return {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [host], "capacity": 1500, "expiry": 30},
+    }
+
+
+if REDIS_URL:
+    CHANNEL_LAYERS = {"default": redis_channel_layer(REDIS_URL)}
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
@@ -198,13 +232,28 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(env_str("DJANGO_STATIC_ROOT", str(BASE_DIR / "staticfiles")))
+# Production serves what `collectstatic` (run when the image is built) wrote: hashed names, so a
+# browser may keep each file for a year, with gzip/Brotli copies. Debug (`make run`) serves the
+# source files as they are edited.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage" if DEBUG
+        else "realtime_site.storage.StaticFilesStorage",
+    },
+}
+# Under ASGI, Django reads a WhiteNoise file response (a synchronous iterator) in one piece in a thread
+# and warns about it once per process; for our small static files that is expected, not a fault.
+warnings.filterwarnings("ignore", message="StreamingHttpResponse must consume synchronous iterators")
 
 # --- security (production) ------------------------------------------------------------------------
 
 if not DEBUG:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", True)
+    # The container's health check asks over plain HTTP from inside; a redirect to HTTPS would fail it.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
     SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 31536000, minimum=0)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True

@@ -213,3 +213,43 @@ async def test_what_was_said_before_anyone_watched_reaches_the_dashboard_through
     frames = await collect(dashboard, lambda fs: any(f.get("delta") == "here." for f in fs))
     await voice.send({"type": "ag2.hangup"})
     await voice.closed()
+
+
+async def test_subscribing_to_someone_elses_live_session_never_leaks_its_stream(
+    owner: User, stranger: User, staff: User, emulator: str, layer: str
+) -> None:
+    """The group used to be joined before ownership was checked: 40 subscribes a second while another
+    user's session streamed got the stranger that session's live deltas and transcription."""
+    voice, init = await started(owner)
+    session_id = init["session_id"]
+    await voice.send({"type": "ag2.ready", "call_id": "rtc_private"})
+    # A staff dashboard watches, so the session really streams deltas the whole time.
+    watcher, _ = await open_peer(staff, "/ws/dashboard/")
+    await watcher.send({"type": "subscribe", "session_id": session_id})
+    await watcher.until("session.snapshot")
+    spy, _ = await open_peer(stranger, "/ws/dashboard/?scope=own")
+
+    async def stream() -> None:
+        for i in range(120):
+            await voice.send({"type": "response.output_audio_transcript.delta", "item_id": "item_secret",
+                              "response_id": "resp_s", "delta": f"secret{i} "})
+            await voice.send({"type": "conversation.item.input_audio_transcription.delta",
+                              "item_id": "item_heard", "delta": f"heard{i} "})
+            await asyncio.sleep(0.01)
+
+    async def pester() -> None:
+        for _ in range(60):  # about 40 a second, for 1.5 s
+            await spy.send({"type": "subscribe", "session_id": session_id})
+            await asyncio.sleep(0.025)
+
+    await asyncio.gather(stream(), pester())
+    # The watcher got the stream, so it was really flowing while the stranger asked.
+    await collect(watcher, lambda fs: any(f.get("delta") == "secret119 " for f in fs), timeout=10)
+    # Read everything the stranger got, until nothing more arrives for a second.
+    while not await spy.ws.receive_nothing(timeout=1.0):
+        await spy.next()
+    leaked = [f for f in spy.frames if f.get("type") != "ag2.error"]
+    assert leaked == [], f"the stranger received {len(leaked)} frame(s) of another user's session: {leaked[:3]}"
+    assert {f["code"] for f in spy.frames} <= {"not_found", "rate_limited"}
+    await voice.send({"type": "ag2.hangup"})
+    await voice.closed()

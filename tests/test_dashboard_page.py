@@ -52,17 +52,21 @@ def test_the_session_view_starts_hidden_and_watching_nothing(staff: User) -> Non
     assert '<section id="session-view" class="card session-view" data-session-id="" hidden' in html
 
 
-def test_a_plain_user_is_sent_to_the_admin_login(owner: User) -> None:
+def test_a_plain_user_gets_a_403_page_in_the_sites_own_look(owner: User) -> None:
     response = _client_for(owner).get(DASHBOARD)
-    assert response.status_code == 302
-    assert response["Location"].startswith("/admin/login/")
-    assert "next=/voice/dashboard/" in response["Location"]
+    assert response.status_code == 403
+    html = response.content.decode()
+    assert 'class="brand"' in html and "voice/voice.css" in html  # base.html: the site's header and styles
+    assert "staff" in html and "dashboard.js" not in html
+    assert "admin/login" not in html and "Django administration" not in html
+    assert 'href="/voice/"' in html  # somewhere useful to go instead
 
 
-def test_an_anonymous_visitor_is_sent_to_log_in_and_sees_nothing_of_the_page() -> None:
+def test_an_anonymous_visitor_is_sent_to_the_sites_login_and_sees_nothing_of_the_page() -> None:
     response = Client().get(DASHBOARD)
     assert response.status_code == 302
-    assert response["Location"].startswith("/admin/login/")
+    assert response["Location"].startswith("/accounts/login/")
+    assert "next=/voice/dashboard/" in response["Location"]
     assert b"dashboard.js" not in response.content
 
 

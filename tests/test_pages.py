@@ -51,7 +51,7 @@ def test_logout_ends_the_session(owner: User) -> None:
 def test_a_plain_user_cannot_open_the_dashboard(owner: User) -> None:
     client = Client()
     client.force_login(owner)
-    assert client.get("/voice/dashboard/").status_code == 302
+    assert client.get("/voice/dashboard/").status_code == 403
 
 
 def test_the_health_check_answers() -> None:

@@ -301,6 +301,32 @@ async def test_each_mint_failure_sends_ag2_error_then_raises_its_typed_error(
     assert (error.code, error.retryable) == (code, retryable)
     assert websocket.sent == [{"type": "ag2.error", "code": code, "message": error.message, "retryable": retryable}]
     assert error.message.endswith(".")  # a sentence a person can act on, not a bare status
+    # ...with no internal URL, setting name or exception name: those go to `detail` (logs, record).
+    for internal in ("://", "api.test", "base_url", "OPENAI_", "HTTP ", "ConnectError", "ReadTimeout", "Bad key"):
+        assert internal not in error.message, (internal, error.message)
+    assert MINT_URL in error.detail
+
+
+@pytest.mark.parametrize(("answer", "words"), [
+    (httpx.ConnectError("connection refused"), "The local OpenAI emulator is not running. Start it with `make run`"),
+    (httpx.ReadTimeout("timed out"), "The local OpenAI emulator did not answer in time"),
+    (httpx.Response(503), "The local OpenAI emulator is unavailable"),
+], ids=["not running", "timeout", "5xx"])
+async def test_when_the_emulator_stands_in_for_openai_failures_name_it(websocket: FakeWebSocket, answer: Any,
+                                                                       words: str) -> None:
+    client = make_client(websocket, emulator=True)
+    with respx.mock(assert_all_called=False) as router:
+        route = router.post(MINT_URL)
+        if isinstance(answer, Exception):
+            route.side_effect = answer
+        else:
+            route.return_value = answer
+        with pytest.raises(RealtimeError) as excinfo:
+            async with client.connect():
+                pass
+    assert excinfo.value.message.startswith(words)
+    assert "OpenAI could not be reached" not in excinfo.value.message
+    assert websocket.sent[0]["message"] == excinfo.value.message
 
 
 async def test_rate_limited_error_carries_retry_after(websocket: FakeWebSocket) -> None:
@@ -313,7 +339,7 @@ async def test_rate_limited_error_carries_retry_after(websocket: FakeWebSocket) 
     assert excinfo.value.retry_after == 7.0
 
 
-async def test_a_rejected_request_names_openais_code_and_message(websocket: FakeWebSocket) -> None:
+async def test_a_rejected_request_keeps_openais_code_and_message_as_detail(websocket: FakeWebSocket) -> None:
     with respx.mock(assert_all_called=False) as router:
         router.post(MINT_URL).respond(
             400, json={"error": {"code": "beta_api_shape_disabled", "message": "The beta shape is gone."}}
@@ -322,8 +348,10 @@ async def test_a_rejected_request_names_openais_code_and_message(websocket: Fake
             async with make_client(websocket).connect():
                 pass
 
-    assert "beta_api_shape_disabled" in excinfo.value.message
-    assert "The beta shape is gone." in excinfo.value.message
+    # OpenAI's words name fields and codes: they are for the administrator (logs, the session's record).
+    assert "beta_api_shape_disabled" in excinfo.value.detail
+    assert "The beta shape is gone." in excinfo.value.detail
+    assert "rejected this voice configuration" in excinfo.value.message
     assert excinfo.value.upstream_code == "beta_api_shape_disabled"
 
 
@@ -336,9 +364,11 @@ async def test_the_whole_mint_is_bounded_by_the_configured_timeout(websocket: Fa
 
     with respx.mock(assert_all_called=False) as router:
         router.post(MINT_URL).mock(side_effect=hang)
-        with pytest.raises(RealtimeTimeoutError, match=r"within 0\.05 s"):
+        with pytest.raises(RealtimeTimeoutError) as excinfo:
             async with make_client(websocket, timeout=0.05).connect():
                 pass
+
+    assert "within 0.05 s" in excinfo.value.detail
 
     assert websocket.sent[0]["code"] == "openai_timeout"
 

@@ -28,7 +28,7 @@ print(json.dumps({
     "emulator": settings.USING_EMULATOR,
     "allowed_hosts": settings.ALLOWED_HOSTS,
     "first_app": settings.INSTALLED_APPS[0],
-}))
+}, default=repr))
 """
 
 
@@ -80,7 +80,9 @@ def test_database_url_switches_to_postgresql() -> None:
 def test_redis_url_switches_to_the_redis_channel_layer() -> None:
     values = _values(REDIS_URL="redis://127.0.0.1:6379/2")
     assert values["layer"] == "channels_redis.core.RedisChannelLayer"
-    assert values["layer_hosts"] == ["redis://127.0.0.1:6379/2"]
+    [host] = values["layer_hosts"]
+    assert host["address"] == "redis://127.0.0.1:6379/2"
+    assert host["socket_timeout"] == 15.0  # outlasts channels_redis' 5 s blocking read (see settings.py)
 
 
 def test_debug_off_without_a_secret_key_is_refused() -> None:
@@ -94,6 +96,7 @@ def test_malformed_values_fail_at_start_up_naming_the_variable() -> None:
     cases = {
         "DJANGO_DEBUG": "maybe",
         "REDIS_URL": "localhost:6379",
+        "REDIS_SOCKET_TIMEOUT_SECONDS": "5",
         "OPENAI_BASE_URL": "api.openai.com/v1",
         "DJANGO_CSRF_TRUSTED_ORIGINS": "voice.example.com",
         "VOICE_MAX_FRAME_BYTES": "lots",

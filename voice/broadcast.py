@@ -27,8 +27,8 @@ flushes the Recorder, then publishes `session.resync`) so the dashboard re-reads
 holds everything recorded before the stream started: nothing falls in between. A layer we cannot
 ask about its groups gets every update, as before.
 
-If Redis is down, sends fail, are logged and counted, and the session and its recording go on: the
-record is in the database, the dashboard catches up from its snapshot.
+If Redis is down, sends fail, are logged (once, then counts) and counted, and the session and its
+recording go on: the record is in the database, the dashboard catches up from its snapshot.
 """
 
 from __future__ import annotations
@@ -45,7 +45,10 @@ from typing import Any
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from channels_redis.core import RedisChannelLayer
 
+from voice.realtime.throttle import ThrottledLog
+
 logger = logging.getLogger(__name__)
+_log = ThrottledLog(logger)
 
 STAFF_GROUP = "voice.staff"
 # Channel-layer message types: the consumer methods `dashboard_message` and `dashboard_batch`.
@@ -261,9 +264,8 @@ class Broadcaster:
             # Only reachable when the layer is stalled for a long time. Live views are best effort;
             # the database keeps the record, so we drop the update rather than grow without bound.
             self.dropped += 1
-            if self.dropped == 1 or self.dropped % 1000 == 0:
-                logger.warning("Broadcast outbox full for session %s: %d update(s) dropped", self.session_id,
-                               self.dropped)
+            _log.warning("outbox_full", "Broadcast outbox full for session %s: %d update(s) dropped",
+                         self.session_id, self.dropped)
 
     def _my_shard(self) -> _Shard:
         if self._shard is None:  # looked up once: this runs for every update
@@ -275,8 +277,9 @@ class Broadcaster:
             self.sent += 1
             return
         self.failed += 1
-        if self.failed == 1 or self.failed % 100 == 0:
-            logger.warning("Broadcast to %s failed (%d so far): %r", group, self.failed, error)
+        # Process-wide, once then counts: with Redis down every session's every update fails.
+        _log.warning("send_failed", "Broadcast to %s failed (%d so far for this session): %r", group, self.failed,
+                     error)
 
     async def close(self, grace_seconds: float = 2.0) -> None:
         """Wait (at most `grace_seconds`) until everything this session queued has been sent."""

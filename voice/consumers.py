@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -20,14 +21,19 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from voice import sessions
 from voice.broadcast import BATCH_TYPE, MESSAGE_TYPE, RESYNC_TYPE, STAFF_GROUP, Broadcaster, session_group
 from voice.models import SessionEvent, VoiceSession
+from voice.realtime import boundedjson
+from voice.realtime.throttle import Throttle, ThrottledLog
 from voice.recording import Recorder
 from voice.schemas import Ag2ClientError, Ag2Hangup, Ag2Ready, FrameError, dashboard_request, parse_browser_frame
 
 logger = logging.getLogger(__name__)
+# Process-wide: when Redis stops, every dashboard of the process fails at once; one line, then a count.
+_layer_log = ThrottledLog(logger)
 
 FROM_BROWSER = SessionEvent.Direction.FROM_BROWSER
 TO_BROWSER = SessionEvent.Direction.TO_BROWSER
@@ -37,8 +43,12 @@ CLOSE_NOT_LOGGED_IN = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_NOT_FOUND = 4404
 CLOSE_TIMEOUT = 4408
-CLOSE_TOO_LARGE = 4413
-CLOSE_RATE_LIMITED = 4429
+CLOSE_TRY_AGAIN_LATER = 1013  # the channel layer is down; the dashboard reconnects
+# A flooding browser is told at most this often that its frames over the rate are ignored.
+FLOOD_NOTICE_SECONDS = 5.0
+# A dashboard sends subscribe/unsubscribe requests, a few a minute; each costs a database read.
+DASHBOARD_REQUESTS_PER_SECOND = 20
+DASHBOARD_MAX_FRAME_CHARS = 1024
 
 
 class _ConsumerSocket:
@@ -137,6 +147,9 @@ class VoiceSessionConsumer(_NoPerMessageThreadHop, AsyncJsonWebsocketConsumer):
         self.ended = False
         self.client_failure: tuple[str, str] | None = None
         self.bucket = _TokenBucket(settings.VOICE_MAX_MESSAGES_PER_SECOND, settings.VOICE_MAX_MESSAGES_PER_SECOND * 2)
+        self.log = ThrottledLog(logger)
+        self.flood_refused = 0  # frames ignored over the rate since the last accepted one
+        self.flood_notice = Throttle(FLOOD_NOTICE_SECONDS)
         user = self.scope.get("user")
         await self.accept()
         if user is None or not user.is_authenticated:
@@ -187,33 +200,42 @@ class VoiceSessionConsumer(_NoPerMessageThreadHop, AsyncJsonWebsocketConsumer):
     # --- incoming ----------------------------------------------------------------------------------
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        size = len(text_data.encode()) if text_data is not None else len(bytes_data or b"")
-        if size > settings.VOICE_MAX_FRAME_BYTES:
-            logger.warning("Session %s: frame of %d bytes refused", self._sid(), size)
-            self._note("frame_too_large", {"bytes": size})
-            await self._error("frame_too_large", f"Frames are limited to {settings.VOICE_MAX_FRAME_BYTES} bytes.")
-            await self._finish("frame_too_large", close_code=CLOSE_TOO_LARGE)
-            return
-        if not self.bucket.take():
-            logger.warning("Session %s: message rate limit hit", self._sid())
-            self._note("rate_limited", {})
-            await self._error("rate_limited", "Too many messages; the session was closed.")
-            await self._finish("rate_limited", close_code=CLOSE_RATE_LIMITED)
-            return
+        # Every check here answers a bad frame with ag2.error and goes on (DESIGN.md rule 5): whatever a
+        # browser sends, the session and what it recorded stay. Cheapest checks first.
         if self.session is None or self.ended:
             return
+        if not self.bucket.take():
+            await self._rate_limited()
+            return
+        if self.flood_refused:
+            self._note("rate_limited", {"refused": self.flood_refused})
+            self.flood_refused = 0
         if text_data is None:
             await self._refuse("invalid_frame", "Binary frames are not accepted; send JSON text.", None)
             return
+        # Characters, not bytes: encoding the frame only to measure it would copy it once more. UTF-8
+        # takes at most 4 bytes a character, so only frames that may be over the limit are encoded.
+        if len(text_data) * 4 > settings.VOICE_MAX_FRAME_BYTES:
+            size = len(text_data.encode("utf-8", "surrogatepass"))
+            if size > settings.VOICE_MAX_FRAME_BYTES:
+                self.log.warning("frame_too_large", "Session %s: frame of %d bytes refused", self._sid(), size)
+                await self._refuse("frame_too_large", f"The message was {size} bytes; messages are limited to "
+                                   f"{settings.VOICE_MAX_FRAME_BYTES} bytes. It was ignored.", text_data[:200],
+                                   bytes=size)
+                return
         try:
-            data = json.loads(text_data)
+            data = boundedjson.loads(text_data)
         except ValueError as exc:
-            await self._refuse("invalid_json", f"The frame is not valid JSON: {exc.msg}.", text_data)
+            await self._refuse("invalid_json", f"The message is not valid JSON: {exc.msg}.", text_data)
+            return
+        if _has_lone_surrogate(text_data, data):
+            await self._refuse("invalid_frame", "The message holds text that is not valid Unicode (an unpaired "
+                               "surrogate escape). It was ignored.", text_data)
             return
         try:
             frame = parse_browser_frame(data)
         except FrameError as exc:
-            await self._refuse(exc.code, exc.message, data)
+            await self._refuse(exc.code, exc.message, text_data)
             return
         if isinstance(frame, dict):
             # An OpenAI server event relayed from the data channel: record it, and let the client read it.
@@ -229,11 +251,25 @@ class VoiceSessionConsumer(_NoPerMessageThreadHop, AsyncJsonWebsocketConsumer):
         elif isinstance(frame, Ag2Hangup):
             await self._finish("hangup")
 
-    async def _refuse(self, code: str, message: str, raw: Any) -> None:
-        """A malformed frame: say so, log it, keep it in the record, and go on (rule 5)."""
-        logger.info("Session %s: refused frame (%s): %s", self._sid(), code, message)
-        self._note("invalid_frame", {"code": code, "message": message,
-                                     "frame": raw if not isinstance(raw, str) else raw[:2000]})
+    async def _rate_limited(self) -> None:
+        """A frame over the message rate: ignored. The browser hears of it once per episode, the log and
+        the record once, then counts, so that a flood costs neither the log nor the record a row a frame."""
+        self.flood_refused += 1
+        rate = settings.VOICE_MAX_MESSAGES_PER_SECOND
+        self.log.warning("rate_limited", "Session %s: frames over %d a second ignored", self._sid(), rate)
+        if self.flood_notice.hit() is not None:
+            await self._error("rate_limited", f"Too many messages: more than {rate} a second. Messages over the "
+                              "limit are ignored; the call goes on.", retryable=True)
+
+    async def _refuse(self, code: str, message: str, raw: str | None, **extra: Any) -> None:
+        """A malformed frame: say so, log it (once, then counts), note it in the record, and go on."""
+        self.log.info(f"refused:{code}", "Session %s: refused frame (%s): %s", self._sid(), code, message)
+        # The note keeps the frame as received text, not as decoded values: these may be the very values
+        # the database cannot store (a lone surrogate), and the note must never cost the batch it joins.
+        excerpt = None
+        if raw is not None:  # and NUL, which PostgreSQL cannot store, even where JSON was not parsed
+            excerpt = raw[:2000].encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\ufffd")
+        self._note("invalid_frame", {"code": code, "message": message, "frame": excerpt, **extra})
         await self._error(code, message)
 
     def _note(self, kind: str, payload: dict[str, Any]) -> None:
@@ -268,7 +304,14 @@ class VoiceSessionConsumer(_NoPerMessageThreadHop, AsyncJsonWebsocketConsumer):
         except Exception as exc:
             # The client has already told the browser with an ag2.error; end the session as failed.
             logger.warning("Session %s: agent stopped with %s", self._sid(), exc.__class__.__name__)
-            await self._finish("upstream_error", status=VoiceSession.Status.FAILED, error=str(exc)[:2000],
+            # The record keeps what the user was told and the technical detail behind it (a URL, the
+            # transport error, OpenAI's words), for whoever reviews the session in the admin.
+            detail = getattr(exc, "detail", "")
+            error = f"{exc} [{getattr(exc, 'code', type(exc).__name__)}{': ' + detail if detail else ''}]"
+            if detail:
+                self._note("upstream_error", {"code": getattr(exc, "code", ""), "message": str(exc),
+                                              "detail": detail[:2000]})
+            await self._finish("upstream_error", status=VoiceSession.Status.FAILED, error=error[:2000],
                                from_agent=True)
 
     async def _enforce_cap(self, seconds: float) -> None:
@@ -294,6 +337,10 @@ class VoiceSessionConsumer(_NoPerMessageThreadHop, AsyncJsonWebsocketConsumer):
     async def _shutdown(self, reason: str, *, status: str, error: str = "", from_agent: bool = False) -> None:
         assert self.session is not None and self.recorder is not None and self.broadcaster is not None
         self.ended = True
+        if self.flood_refused:
+            self._note("rate_limited", {"refused": self.flood_refused})
+            self.flood_refused = 0
+        self.log.flush()
         ended_at = timezone.now()
         self.recorder.update_session(status=status, ended_at=ended_at, end_reason=reason[:64], error=error)
         for task in (self.cap_task, None if from_agent else self.agent_task):
@@ -334,8 +381,24 @@ class VoiceSessionConsumer(_NoPerMessageThreadHop, AsyncJsonWebsocketConsumer):
 class DashboardConsumer(_NoPerMessageThreadHop, AsyncJsonWebsocketConsumer):
     """Staff see every live session and can watch one; a user may watch only their own sessions."""
 
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except (RedisError, OSError) as exc:
+            # The channel layer failed (Redis stopped or restarted): this dashboard can hear nothing more.
+            # Close with "try again later" instead of crashing (1011 and a traceback per dashboard): the
+            # page reconnects by itself and re-reads a snapshot once Redis is back.
+            _layer_log.warning("layer_failed", "Dashboard closed, the channel layer failed: %r", exc)
+            with contextlib.suppress(Exception):
+                await send({"type": "websocket.close", "code": CLOSE_TRY_AGAIN_LATER})
+
     async def connect(self) -> None:
         self.watching: str | None = None
+        self.is_staff = False
+        self.bucket = _TokenBucket(DASHBOARD_REQUESTS_PER_SECOND, DASHBOARD_REQUESTS_PER_SECOND * 2)
+        self.log = ThrottledLog(logger)
+        self.flood_notice = Throttle(FLOOD_NOTICE_SECONDS)
+        self.user = None
         user = self.scope.get("user")
         await self.accept()
         if user is None or not user.is_authenticated:
@@ -350,17 +413,46 @@ class DashboardConsumer(_NoPerMessageThreadHop, AsyncJsonWebsocketConsumer):
             await self.channel_layer.group_add(STAFF_GROUP, self.channel_name)
             await self.send_json({"type": "snapshot", "sessions": await _live_sessions()})
 
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.user is None:  # refused at connect; the close is on its way
+            return
+        # Requests are tiny: anything big, binary, nested or too frequent is answered and ignored.
+        if not self.bucket.take():
+            self.log.warning("rate_limited", "Dashboard of %s: requests over the rate ignored", self.user)
+            if self.flood_notice.hit() is not None:
+                await self._error("rate_limited", "Too many requests; some were ignored. Wait a moment.")
+            return
+        if text_data is None or len(text_data) > DASHBOARD_MAX_FRAME_CHARS:
+            self.log.info("invalid_frame", "Dashboard of %s: binary or oversized request refused", self.user)
+            await self._error("invalid_frame", "Requests are short JSON text messages.")
+            return
+        try:
+            content = boundedjson.loads(text_data)
+        except ValueError as exc:
+            self.log.info("invalid_json", "Dashboard of %s: request is not JSON (%s)", self.user, exc)
+            await self._error("invalid_frame", f"The request is not valid JSON: {getattr(exc, 'msg', exc)}.")
+            return
+        await self.receive_json(content)
+
+    async def _error(self, code: str, message: str) -> None:
+        await self.send_json({"type": "ag2.error", "code": code, "retryable": code == "rate_limited",
+                              "message": message})
+
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         try:
             request = dashboard_request.validate_python(content)
         except Exception:
-            await self.send_json({"type": "ag2.error", "code": "invalid_frame", "retryable": False,
-                                  "message": "Send {'type': 'subscribe', 'session_id': <uuid>} or 'unsubscribe'."})
+            await self._error("invalid_frame", "Send {'type': 'subscribe', 'session_id': <uuid>} or 'unsubscribe'.")
             return
         if request.type == "unsubscribe":
             await self._stop_watching()
             return
         wanted = str(request.session_id)
+        # Authorize before joining: once in the group, this channel receives the session's stream, and
+        # what is already queued for it arrives even after a discard. A stranger must never be in it.
+        if not await _may_watch(wanted, self.user):
+            await self._error("not_found", "No such session, or not yours to watch.")
+            return
         # Join before reading the snapshot, so nothing committed in between is missed; the page
         # applies the live messages after the snapshot and tolerates repeats.
         await self.channel_layer.group_add(session_group(wanted), self.channel_name)
@@ -369,8 +461,7 @@ class DashboardConsumer(_NoPerMessageThreadHop, AsyncJsonWebsocketConsumer):
             if wanted != self.watching:
                 await self.channel_layer.group_discard(session_group(wanted), self.channel_name)
             # The current subscription, if any, stays: a bad request should not cost a working view.
-            await self.send_json({"type": "ag2.error", "code": "not_found", "retryable": False,
-                                  "message": "No such session, or not yours to watch."})
+            await self._error("not_found", "No such session, or not yours to watch.")
             return
         if self.watching != wanted:
             await self._stop_watching()
@@ -382,12 +473,6 @@ class DashboardConsumer(_NoPerMessageThreadHop, AsyncJsonWebsocketConsumer):
             await self.channel_layer.group_discard(session_group(self.watching), self.channel_name)
             self.watching = None
 
-    async def decode_json(self, text_data: str) -> Any:
-        try:
-            return json.loads(text_data)
-        except ValueError:
-            return None
-
     async def dashboard_message(self, message: dict[str, Any]) -> None:
         await self._deliver(message["payload"])
 
@@ -397,6 +482,10 @@ class DashboardConsumer(_NoPerMessageThreadHop, AsyncJsonWebsocketConsumer):
             await self._deliver(payload)
 
     async def _deliver(self, payload: dict[str, Any]) -> None:
+        if not self.is_staff and payload.get("session_id") != self.watching:
+            # A user sees only the session they are watching (and were authorized for); anything else
+            # that reaches this channel, say queued before an unsubscribe, stops here.
+            return
         if payload.get("type") == RESYNC_TYPE:
             # The session's stream starts now (voice/broadcast.py): re-read its record, which holds
             # everything recorded before, instead of passing the marker on to the page.
@@ -408,6 +497,8 @@ class DashboardConsumer(_NoPerMessageThreadHop, AsyncJsonWebsocketConsumer):
         await self.send_json(payload)
 
     async def disconnect(self, code: int) -> None:
+        if hasattr(self, "log"):
+            self.log.flush()
         if getattr(self, "is_staff", False):
             await self.channel_layer.group_discard(STAFF_GROUP, self.channel_name)
         if getattr(self, "watching", None):
@@ -420,6 +511,14 @@ assert (MESSAGE_TYPE, BATCH_TYPE) == ("dashboard.message", "dashboard.batch")  #
 @database_sync_to_async
 def _live_sessions() -> list[dict[str, Any]]:
     return [s.to_dict() for s in VoiceSession.objects.live().select_related("user").order_by("-started_at")[:500]]
+
+
+@database_sync_to_async
+def _may_watch(session_id: str, user: Any) -> bool:
+    """Staff may watch any session; a user only their own."""
+    if user.is_staff:
+        return True
+    return VoiceSession.objects.for_user(user).filter(pk=session_id).exists()
 
 
 @database_sync_to_async
@@ -443,6 +542,21 @@ def _session_snapshot(session_id: str, user: Any) -> dict[str, Any] | None:
         ],
         "events": events[::-1],
     }
+
+
+# A surrogate escape ("\\ud83d") or a raw surrogate: only then can decoded text hold an unpaired one.
+_MAYBE_SURROGATE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}|[\ud800-\udfff]")
+
+
+def _has_lone_surrogate(text: str, data: Any) -> bool:
+    """Whether decoded JSON holds a lone surrogate: not Unicode text, and not storable in the database."""
+    if not _MAYBE_SURROGATE.search(text):
+        return False
+    try:
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _query_param(scope: dict[str, Any], name: str) -> str | None:

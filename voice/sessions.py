@@ -113,6 +113,8 @@ def llm_config_for(session: VoiceSession) -> dict[str, Any]:
         "session_id": str(session.pk),
         "timeout": settings.OPENAI_TIMEOUT_SECONDS,
         "expires_after_seconds": config.secret_lifetime_seconds if config else 600,
+        # Without a key the app talks to the local emulator; a failure to reach it then says so.
+        "emulator": bool(settings.USING_EMULATOR and not settings.OPENAI_API_KEY),
     }
 
 

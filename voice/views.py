@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.decorators import login_required
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -59,6 +58,11 @@ def session_detail(request: HttpRequest, pk: str) -> HttpResponse:
     )
 
 
-@staff_member_required
+@login_required
 def dashboard(request: HttpRequest) -> HttpResponse:
+    # A logged-in user who is not staff gets the site's own 403 page (templates/403.html), not the
+    # admin's login form, which would invite them to log in as someone else.
+    # Rendered rather than raised: a refused page view is not worth a traceback in the log.
+    if not request.user.is_staff:
+        return render(request, "403.html", {"exception": "The live dashboard is for staff."}, status=403)
     return render(request, "voice/dashboard.html")

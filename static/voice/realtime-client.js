@@ -23,11 +23,15 @@ export const CLOSE_CODES = Object.freeze({
   4413: { code: "frame_too_large", state: "failed", message: "A message was too large for the server; the call was ended." },
 });
 
-// Friendlier words for ag2.error codes we know; anything else shows the server's own message.
+// Friendlier words for ag2.error codes we know; anything else shows the server's own message, which is
+// written for people (no addresses or setting names) and names the local emulator when that failed.
 const SERVER_ERROR_MESSAGES = {
-  upstream_unavailable: "The voice service is unavailable right now. Please try again in a moment.",
   rate_limited: "Too many requests right now. Please wait a moment and try again.",
 };
+
+// A repeating warning is reported once, then as a count once per window (a poisoned stream of frames
+// must not flood the console or the page).
+const WARN_WINDOW_MS = 10000;
 
 const DEFAULT_RECONNECT = Object.freeze({ maxAttempts: 6, baseDelayMs: 500, maxDelayMs: 8000 });
 const ICE_GATHERING_TIMEOUT_MS = 1500;
@@ -905,8 +909,18 @@ export class RealtimeVoiceClient extends EventTarget {
   }
 
   _warn(message, detail = "") {
-    console.warn(`[voice] ${message}`, detail);
-    this._emit("warning", { message, detail });
+    const now = Date.now();
+    if (!this._warnings) this._warnings = new Map();
+    const seen = this._warnings.get(message);
+    if (seen && now - seen.at < WARN_WINDOW_MS) {
+      seen.count++;
+      return;
+    }
+    const repeated = seen ? seen.count : 0;
+    this._warnings.set(message, { at: now, count: 0 });
+    const more = repeated ? ` (${repeated} more in the last ${Math.round((now - seen.at) / 1000)} s)` : "";
+    console.warn(`[voice] ${message}${more}`, detail);
+    this._emit("warning", { message, detail, repeated });
   }
 
   _emit(type, detail) {

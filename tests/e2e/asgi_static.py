@@ -1,8 +1,9 @@
 """The production ASGI application with static files served, for the end-to-end server.
 
-Production serves static files from the proxy (collectstatic); the e2e server runs plain daphne on
-the real `realtime_site.asgi.application` and only adds what `manage.py runserver` adds: Django's
-static handler for HTTP requests under STATIC_URL. Websockets pass straight through.
+Production serves collectstatic's files through WhiteNoise (tests/test_production_static.py); the e2e
+server runs plain daphne with debug on, on the real `realtime_site.asgi.application`, and only adds what
+`manage.py runserver` adds: Django's static handler for HTTP requests under STATIC_URL. Websockets pass
+straight through.
 """
 
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler

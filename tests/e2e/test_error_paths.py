@@ -161,3 +161,20 @@ def test_a_server_shutdown_ends_the_sessions_it_was_serving(e2e: Harness, owner:
     e2e.site.start()
     expect_state(page, "connected", timeout=30_000)
     wait_for_session(first["sessionId"], timeout=15, status=VoiceSession.Status.ENDED, end_reason="server_shutdown")
+
+
+def test_a_repeating_client_warning_reaches_the_console_once_then_as_a_count(e2e: Harness, owner: User) -> None:
+    """A stream of unreadable frames used to write one console warning per frame."""
+    page = e2e.new_page("chat")
+    log_in(page, "alice", "alice-pass-2026", next_path="/voice/")
+    page.evaluate("""() => {
+      const client = window.voiceClient;
+      for (let i = 0; i < 1000; i++) client._onServerFrame("not json " + i);
+      const clock = Date.now;
+      Date.now = () => clock() + 11000;  // the window ends: the next one reports the count
+      try { client._onServerFrame("still not json"); } finally { Date.now = clock; }
+    }""")
+    page.wait_for_timeout(300)
+    lines = [line for line in e2e.console if "The server sent a frame that is not JSON" in line]
+    assert len(lines) == 2, lines
+    assert "(999 more in the last 11 s)" in lines[1]

@@ -1,8 +1,9 @@
 """Typed failures of the realtime client.
 
 Every failure carries a stable ``code`` (what the browser and the logs match on), a message a person can
-act on, and whether trying again later may help (``retryable``). ``to_frame()`` gives the ``ag2.error``
-frame of PROTOCOL.md section 2.
+act on, the technical ``detail`` (for the logs and the record only), and whether trying again later may
+help (``retryable``). ``to_frame()`` gives the ``ag2.error`` frame of PROTOCOL.md section 2: it carries
+the message, never the detail.
 
 Messages are built by this library, never copied blindly from upstream: OpenAI echoes a masked API key in
 some 401 bodies, so any upstream text goes through ``redact()`` first. The API key must never reach a
@@ -34,9 +35,14 @@ class RealtimeError(Exception):
     code: str = "realtime_error"
     retryable: bool = False
 
-    def __init__(self, message: str, *, status_code: int | None = None, upstream_code: str | None = None) -> None:
+    def __init__(self, message: str, *, detail: str = "", status_code: int | None = None,
+                 upstream_code: str | None = None) -> None:
         super().__init__(message)
+        # `message` is for the person at the browser: a sentence they can act on, with no URL, setting
+        # name or exception name. `detail` is for the logs and the session's record: the URL, the
+        # transport error, OpenAI's own words (redacted).
         self.message = message
+        self.detail = detail
         self.status_code = status_code
         # OpenAI's own error code (e.g. "invalid_api_key", "beta_api_shape_disabled"), for the logs.
         self.upstream_code = upstream_code

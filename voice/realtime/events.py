@@ -39,6 +39,8 @@ from pydantic import (
     model_validator,
 )
 
+from voice.realtime import boundedjson
+
 # How much of an unreadable frame is kept for the logs and the error event.
 FRAME_EXCERPT_CHARS = 200
 
@@ -540,7 +542,10 @@ def parse_frame(frame: str | bytes) -> RealtimeEvent:
     """Decode and type one text frame. Never raises: see ``parse_event``."""
     text = frame.decode("utf-8", "replace") if isinstance(frame, bytes) else frame
     try:
-        message = json.loads(text)
+        # Bounded: 100,000 nested lists made the standard decoder raise RecursionError, not ValueError.
+        message = boundedjson.loads(text)
+    except boundedjson.JSONTooDeepError as exc:
+        return _unreadable("invalid_json", f"Frame is not acceptable JSON: {exc.msg}", _excerpt(text))
     except ValueError:
         return _unreadable("invalid_json", "Frame is not valid JSON", _excerpt(text))
     if not isinstance(message, dict):

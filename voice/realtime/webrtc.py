@@ -44,6 +44,7 @@ from voice.realtime.errors import (
 )
 from voice.realtime.events import InvalidFrame, parse_frame
 from voice.realtime.session import first_config, normalise_api_base, session_from_llm_config, without_secrets
+from voice.realtime.throttle import ThrottledLog
 
 _module_logger = logging.getLogger(__name__)
 
@@ -78,6 +79,7 @@ class OpenAIRealtimeWebRTCClient(ClientEventsMixin, RealtimeClientBase):
     - ``timeout``: seconds for the whole client-secret request (default 10).
     - ``expires_after_seconds``: how long the client secret may start a call, 10..7200 (default 600).
     - ``event_queue_size``: bound of the event queue (default 1000); a full queue stops the reader.
+    - ``emulator``: true when ``base_url`` is the local OpenAI emulator; error messages then name it.
 
     One ``connect()`` per client. The API key never appears in a frame, an exception or a log line.
     """
@@ -93,6 +95,7 @@ class OpenAIRealtimeWebRTCClient(ClientEventsMixin, RealtimeClientBase):
     ) -> None:
         self._llm_config = llm_config
         self._logger = logger
+        self._invalid_frame_log: ThrottledLog | None = None
         self._websocket = websocket
 
         config = first_config(llm_config)
@@ -104,6 +107,9 @@ class OpenAIRealtimeWebRTCClient(ClientEventsMixin, RealtimeClientBase):
         # Kept because the seed read it; GA has no temperature, so it is never sent (session.py logs it).
         self._temperature: float | None = llm_config.get("temperature")
         self._base_url = normalise_api_base(config.get("base_url"), self.logger)
+        # The local emulator stands in for OpenAI (llm_config["emulator"]): failures then name it, since
+        # what the person can do differs (start it) from what they can do about OpenAI (wait).
+        self._emulator = bool(llm_config.get("emulator", False))
 
         self._timeout = _number(llm_config.get("timeout", DEFAULT_TIMEOUT_SECONDS), "timeout", minimum=0.001)
         self._expires_after_seconds = int(
@@ -194,7 +200,8 @@ class OpenAIRealtimeWebRTCClient(ClientEventsMixin, RealtimeClientBase):
         try:
             minted = await self._mint_client_secret()
         except RealtimeError as exc:
-            self.logger.warning("Realtime session %s could not start: [%s] %s", self._session_id, exc.code, exc)
+            self.logger.warning("Realtime session %s could not start: [%s] %s (%s)", self._session_id, exc.code,
+                                exc.message, exc.detail)
             await self._send_error_frame(exc)
             raise
         await self._websocket.send_json(self._init_frame(minted))
@@ -230,53 +237,68 @@ class OpenAIRealtimeWebRTCClient(ClientEventsMixin, RealtimeClientBase):
                 response = await http.post(url, headers=headers, json=body)
         except (TimeoutError, httpx.TimeoutException):
             raise RealtimeTimeoutError(
-                f"OpenAI did not answer within {self._timeout:g} s ({url}). Try again; if it keeps "
-                "happening, check the network or raise the timeout."
+                f"{self._service} did not answer in time. " + (
+                    "Check that it is running (`make run` starts it) and try again." if self._emulator
+                    else "Please try again in a moment."),
+                detail=f"POST {url}: no answer within {self._timeout:g} s",
             ) from None
         except httpx.HTTPError as exc:
-            # `from None`: the transport error adds nothing a person can act on beyond its name here.
+            # `from None`: the transport error goes to `detail`; the person gets what they can do.
             raise RealtimeUpstreamUnavailableError(
-                f"Could not reach OpenAI at {url} ({type(exc).__name__}: {self._redact(str(exc))}). "
-                "Check the network and base_url, then try again."
+                "The local OpenAI emulator is not running. Start it with `make run` (or `python manage.py "
+                "realtime_emulator`) and try again." if self._emulator else
+                "The voice service (OpenAI) could not be reached. Please try again in a moment; if it keeps "
+                "failing, tell your administrator.",
+                detail=f"POST {url}: {type(exc).__name__}: {self._redact(str(exc))}",
             ) from None
-        return self._read_mint_response(response)
+        return self._read_mint_response(response, url)
 
-    def _read_mint_response(self, response: httpx.Response) -> dict[str, Any]:
+    @property
+    def _service(self) -> str:
+        return "The local OpenAI emulator" if self._emulator else "The voice service (OpenAI)"
+
+    def _read_mint_response(self, response: httpx.Response, url: str) -> dict[str, Any]:
         status = response.status_code
         upstream_code, upstream_message = self._upstream_error(response)
-        detail = f": {upstream_message}" if upstream_message else ""
+        # What OpenAI said, for the logs and the record: it may name fields and parameters.
+        detail = f"POST {url}: HTTP {status}" + (f", {upstream_code}" if upstream_code else "") + (
+            f": {upstream_message}" if upstream_message else "")
         if status == 401:
             raise RealtimeAuthError(
-                f"OpenAI refused the server's API key (HTTP 401){detail}. An administrator must set a valid "
-                "OPENAI_API_KEY.",
+                f"{self._service} refused this server's credentials. An administrator must check the server's "
+                "OpenAI API key.",
+                detail=detail,
                 status_code=status,
                 upstream_code=upstream_code,
             )
         if status == 403:
             raise RealtimeAuthError(
-                f"The server's API key may not use model {self._model!r} (HTTP 403){detail}. An administrator "
-                "must check the key's project permissions.",
+                f"This server's OpenAI account may not use the model {self._model!r}. An administrator must check "
+                "the account's permissions or choose another model.",
+                detail=detail,
                 status_code=status,
                 upstream_code=upstream_code,
             )
         if status == 429:
             raise RealtimeRateLimitedError(
-                f"OpenAI is rate limiting this server (HTTP 429){detail}. Wait a moment and try again.",
+                f"{self._service} is busy with this server's requests. Wait a moment and try again.",
                 retry_after=_retry_after(response),
+                detail=detail,
                 status_code=status,
                 upstream_code=upstream_code,
             )
         if status >= 500:
             raise RealtimeUpstreamUnavailableError(
-                f"OpenAI is unavailable (HTTP {status}). Try again in a moment.",
+                f"{self._service} is unavailable right now. Please try again in a moment.",
+                detail=detail,
                 status_code=status,
                 upstream_code=upstream_code,
             )
         if not 200 <= status < 300:
-            code_note = f", {upstream_code}" if upstream_code else ""
             raise RealtimeRequestRejectedError(
-                f"OpenAI rejected the session request (HTTP {status}{code_note}){detail}. Check the voice "
-                "configuration (model, voice, session options).",
+                f"{self._service} rejected this voice configuration. An administrator must check its model, "
+                "voice and options.",
+                detail=detail,
                 status_code=status,
                 upstream_code=upstream_code,
             )
@@ -284,8 +306,9 @@ class OpenAIRealtimeWebRTCClient(ClientEventsMixin, RealtimeClientBase):
             data = response.json()
         except ValueError:
             raise RealtimeProtocolError(
-                f"OpenAI answered HTTP {status} with a body that is not JSON. Check base_url points at the "
-                "OpenAI API (or the emulator).",
+                f"{self._service} answered in a way this server does not understand. An administrator must "
+                "check the address the server uses for OpenAI.",
+                detail=f"{detail}: the body is not JSON",
                 status_code=status,
             ) from None
         # GA answers {"value", "expires_at", "session"}; tolerate the older {"client_secret": {...}} shape.
@@ -297,8 +320,9 @@ class OpenAIRealtimeWebRTCClient(ClientEventsMixin, RealtimeClientBase):
             or not isinstance(secret.get("expires_at"), int)
         ):
             raise RealtimeProtocolError(
-                f"OpenAI answered HTTP {status} without a client secret (value, expires_at). Check base_url "
-                "points at the OpenAI API (or the emulator).",
+                f"{self._service} answered in a way this server does not understand. An administrator must "
+                "check the address the server uses for OpenAI.",
+                detail=f"{detail}: no client secret (value, expires_at) in the answer",
                 status_code=status,
             )
         session = data.get("session")
@@ -401,7 +425,11 @@ class OpenAIRealtimeWebRTCClient(ClientEventsMixin, RealtimeClientBase):
         return stop
 
     async def _report_invalid_frame(self, event: InvalidFrame) -> None:
-        self.logger.warning(
+        if self._invalid_frame_log is None:
+            self._invalid_frame_log = ThrottledLog(self.logger)
+        # Once per kind of fault, then counts: a poisoned stream wrote several lines a second.
+        self._invalid_frame_log.warning(
+            event.code,
             "Ignoring unreadable frame in session %s: [%s] %s; frame: %r",
             self._session_id,
             event.code,
