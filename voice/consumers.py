@@ -124,7 +124,8 @@ class VoiceSessionConsumer(_NoPerMessageThreadHop, AsyncJsonWebsocketConsumer):
                 if self.recorder is not None:
                     self.recorder.update_session(status=VoiceSession.Status.ENDED, ended_at=timezone.now(),
                                                  end_reason="server_shutdown")
-                    await self.recorder.flush()
+                    # What the database cannot take now (it is down) is spooled, replayed at next start.
+                    await self.recorder.close(stopping=True)
                 await self._shutdown("server_shutdown", status=VoiceSession.Status.ENDED)
             raise
 
