@@ -15,12 +15,17 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from voice.routing import websocket_urlpatterns  # noqa: E402
+from voice.spool import ReplaySpoolAtStartup  # noqa: E402
 
-application = ProtocolTypeRouter(
-    {
-        "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
-    }
+# The first request a process serves starts its recorder writer, which replays at once any rows an
+# earlier process spooled because the database was down when it stopped (voice/spool.py).
+application = ReplaySpoolAtStartup(
+    ProtocolTypeRouter(
+        {
+            "http": django_asgi_app,
+            "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        }
+    )
 )
 
 # The cyclic garbage collector pauses the event loop, and with 200 live sessions its full collections
