@@ -66,6 +66,27 @@ def redis_url() -> str:
     return REDIS_TEST_URL
 
 
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Any]:
+    """A private PostgreSQL server (tests/pg_cluster.py) that tests may stop and start, never the shared one.
+
+    Its server binaries missing: the tests skip on a developer's machine and fail when CI is set."""
+    from tests.pg_cluster import ThrowawayPostgres, find_binaries
+
+    binaries = find_binaries()
+    if binaries is None:
+        message = "PostgreSQL server binaries (initdb, pg_ctl) not found; install postgresql or set PG_BIN"
+        if IN_CI:
+            pytest.fail(f"CI: {message}", pytrace=False)
+        pytest.skip(message)
+    cluster = ThrowawayPostgres(binaries)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.destroy()
+
+
 def _make_user(username: str, **extra: object) -> User:
     return User.objects.create_user(username=username, password=f"{username}-pass-2026", **extra)
 
