@@ -211,11 +211,20 @@ async def test_the_exit_hook_spools_every_session_still_holding_rows(
     _record_a_conversation_and_hang_up(closed)
     await closed.close()
     live.record("from_browser", {"type": "rate_limits.updated", "rate_limits": []})
+    in_flight = live._take()  # as if a write were under way when the process exits: outcome unknown
+    live._in_flight[id(in_flight)] = in_flight
+    live.record("from_browser", {"type": "rate_limits.updated", "rate_limits": []})
     recording._spool_unwritten_at_exit()
-    assert sorted(p.name.split("-", 2)[2] for p in spool.pending()) == sorted(
-        [f"{session.pk}.jsonl", f"{other.pk}.jsonl"])
-    assert not closed._pending and not live._pending
-    await live.close()
+    files = spool.pending()
+    assert sorted(p.name.split("-", 2)[2] for p in files) == sorted(
+        [f"{session.pk}.jsonl", f"{other.pk}.jsonl", f"{other.pk}.jsonl"])
+    assert not closed._pending and not live._pending and not live._in_flight
+    outage.down = False
+    assert (await spool.areplay()).files_replayed == 3
+    assert _complete(await _counts(session))
+    assert (await _counts(other)) | {"cost_usd": 0} == {
+        "events": 2, "items": 0, "usages": 0, "status": "ended", "end_reason": "server_shutdown", "total_tokens": 0,
+        "cost_usd": 0}
 
 
 # --- replaying ---------------------------------------------------------------------------------------------

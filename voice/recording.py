@@ -137,6 +137,7 @@ class Recorder:
         self._writer: _Writer | None = None
         self._closed = False
         self._stopping = False
+        self._in_flight: dict[int, _Batch] = {}  # taken for a write whose outcome is not known yet
         self.last_error: BaseException | None = None  # of the last failed write: outage or bad data?
 
     # --- lifecycle ---------------------------------------------------------------------------------
@@ -196,18 +197,22 @@ class Recorder:
                            tools=batch.tools.values(), usages=batch.usages, session=batch.session, reason=reason)
 
     def spool_now(self, reason: str) -> None:
-        """Spool what is pending, synchronously: for the exit hook, when no event loop runs any more."""
-        if not self._pending:
-            return
-        batch = self._take()
-        try:
-            path = self._spool_batch(batch, reason)
-        except Exception:
-            logger.exception("Session %s: could not spool %d unwritten event(s) at exit: they are lost",
-                             self.session_id, len(batch.events))
-            return
-        logger.warning("Session %s: %d unwritten event(s) spooled at exit (%s) to %s", self.session_id,
-                       len(batch.events), reason, path)
+        """Spool what is unwritten, synchronously: for the exit hook, when no event loop runs any more.
+
+        Batches whose write was under way go too (first, being older): the process never learnt whether
+        they committed, and replaying rows that did is harmless (the replay is idempotent).
+        """
+        batches = [*self._in_flight.values(), *([self._take()] if self._pending else [])]
+        self._in_flight.clear()
+        for batch in batches:
+            try:
+                path = self._spool_batch(batch, reason)
+            except Exception:
+                logger.exception("Session %s: could not spool %d unwritten event(s) at exit: they are lost",
+                                 self.session_id, len(batch.events))
+                continue
+            logger.warning("Session %s: %d unwritten event(s) spooled at exit (%s) to %s", self.session_id,
+                           len(batch.events), reason, path)
 
     def _wake(self) -> None:
         if self._writer is not None:
@@ -778,6 +783,12 @@ def _spool_unwritten_at_exit() -> None:
     """
     for writer in list(_writers.values()):
         for recorder in [*writer.recorders, *writer.closing]:
+            if not recorder._closed:
+                # Still live as the process exits (the consumer's own shutdown path did not get to end
+                # it): nobody serves it any more.
+                recorder.update_session(status=VoiceSession.Status.ENDED, ended_at=timezone.now(),
+                                        end_reason="server_shutdown")
+                recorder._closed = True
             recorder.spool_now("the process exited")
 
 
@@ -785,6 +796,9 @@ async def _write_shielded(pairs: list[tuple[Recorder, _Batch]]) -> list[dict[str
     """Run `write_batches` in the ORM thread. Shielded: if the caller is cancelled, the write in flight
     still completes and is accounted for, instead of being written and then put back and written twice."""
     write = asyncio.ensure_future(database_sync_to_async(write_batches)(pairs))
+    for recorder, batch in pairs:
+        # Until the outcome is known: the exit hook spools batches whose write the process never saw end.
+        recorder._in_flight[id(batch)] = batch
     try:
         return await asyncio.shield(write)
     except asyncio.CancelledError:
@@ -796,6 +810,9 @@ async def _write_shielded(pairs: list[tuple[Recorder, _Batch]]) -> list[dict[str
             for recorder, batch in pairs:
                 recorder._put_back(batch)
         raise
+    finally:
+        for recorder, batch in pairs:
+            recorder._in_flight.pop(id(batch), None)
 
 
 def write_batches(pairs: list[tuple[Recorder, _Batch]]) -> list[dict[str, Any]]:
