@@ -139,40 +139,59 @@ class ReplayReport:
 def replay(into: Path | None = None) -> ReplayReport:
     """Write every spooled file to the database, oldest first; remove each one only once committed.
 
-    Runs in the ORM thread (or a management command). Stops at the first sign that the database is
-    unreachable, leaving the rest for the next replay.
+    For a management command. Stops at the first sign that the database is unreachable, leaving the
+    rest for the next replay.
     """
-    folder = into or directory()
     report = ReplayReport()
-    files = pending(folder)
+    files = pending(into)
     for index, path in enumerate(files):
-        try:
-            written = _replay_file(path)
-        except (OperationalError, InterfaceError) as exc:
-            report.database_unreachable = True
-            report.files_left += len(files) - index
-            logger.info("Spool replay paused, the database is unreachable (%s); %d file(s) kept",
-                        exc.__class__.__name__, len(files) - index)
+        if not replay_one(path, report):
+            report.files_left += len(files) - index - 1
             break
-        except Exception as exc:
-            _set_aside(path, exc)
-            report.files_set_aside += 1
-            continue
-        if written is None:
-            report.files_left += 1
-        else:
-            report.files_replayed += 1
-            report.rows_written += written
-    if report.files_replayed:
-        logger.info("Spool replay: %d file(s), %d row(s) written", report.files_replayed, report.rows_written)
+    _summarise(report)
     return report
 
 
 async def areplay(into: Path | None = None) -> ReplayReport:
-    """`replay` from the event loop: in the ORM thread."""
+    """`replay` from the event loop: each file in its own trip to the ORM thread, so that a long replay
+    never holds up the process's other database work (live sessions, pages) for more than one file."""
     from channels.db import database_sync_to_async
 
-    return await database_sync_to_async(replay)(into)
+    report = ReplayReport()
+    files = pending(into)
+    for index, path in enumerate(files):
+        if not await database_sync_to_async(replay_one)(path, report):
+            report.files_left += len(files) - index - 1
+            break
+    _summarise(report)
+    return report
+
+
+def _summarise(report: ReplayReport) -> None:
+    if report.files_replayed:
+        logger.info("Spool replay: %d file(s), %d row(s) written", report.files_replayed, report.rows_written)
+
+
+def replay_one(path: Path, report: ReplayReport) -> bool:
+    """Replay one file into `report`. False: the database is unreachable, stop here (the file is kept)."""
+    try:
+        written = _replay_file(path)
+    except (OperationalError, InterfaceError) as exc:
+        report.database_unreachable = True
+        report.files_left += 1
+        logger.info("Spool replay paused, the database is unreachable (%s); %s kept", exc.__class__.__name__,
+                    path.name)
+        return False
+    except Exception as exc:
+        _set_aside(path, exc)
+        report.files_set_aside += 1
+        return True
+    if written is None:
+        report.files_left += 1
+    else:
+        report.files_replayed += 1
+        report.rows_written += written
+    return True
 
 
 def _replay_file(path: Path) -> int | None:
@@ -234,8 +253,10 @@ def _write_rows(session_id: str, rows: dict[str, list[dict[str, Any]]]) -> int:
         # Unique per (session, seq): what an earlier, interrupted replay wrote is skipped, not doubled.
         done = set(SessionEvent.objects.filter(session=session, seq__in=[e["seq"] for e in events])
                    .values_list("seq", flat=True))
-        new = [SessionEvent(session=session, **e) for e in events if e["seq"] not in done]
-        SessionEvent.objects.bulk_create(new)
+        new = [e for e in events if e["seq"] not in done]
+        from voice.recording import _insert_events  # the writer's own insert (COPY on PostgreSQL)
+
+        _insert_events([(session_id, e) for e in new])
         written += len(new)
 
     for model, key, create_only, table in ((TranscriptItem, "item_id", "created_at", "item"),
