@@ -13,6 +13,12 @@ saturated a core (fan-out benchmark); together it is four. If a combined write f
 is written alone, so one bad batch cannot hold the others back. A failed write is retried; if it keeps
 failing the batch is put back and kept for the next flush, never dropped. Only after a write commits
 are the finished things published to the channel layer.
+
+A database outage (it does not answer at all) is not a bad batch: the writer backs off (up to 5 s
+between tries) and says so once. A session that ends meanwhile stays with the writer after its socket
+is gone and is retried until written; after VOICE_RECORDER_CLOSE_DEADLINE_SECONDS, or when the
+process stops, its rows go to the spool (voice/spool.py), which every process replays. The writer
+also renews the heartbeat of the sessions it serves and ends sessions nobody serves (voice.models).
 """
 
 from __future__ import annotations
@@ -138,7 +144,6 @@ class Recorder:
         self._closed = False
         self._stopping = False
         self._in_flight: dict[int, _Batch] = {}  # taken for a write whose outcome is not known yet
-        self.last_error: BaseException | None = None  # of the last failed write: outage or bad data?
 
     # --- lifecycle ---------------------------------------------------------------------------------
 
@@ -465,12 +470,11 @@ class Recorder:
         self._pending.usages.extend(newer.usages)
         self._pending.session.update(newer.session)
 
-    async def flush(self, *, attempts: int | None = None, quiet: bool = False) -> bool:
+    async def flush(self, *, attempts: int | None = None) -> bool:
         """Write this session's pending rows now, on its own (close, and a combined write that failed).
 
         Tries `attempts` times (default `max_retries`) with a short backoff; a batch that still fails
-        is put back, whole, for the next flush. Returns True when nothing is left pending. `quiet`:
-        the caller (the writer, retrying through an outage) reports failures itself, once.
+        is put back, whole, for the next flush. Returns True when nothing is left pending.
         """
         async with self._flush_lock:
             if not self._pending:
@@ -485,20 +489,16 @@ class Recorder:
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
-                    self.last_error = exc
-                    if not quiet:
-                        logger.warning("Session %s: write of %d event(s) failed (attempt %d/%d): %r",
-                                       self.session_id, len(batch.events), attempt + 1, tries, exc)
+                    logger.warning("Session %s: write of %d event(s) failed (attempt %d/%d): %r",
+                                   self.session_id, len(batch.events), attempt + 1, tries, exc)
                     if attempt + 1 < tries:
                         await asyncio.sleep(0.05 * 2**attempt)
             if result is None:
                 self.failed_flushes += 1
-                if not quiet:
-                    logger.error("Session %s: batch kept for the next flush after %d failed attempt(s)",
-                                 self.session_id, tries)
+                logger.error("Session %s: batch kept for the next flush after %d failed attempt(s)",
+                             self.session_id, tries)
                 self._put_back(batch)
                 return False
-            self.last_error = None
             self._applied(batch, result)
             return not self._pending
 

@@ -59,11 +59,8 @@ def directory() -> Path:
 
 
 def _encode(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return str(value)
-    return str(value)
+    """Dates as ISO 8601, anything else (decimals) as its text: the model fields parse both back."""
+    return value.isoformat() if isinstance(value, datetime) else str(value)
 
 
 def _fsync_dir(path: Path) -> None:
