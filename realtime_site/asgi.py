@@ -15,13 +15,18 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from realtime_site.origins import OriginAllowListValidator  # noqa: E402
 from voice.routing import websocket_urlpatterns  # noqa: E402
+from voice.spool import ReplaySpoolAtStartup  # noqa: E402
 
-application = ProtocolTypeRouter(
-    {
-        "http": django_asgi_app,
-        # Origin by scheme, host and port (realtime_site/origins.py), not by host alone.
-        "websocket": OriginAllowListValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
-    }
+# The first request a process serves starts its recorder writer, which replays at once any rows an
+# earlier process spooled because the database was down when it stopped (voice/spool.py).
+application = ReplaySpoolAtStartup(
+    ProtocolTypeRouter(
+        {
+            "http": django_asgi_app,
+            # Origin by scheme, host and port (realtime_site/origins.py), not by host alone.
+            "websocket": OriginAllowListValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        }
+    )
 )
 
 # The cyclic garbage collector pauses the event loop, and with 200 live sessions its full collections

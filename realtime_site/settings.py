@@ -161,11 +161,18 @@ TEMPLATES = [
 _database_url = env_str("DATABASE_URL")
 if _database_url:
     try:
-        _db = dj_database_url.parse(_database_url, conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60))
+        # Health checks: a persistent connection that died with a database restart is replaced before
+        # use, instead of failing the first request (or recorder write) after the database is back.
+        _db = dj_database_url.parse(_database_url, conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60),
+                                    conn_health_checks=True)
     except ValueError as exc:
         raise ImproperlyConfigured(f"DATABASE_URL is not a valid database URL: {exc}") from None
     if not _db.get("ENGINE"):
         raise ImproperlyConfigured("DATABASE_URL names an unsupported database scheme")
+    if _db["ENGINE"] == "django.db.backends.postgresql":
+        # An unreachable database host must fail a connection attempt in seconds, not after the
+        # operating system's TCP retries (minutes): the recorder retries, spools and shuts down on time.
+        _db.setdefault("OPTIONS", {}).setdefault("connect_timeout", env_int("DATABASE_CONNECT_TIMEOUT", 5, minimum=1))
     DATABASES = {"default": _db}
 else:
     DATABASES = {
@@ -287,6 +294,17 @@ VOICE_MAX_ITEM_TEXT_CHARS = env_int("VOICE_MAX_ITEM_TEXT_CHARS", 100_000, minimu
 VOICE_MAX_SESSION_TEXT_CHARS = env_int("VOICE_MAX_SESSION_TEXT_CHARS", 2_000_000, minimum=1000)
 VOICE_MAX_RESPONSE_TOKENS = env_int("VOICE_MAX_RESPONSE_TOKENS", 1_000_000, minimum=1000)
 VOICE_MAX_SESSION_TOKENS = env_int("VOICE_MAX_SESSION_TOKENS", 500_000_000, minimum=1000)
+# A closed session's rows that the database refused (an outage) are retried this long, then spooled.
+VOICE_RECORDER_CLOSE_DEADLINE_SECONDS = env_float("VOICE_RECORDER_CLOSE_DEADLINE_SECONDS", 300.0, minimum=0.0)
+# Rows a stopping process could not write go here (JSON lines, replayed at start-up and by replay_spool).
+VOICE_SPOOL_DIR = env_str("VOICE_SPOOL_DIR", str(BASE_DIR / "var" / "spool"))
+# The serving process renews its live sessions' heartbeat this often; a live session not renewed for
+# the grace no longer counts against its user's limit and is ended as `server_lost`.
+VOICE_HEARTBEAT_SECONDS = env_float("VOICE_HEARTBEAT_SECONDS", 10.0, minimum=0.05)
+VOICE_HEARTBEAT_GRACE_SECONDS = env_float("VOICE_HEARTBEAT_GRACE_SECONDS", 3 * VOICE_HEARTBEAT_SECONDS,
+                                          minimum=0.1)
+if VOICE_HEARTBEAT_GRACE_SECONDS <= VOICE_HEARTBEAT_SECONDS:
+    raise ImproperlyConfigured("VOICE_HEARTBEAT_GRACE_SECONDS must be longer than VOICE_HEARTBEAT_SECONDS")
 
 # --- logging --------------------------------------------------------------------------------------
 

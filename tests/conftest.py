@@ -38,10 +38,53 @@ def require_service(name: str, url: str, default_port: int) -> None:
     pytest.skip(message)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _spool_outside_the_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Rows a test leaves unwritten are spooled at exit (voice.recording); never into the project's own
+    spool directory, which `make run` would replay into the development database."""
+    from django.conf import settings
+
+    settings.VOICE_SPOOL_DIR = str(tmp_path_factory.mktemp("spool"))  # kept until the very end, on purpose
+    yield
+    # Recorders some tests leave open on their (closed) loops would be spooled at exit, after pytest has
+    # closed the streams logging writes to: tests of the exit hook call it themselves.
+    from voice import recording
+
+    recording._writers.clear()
+
+
+@pytest.fixture(autouse=True)
+def spool_dir(settings: Any, tmp_path: Any) -> Any:
+    """Each test spools into (and replays from) its own directory."""
+    settings.VOICE_SPOOL_DIR = str(tmp_path / "spool")
+    return tmp_path / "spool"
+
+
 @pytest.fixture
 def redis_url() -> str:
     require_service("Redis", REDIS_TEST_URL, 6379)
     return REDIS_TEST_URL
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Any]:
+    """A private PostgreSQL server (tests/pg_cluster.py) that tests may stop and start, never the shared one.
+
+    Its server binaries missing: the tests skip on a developer's machine and fail when CI is set."""
+    from tests.pg_cluster import ThrowawayPostgres, find_binaries
+
+    binaries = find_binaries()
+    if binaries is None:
+        message = "PostgreSQL server binaries (initdb, pg_ctl) not found; install postgresql or set PG_BIN"
+        if IN_CI:
+            pytest.fail(f"CI: {message}", pytrace=False)
+        pytest.skip(message)
+    cluster = ThrowawayPostgres(binaries)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.destroy()
 
 
 def _make_user(username: str, **extra: object) -> User:

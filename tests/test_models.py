@@ -52,28 +52,45 @@ def test_the_database_refuses_two_default_configs() -> None:
         VoiceConfig.objects.create(name="Other", slug="other", is_default=True)
 
 
-def test_end_stale_ends_only_live_sessions_with_reason_server_restart(owner: User) -> None:
-    live = _session(owner, status=VoiceSession.Status.ACTIVE)
-    connecting = _session(owner)
-    done = _session(owner, status=VoiceSession.Status.ENDED, end_reason="hangup")
-    assert VoiceSession.end_stale() == 2
-    for session in (live, connecting):
+def test_end_unserved_ends_only_live_sessions_whose_heartbeat_is_older_than_the_grace(owner: User) -> None:
+    last_heard = timezone.now() - timedelta(seconds=60)
+    lost = _session(owner, status=VoiceSession.Status.ACTIVE, heartbeat_at=last_heard)
+    lost_connecting = _session(owner, heartbeat_at=last_heard)
+    served = _session(owner, status=VoiceSession.Status.ACTIVE)
+    done = _session(owner, status=VoiceSession.Status.ENDED, end_reason="hangup", heartbeat_at=last_heard)
+    assert VoiceSession.end_unserved(30) == 2
+    for session in (lost, lost_connecting):
         session.refresh_from_db()
         assert session.status == VoiceSession.Status.ENDED
-        assert session.end_reason == "server_restart"
-        assert session.ended_at is not None
+        assert session.end_reason == "server_lost"
+        assert session.ended_at == last_heard  # when it was last known to be served
+    served.refresh_from_db()
     done.refresh_from_db()
+    assert served.status == VoiceSession.Status.ACTIVE
     assert done.end_reason == "hangup"
 
 
-def test_end_stale_can_spare_recent_sessions(owner: User) -> None:
-    old = _session(owner, started_at=timezone.now() - timedelta(hours=2))
-    recent = _session(owner)
-    assert VoiceSession.end_stale(older_than_seconds=3600) == 1
-    old.refresh_from_db()
-    recent.refresh_from_db()
-    assert old.status == "ended"
-    assert recent.status == "connecting"
+def test_end_unserved_can_be_limited_to_one_user(owner: User, colleague: User) -> None:
+    last_heard = timezone.now() - timedelta(seconds=60)
+    mine = _session(owner, heartbeat_at=last_heard)
+    theirs = _session(colleague, heartbeat_at=last_heard)
+    assert VoiceSession.end_unserved(30, user=owner) == 1
+    mine.refresh_from_db()
+    theirs.refresh_from_db()
+    assert (mine.status, theirs.status) == ("ended", "connecting")
+
+
+def test_renewing_heartbeats_revives_a_session_ended_as_lost_that_is_still_served(owner: User) -> None:
+    last_heard = timezone.now() - timedelta(seconds=60)
+    session = _session(owner, status=VoiceSession.Status.ACTIVE, heartbeat_at=last_heard)
+    other = _session(owner, status=VoiceSession.Status.ENDED, end_reason="hangup", heartbeat_at=last_heard)
+    VoiceSession.end_unserved(30)
+    assert VoiceSession.renew_heartbeats([str(session.pk), str(other.pk)]) == 1
+    session.refresh_from_db()
+    other.refresh_from_db()
+    assert session.status == VoiceSession.Status.ACTIVE and session.ended_at is None and not session.end_reason
+    assert session.heartbeat_at > last_heard
+    assert other.status == VoiceSession.Status.ENDED and other.heartbeat_at == last_heard
 
 
 def test_cost_bills_cached_tokens_at_the_cached_rate() -> None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.test import Client
+from django.utils import timezone
 
 from voice.models import ToolCall, TranscriptItem, VoiceConfig, VoiceSession
 
@@ -90,11 +92,16 @@ def test_the_admin_exports_selected_transcripts_as_json_and_text(superuser: User
     assert "user: Tell me about Paris\nassistant: Paris is lovely" in text.content.decode()
 
 
-def test_end_stale_sessions_command_ends_live_sessions(owner: User, capsys: pytest.CaptureFixture[str]) -> None:
-    stale = VoiceSession.objects.create(user=owner, status="active")
+def test_end_stale_sessions_command_ends_live_sessions_nobody_serves(owner: User,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    stale = VoiceSession.objects.create(user=owner, status="active",
+                                        heartbeat_at=timezone.now() - timedelta(hours=1))
+    served = VoiceSession.objects.create(user=owner, status="active")  # its process renews the heartbeat
     call_command("end_stale_sessions")
     stale.refresh_from_db()
-    assert (stale.status, stale.end_reason) == ("ended", "server_restart")
+    served.refresh_from_db()
+    assert (stale.status, stale.end_reason) == ("ended", "server_lost")
+    assert served.status == "active"
     assert "Ended 1 stale session(s)." in capsys.readouterr().out
     call_command("end_stale_sessions")  # safe to run again at every start-up
     assert "Ended 0 stale session(s)." in capsys.readouterr().out

@@ -134,8 +134,12 @@ class VoiceSessionConsumer(_NoPerMessageThreadHop, AsyncJsonWebsocketConsumer):
                 if self.recorder is not None:
                     self.recorder.update_session(status=VoiceSession.Status.ENDED, ended_at=timezone.now(),
                                                  end_reason="server_shutdown")
-                    await self.recorder.flush()
+                    # What the database cannot take now (it is down) is spooled, replayed at next start.
+                    await self.recorder.close(stopping=True)
                 await self._shutdown("server_shutdown", status=VoiceSession.Status.ENDED)
+            elif self.recorder is not None:
+                # Cancelled while already ending (e.g. a disconnect at shutdown): spool what it has not written.
+                await self.recorder.close(stopping=True)
             raise
 
     async def connect(self) -> None:

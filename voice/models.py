@@ -451,6 +451,14 @@ class VoiceSessionQuerySet(models.QuerySet["VoiceSession"]):
     def for_user(self, user: Any) -> VoiceSessionQuerySet:
         return self.filter(user=user)
 
+    def served(self, grace_seconds: float) -> VoiceSessionQuerySet:
+        """Live sessions whose serving process renewed the heartbeat within the grace: what counts."""
+        return self.live().filter(heartbeat_at__gte=timezone.now() - timedelta(seconds=grace_seconds))
+
+    def unserved(self, grace_seconds: float) -> VoiceSessionQuerySet:
+        """Live sessions no process has renewed for longer than the grace (their process died)."""
+        return self.live().filter(heartbeat_at__lt=timezone.now() - timedelta(seconds=grace_seconds))
+
 
 class VoiceSession(models.Model):
     """One voice conversation: from the websocket connect to the end, whatever ended it."""
@@ -482,6 +490,9 @@ class VoiceSession(models.Model):
     total_tokens = models.PositiveBigIntegerField(default=0)
     # Null: unpriced (the model, or a kind of token it used, has no ModelPrice); never a guess.
     cost_usd = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True, default=Decimal("0"))
+    # Renewed by the process serving the session (voice.recording's writer); a live session whose
+    # heartbeat is older than VOICE_HEARTBEAT_GRACE_SECONDS has nobody serving it.
+    heartbeat_at = models.DateTimeField(default=timezone.now)
 
     objects = VoiceSessionQuerySet.as_manager()
 
@@ -492,6 +503,12 @@ class VoiceSession(models.Model):
             models.Index(fields=["status", "-started_at"], name="session_status_started"),
             models.Index(fields=["-started_at"], name="session_started"),
             models.Index(fields=["call_id"], name="session_call_id"),
+            # Only live rows (a handful) are indexed: the per-user limit and the sweep of unserved
+            # sessions read these at every session start and every heartbeat.
+            models.Index(fields=["user", "heartbeat_at"], name="session_live_user_heartbeat",
+                         condition=Q(status__in=["connecting", "active"])),
+            models.Index(fields=["heartbeat_at"], name="session_live_heartbeat",
+                         condition=Q(status__in=["connecting", "active"])),
         ]
 
     def __str__(self) -> str:
@@ -501,12 +518,33 @@ class VoiceSession(models.Model):
         return reverse("voice:session_detail", args=[self.pk])
 
     @classmethod
-    def end_stale(cls, *, older_than_seconds: int = 0, reason: str = "server_restart") -> int:
-        """End sessions left live by a process that died without ending them."""
-        cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
-        return cls.objects.live().filter(started_at__lte=cutoff).update(
-            status=cls.Status.ENDED, ended_at=timezone.now(), end_reason=reason
+    def end_unserved(cls, grace_seconds: float, *, user: Any = None, reason: str = "server_lost") -> int:
+        """End live sessions that no process serves any more (heartbeat older than the grace).
+
+        They end when they were last known served, their last heartbeat. A process that still serves
+        one of them (it was only cut off from the database for longer than the grace) revives it at its
+        next heartbeat (voice.recording), so this can never end a conversation that is still going on.
+        """
+        stale = cls.objects.unserved(grace_seconds)
+        if user is not None:
+            stale = stale.filter(user=user)
+        return stale.update(status=cls.Status.ENDED, ended_at=models.F("heartbeat_at"), end_reason=reason)
+
+    @classmethod
+    def renew_heartbeats(cls, session_ids: list[str]) -> int:
+        """The serving process says it still serves these sessions: one UPDATE for all of them.
+
+        A session another process ended as `server_lost` while this one was cut off from the database
+        (longer than the grace) is still being served: it is brought back to life.
+        """
+        if not session_ids:
+            return 0
+        now = timezone.now()
+        renewed = cls.objects.filter(pk__in=session_ids).live().update(heartbeat_at=now)
+        revived = cls.objects.filter(pk__in=session_ids, status=cls.Status.ENDED, end_reason="server_lost").update(
+            status=cls.Status.ACTIVE, ended_at=None, end_reason="", heartbeat_at=now
         )
+        return renewed + revived
 
     @property
     def is_live(self) -> bool:

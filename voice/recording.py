@@ -13,14 +13,22 @@ saturated a core (fan-out benchmark); together it is four. If a combined write f
 is written alone, so one bad batch cannot hold the others back. A failed write is retried; if it keeps
 failing the batch is put back and kept for the next flush, never dropped. Only after a write commits
 are the finished things published to the channel layer.
+
+A database outage (it does not answer at all) is not a bad batch: the writer backs off (up to 5 s
+between tries) and says so once. A session that ends meanwhile stays with the writer after its socket
+is gone and is retried until written; after VOICE_RECORDER_CLOSE_DEADLINE_SECONDS, or when the
+process stops, its rows go to the spool (voice/spool.py), which every process replays. The writer
+also renews the heartbeat of the sessions it serves and ends sessions nobody serves (voice.models).
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import json
 import logging
+import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,7 +41,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
-from voice import pricing
+from voice import pricing, spool
 from voice import record_values as values
 from voice.broadcast import Broadcaster
 from voice.models import ResponseUsage, SessionEvent, ToolCall, TranscriptItem, VoiceSession
@@ -163,6 +171,8 @@ class Recorder:
         self._text_chars = 0  # all items' text together, against max_session_chars
         self._counted_responses: set[str] = set()  # a response's usage counts once
         self._noted: set[tuple[str, ...]] = set()  # conditions already noted in the record
+        self._stopping = False
+        self._in_flight: dict[int, _Batch] = {}  # taken for a write whose outcome is not known yet
 
     # --- lifecycle ---------------------------------------------------------------------------------
 
@@ -172,19 +182,71 @@ class Recorder:
             self._writer = _writer_for_loop()
             self._writer.add(self)
 
-    async def close(self) -> None:
-        """Flush everything buffered. Retries, then keeps trying briefly: shutdown must not lose rows."""
+    async def close(self, *, stopping: bool = False) -> bool:
+        """Write everything buffered; True when all of it is in the database.
+
+        What the database refuses now (it is down) is not lost: the process's writer keeps this
+        recorder and retries with backoff after the socket is gone, for VOICE_RECORDER_CLOSE_DEADLINE_SECONDS,
+        then spools the rows to a local file (voice.spool). `stopping` means the process is going away
+        and nobody will be left to retry: what cannot be written now is spooled at once (and so is
+        anything recorded after, at a later close). Safe to call more than once.
+        """
         self._closed = True
-        if self._writer is not None:
-            self._writer.discard(self)
-            self._writer = None
-        for attempt in range(5):
-            await self.flush()  # waits for a combined write of this session that is under way
+        self._stopping = self._stopping or stopping
+        writer = self._writer or _writer_for_loop()
+        self._writer = None
+        writer.discard(self)
+        await self.flush()  # waits for a combined write of this session that is under way
+        if not self._pending:
+            writer.closing.pop(self, None)
+            return True
+        if self._stopping:
+            writer.closing.pop(self, None)
+            await self._spool("the process is stopping")
+            if self._pending:  # the spool itself failed (disk): the exit hook tries once more
+                writer.keep_closing(self)
+            return False
+        writer.keep_closing(self)
+        return False
+
+    async def _spool(self, reason: str) -> None:
+        """Move the pending rows to a spool file (in a thread: it is fsync'd), to be replayed later."""
+        async with self._flush_lock:
             if not self._pending:
                 return
-            await asyncio.sleep(0.2 * (attempt + 1))
-        logger.error("Session %s: %d event(s) could not be written at close", self.session_id,
-                     len(self._pending.events))
+            batch = self._take()
+            try:
+                path = await asyncio.to_thread(self._spool_batch, batch, reason)
+            except Exception:
+                logger.exception("Session %s: could not spool %d unwritten event(s); kept in memory",
+                                 self.session_id, len(batch.events))
+                self._put_back(batch)
+                return
+        logger.warning("Session %s: %d event(s), %d item(s), %d tool call(s), %d usage row(s) not yet written "
+                       "(%s): spooled to %s, replayed when the database answers", self.session_id,
+                       len(batch.events), len(batch.items), len(batch.tools), len(batch.usages), reason, path)
+
+    def _spool_batch(self, batch: _Batch, reason: str) -> Any:
+        return spool.write(self.session_id, events=batch.events, items=batch.items.values(),
+                           tools=batch.tools.values(), usages=batch.usages, session=batch.session, reason=reason)
+
+    def spool_now(self, reason: str) -> None:
+        """Spool what is unwritten, synchronously: for the exit hook, when no event loop runs any more.
+
+        Batches whose write was under way go too (first, being older): the process never learnt whether
+        they committed, and replaying rows that did is harmless (the replay is idempotent).
+        """
+        batches = [*self._in_flight.values(), *([self._take()] if self._pending else [])]
+        self._in_flight.clear()
+        for batch in batches:
+            try:
+                path = self._spool_batch(batch, reason)
+            except Exception:
+                logger.exception("Session %s: could not spool %d unwritten event(s) at exit: they are lost",
+                                 self.session_id, len(batch.events))
+                continue
+            logger.warning("Session %s: %d unwritten event(s) spooled at exit (%s) to %s", self.session_id,
+                           len(batch.events), reason, path)
 
     def _wake(self) -> None:
         if self._writer is not None:
@@ -575,29 +637,37 @@ class Recorder:
         self._pending.usages.extend(newer.usages)
         self._pending.session.update(newer.session)
 
-    async def flush(self) -> None:
-        """Write this session's pending rows now, on its own (close, and a combined write that failed)."""
+    async def flush(self, *, attempts: int | None = None) -> bool:
+        """Write this session's pending rows now, on its own (close, and a combined write that failed).
+
+        Tries `attempts` times (default `max_retries`) with a short backoff; a batch that still fails
+        is put back, whole, for the next flush. Returns True when nothing is left pending.
+        """
         async with self._flush_lock:
             if not self._pending:
-                return
+                return True
             batch = self._take()
-            for attempt in range(self.max_retries):
+            result: dict[str, Any] | None = None
+            tries = attempts or self.max_retries
+            for attempt in range(tries):
                 try:
                     result = (await _write_shielded([(self, batch)]))[0]
                     break
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
-                    logger.warning("Session %s: write of %d event(s) failed (attempt %d/%d): %r", self.session_id,
-                                   len(batch.events), attempt + 1, self.max_retries, exc)
-                    await asyncio.sleep(0.05 * 2**attempt)
-            else:
+                    logger.warning("Session %s: write of %d event(s) failed (attempt %d/%d): %r",
+                                   self.session_id, len(batch.events), attempt + 1, tries, exc)
+                    if attempt + 1 < tries:
+                        await asyncio.sleep(0.05 * 2**attempt)
+            if result is None:
                 self.failed_flushes += 1
-                logger.error("Session %s: batch kept for the next flush after %d failed attempts",
-                             self.session_id, self.max_retries)
+                logger.error("Session %s: batch kept for the next flush after %d failed attempt(s)",
+                             self.session_id, tries)
                 self._put_back(batch)
-                return
+                return False
             self._applied(batch, result)
+            return not self._pending
 
     def _applied(self, batch: _Batch, result: dict[str, Any]) -> None:
         self.cost_usd = result["cost_usd"]  # only now that the transaction committed
@@ -639,39 +709,106 @@ class Recorder:
                 "total_tokens": self.total_tokens, "cost_usd": pricing.format_cost(self.cost_usd)}
 
 
+# While the database fails, the writer retries after these many seconds, doubling up to the last.
+RETRY_FIRST_SECONDS = 0.25
+RETRY_MAX_SECONDS = 5.0
+
+
+def _is_outage(exc: BaseException) -> bool:
+    """The database (or the connection to it) failed, not the rows: retry later, do not isolate rows.
+
+    Django's wrappers and psycopg's own classes (COPY runs on the raw cursor) both name them so.
+    """
+    return any(cls.__name__ in ("OperationalError", "InterfaceError") for cls in type(exc).__mro__)
+
+
+@dataclass
+class _Retry:
+    """When a closed session's rows are tried again, and when they give up and go to the spool."""
+
+    deadline: float
+    next_at: float = 0.0
+    delay: float = RETRY_FIRST_SECONDS
+
+
 class _Writer:
-    """Flushes every started Recorder of one event loop together. Runs only while one is started."""
+    """The process's writer (one per event loop): writes every session's rows, keeps closed sessions'
+    rows until they are written (retrying through a database outage, spooling them at the deadline),
+    renews the heartbeat of the sessions it serves, ends sessions nobody serves, replays the spool.
+
+    It runs while it has anything to do, and stops when it has not.
+    """
 
     def __init__(self) -> None:
-        self.recorders: dict[Recorder, None] = {}  # insertion-ordered set
+        self.recorders: dict[Recorder, None] = {}  # live sessions, an insertion-ordered set
+        self.closing: dict[Recorder, _Retry] = {}  # closed sessions with rows the database refused
         self.wake = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
+        self.outage_since: float | None = None  # monotonic time of the first failed write in a row
+        self.retry_delay = RETRY_FIRST_SECONDS
+        self.retry_at = 0.0
+        self.housekeeping_at = 0.0  # at once: the first round replays what an earlier process spooled
+        self.spool_pending = True
+
+    def start(self) -> None:
+        if self.task is None and self._busy():
+            self.task = asyncio.get_running_loop().create_task(self._run(), name="voice-recorder-writer")
 
     def add(self, recorder: Recorder) -> None:
         self.recorders[recorder] = None
-        if self.task is None:
-            self.task = asyncio.get_running_loop().create_task(self._run(), name="voice-recorder-writer")
+        self.start()
 
     def discard(self, recorder: Recorder) -> None:
         self.recorders.pop(recorder, None)
         if not self.recorders:
             self.wake.set()  # let the task notice it has nothing left to do
 
+    def keep_closing(self, recorder: Recorder) -> None:
+        """A closed session's rows are still unwritten: retry them until they are, or spool at the deadline."""
+        if recorder not in self.closing:
+            deadline = time.monotonic() + settings.VOICE_RECORDER_CLOSE_DEADLINE_SECONDS
+            self.closing[recorder] = _Retry(deadline=deadline, next_at=time.monotonic() + RETRY_FIRST_SECONDS)
+            logger.warning("Session %s closed with %d event(s) not yet written; retrying for up to %.0fs",
+                           recorder.session_id, len(recorder._pending.events),
+                           settings.VOICE_RECORDER_CLOSE_DEADLINE_SECONDS)
+        self.start()
+        self.wake.set()
+
+    def _busy(self) -> bool:
+        return bool(self.recorders or self.closing or self.spool_pending)
+
     async def _run(self) -> None:
         try:
-            while self.recorders:
-                interval = min(r.flush_seconds for r in self.recorders)
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(interval):
-                        await self.wake.wait()
+            while self._busy():
+                await self._wait()
                 self.wake.clear()
                 await self.write_round()
+                await self._settle_closing()
+                await self._housekeeping()
         finally:
             self.task = None
 
+    async def _wait(self) -> None:
+        now = time.monotonic()
+        if self.outage_since is not None and now < self.retry_at:
+            # The database is down: a full batch or a closing session must not retry it in a tight loop.
+            await asyncio.sleep(self.retry_at - now)
+            return
+        interval = min((r.flush_seconds for r in self.recorders), default=RETRY_MAX_SECONDS)
+        wake_at = [self.housekeeping_at] + [retry.next_at for retry in self.closing.values()]
+        interval = max(0.0, min(interval, *(at - now for at in wake_at)))
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(interval):
+                await self.wake.wait()
+
+    def _due_closing(self) -> list[Recorder]:
+        now = time.monotonic()
+        return [r for r, retry in self.closing.items() if retry.next_at <= now]
+
     async def write_round(self) -> None:
         # A session busy flushing itself (closing) is left to that flush; locks are free, so no waiting.
-        ready = [r for r in self.recorders if r._pending and not r._flush_lock.locked()]
+        candidates = [*self.recorders, *self._due_closing()]
+        ready = [r for r in candidates if r._pending and not r._flush_lock.locked()]
         if not ready:
             return
         for recorder in ready:
@@ -684,11 +821,17 @@ class _Writer:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                failed = True
-                logger.warning("Combined write of %d session(s) failed, writing each alone: %r", len(pairs), exc)
                 for recorder, batch in pairs:
                     recorder._put_back(batch)
+                # "Operational" errors are also what SQLite says of a statement it cannot run: only a
+                # database that does not answer at all is an outage; otherwise isolate the bad batch.
+                if _is_outage(exc) and not await database_sync_to_async(_database_answers)():
+                    self._outage(exc)
+                    return
+                failed = True
+                logger.warning("Combined write of %d session(s) failed, writing each alone: %r", len(pairs), exc)
             else:
+                self._recovered()
                 for (recorder, batch), result in zip(pairs, results, strict=True):
                     recorder._applied(batch, result)
         finally:
@@ -696,7 +839,97 @@ class _Writer:
                 recorder._flush_lock.release()
         if failed:
             for recorder in ready:
-                await recorder.flush()  # its own retries; a batch that keeps failing is kept, alone
+                # One attempt each: a batch that keeps failing is kept, alone, and retried next round
+                # (a closed session's after its own backoff).
+                if not await recorder.flush(attempts=1) and recorder in self.closing:
+                    self._back_off(self.closing[recorder])
+
+    def _outage(self, exc: BaseException) -> None:
+        now = time.monotonic()
+        if self.outage_since is None:
+            self.outage_since = now
+            self.retry_delay = RETRY_FIRST_SECONDS
+            # Said once per outage, not once per round or session (a 15 s outage is 60 rounds).
+            logger.warning("Database unavailable (%r): %d live and %d closed session(s) keep their rows in memory "
+                           "and retry", exc, len(self.recorders), len(self.closing))
+        else:
+            self.retry_delay = min(self.retry_delay * 2, RETRY_MAX_SECONDS)
+        self.retry_at = now + self.retry_delay
+
+    def _recovered(self) -> None:
+        if self.outage_since is not None:
+            logger.warning("Database available again after %.1fs; writing what was kept",
+                           time.monotonic() - self.outage_since)
+            self.outage_since = None
+            self.retry_delay = RETRY_FIRST_SECONDS
+            self.housekeeping_at = 0.0  # renew heartbeats (and replay any spool) at once
+
+    @staticmethod
+    def _back_off(retry: _Retry) -> None:
+        retry.next_at = time.monotonic() + retry.delay
+        retry.delay = min(retry.delay * 2, RETRY_MAX_SECONDS)
+
+    async def _settle_closing(self) -> None:
+        """Forget closed sessions that are written; spool those whose deadline passed."""
+        now = time.monotonic()
+        for recorder, retry in list(self.closing.items()):
+            if not recorder._pending:
+                del self.closing[recorder]
+            elif now >= retry.deadline:
+                del self.closing[recorder]
+                await recorder._spool(f"not written within {settings.VOICE_RECORDER_CLOSE_DEADLINE_SECONDS:.0f}s "
+                                      "of the session's end")
+                if recorder._pending:  # the spool failed too: keep trying both
+                    self.closing[recorder] = _Retry(deadline=now + RETRY_MAX_SECONDS)
+                self.spool_pending = True
+            elif self.outage_since is not None:
+                retry.next_at = self.retry_at
+
+    async def _housekeeping(self) -> None:
+        """Every VOICE_HEARTBEAT_SECONDS: renew the heartbeat of the sessions served here, end those that
+        nobody serves, and replay the spool while it holds anything."""
+        now = time.monotonic()
+        if now < self.housekeeping_at:
+            return
+        self.housekeeping_at = now + settings.VOICE_HEARTBEAT_SECONDS
+        served = [r.session_id for r in self.recorders if not r._closed]
+        try:
+            await database_sync_to_async(_heartbeat)(served, settings.VOICE_HEARTBEAT_GRACE_SECONDS)
+        except Exception as exc:
+            if _is_outage(exc):
+                self._outage(exc)
+            else:
+                logger.exception("Heartbeat of %d session(s) failed", len(served))
+            return
+        self._recovered()
+        self.housekeeping_at = now + settings.VOICE_HEARTBEAT_SECONDS
+        if self.spool_pending:
+            if not spool.pending():  # listing a directory: no thread hop when there is nothing
+                self.spool_pending = False
+                return
+            try:
+                report = await spool.areplay()
+            except Exception:
+                logger.exception("Spool replay failed")
+                return
+            self.spool_pending = report.files_left > 0
+
+
+def _database_answers() -> bool:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except Exception:
+        return False
+    return True
+
+
+def _heartbeat(served: list[str], grace: float) -> None:
+    """In the ORM thread: one UPDATE renews every session this process serves; then the sweep."""
+    VoiceSession.renew_heartbeats(served)
+    ended = VoiceSession.end_unserved(grace)
+    if ended:
+        logger.warning("Ended %d session(s) no process served for %.0fs (server_lost)", ended, grace)
 
 
 _writers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Writer] = weakref.WeakKeyDictionary()
@@ -710,10 +943,36 @@ def _writer_for_loop() -> _Writer:
     return writer
 
 
+def start_writer() -> None:
+    """Start this loop's writer if it has work: at a process's start, that is replaying the spool."""
+    _writer_for_loop().start()
+
+
+@atexit.register
+def _spool_unwritten_at_exit() -> None:
+    """Last resort when the process exits: rows of any session still unwritten go to the spool.
+
+    Daphne lets every consumer end its session on SIGTERM (they spool what the database refuses);
+    this catches what is left: closed sessions still retrying, a write that never got its turn.
+    """
+    for writer in list(_writers.values()):
+        for recorder in [*writer.recorders, *writer.closing]:
+            if not recorder._closed:
+                # Still live as the process exits (the consumer's own shutdown path did not get to end
+                # it): nobody serves it any more.
+                recorder.update_session(status=VoiceSession.Status.ENDED, ended_at=timezone.now(),
+                                        end_reason="server_shutdown")
+                recorder._closed = True
+            recorder.spool_now("the process exited")
+
+
 async def _write_shielded(pairs: list[tuple[Recorder, _Batch]]) -> list[dict[str, Any]]:
     """Run `write_batches` in the ORM thread. Shielded: if the caller is cancelled, the write in flight
     still completes and is accounted for, instead of being written and then put back and written twice."""
     write = asyncio.ensure_future(database_sync_to_async(write_batches)(pairs))
+    for recorder, batch in pairs:
+        # Until the outcome is known: the exit hook spools batches whose write the process never saw end.
+        recorder._in_flight[id(batch)] = batch
     try:
         return await asyncio.shield(write)
     except asyncio.CancelledError:
@@ -725,6 +984,9 @@ async def _write_shielded(pairs: list[tuple[Recorder, _Batch]]) -> list[dict[str
             for recorder, batch in pairs:
                 recorder._put_back(batch)
         raise
+    finally:
+        for recorder, batch in pairs:
+            recorder._in_flight.pop(id(batch), None)
 
 
 def write_batches(pairs: list[tuple[Recorder, _Batch]]) -> list[dict[str, Any]]:

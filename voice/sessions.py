@@ -71,7 +71,10 @@ def start_session(user: Any, slug: str | None, *, today: date | None = None) -> 
         what = f"No active voice configuration named {slug!r}." if slug else "No voice configuration is active."
         raise SessionRefused("config_not_found", what, close_code=4404)
     check_config_can_start(config, today)
-    live = VoiceSession.objects.live().filter(user=user).count()
+    # Sessions whose process died count no more: end them now rather than lock the user out.
+    grace = settings.VOICE_HEARTBEAT_GRACE_SECONDS
+    VoiceSession.end_unserved(grace, user=user)
+    live = VoiceSession.objects.served(grace).filter(user=user).count()
     if live >= settings.VOICE_MAX_CONCURRENT_SESSIONS_PER_USER:
         raise SessionRefused(
             "too_many_sessions",

@@ -180,6 +180,8 @@ class Site(ChildProcess):
             "DJANGO_LOG_LEVEL": "INFO",
             "REALTIME_EMULATOR_URL": emulator.api_base,
             "PYTHONUNBUFFERED": "1",
+            # Never the project's own spool: daphne replays it at start-up, into whatever database it has.
+            "VOICE_SPOOL_DIR": str(ARTIFACTS / "spool"),
             **database_env,
         })
         argv = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port),
