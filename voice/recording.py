@@ -196,7 +196,13 @@ class Recorder:
         writer = self._writer or _writer_for_loop()
         self._writer = None
         writer.discard(self)
+        failures = self.failed_flushes
         await self.flush()  # waits for a combined write of this session that is under way
+        # Rows a write refused come back as notes to be written next: write those too, while writes work.
+        for _ in range(3):
+            if not self._pending or self.failed_flushes != failures:
+                break
+            await self.flush()
         if not self._pending:
             writer.closing.pop(self, None)
             return True
