@@ -108,11 +108,13 @@ def pages(long_owner_session_page: int) -> list[tuple[str, str, str, float]]:
          PAGE_TARGET_MS),
         ("admin: event list, long session, page 100", f"/admin/voice/sessionevent/?q={LONG_SESSION}&p=100", admin,
          PAGE_TARGET_MS),
-        ("My sessions", "/sessions/", user, PAGE_TARGET_MS),
-        ("My sessions, oldest page", f"/sessions/?page={long_owner_session_page}", user, PAGE_TARGET_MS),
-        ("My sessions, search", "/sessions/?q=umbrella", user, SEARCH_TARGET_MS),
-        ("transcript page, long session", f"/sessions/{LONG_SESSION}/", user, PAGE_TARGET_MS),
-        ("transcript page, long session, last page", f"/sessions/{LONG_SESSION}/?page=20", user, PAGE_TARGET_MS),
+        ("admin: event list, search by type", "/admin/voice/sessionevent/?q=response.done", admin, PAGE_TARGET_MS),
+        ("My sessions", "/voice/sessions/", user, PAGE_TARGET_MS),
+        ("My sessions, oldest page", f"/voice/sessions/?page={long_owner_session_page}", user, PAGE_TARGET_MS),
+        ("My sessions, search", "/voice/sessions/?q=umbrella", user, SEARCH_TARGET_MS),
+        ("transcript page, long session", f"/voice/sessions/{LONG_SESSION}/", user, PAGE_TARGET_MS),
+        ("transcript page, long session, last page", f"/voice/sessions/{LONG_SESSION}/?page=20", user,
+         PAGE_TARGET_MS),
     ]
 
 

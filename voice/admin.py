@@ -11,6 +11,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django import forms
 from django.contrib import admin
+from django.contrib.admin.views.main import PAGE_VAR, SEARCH_VAR, ChangeList
 from django.core.handlers.asgi import ASGIRequest
 from django.core.paginator import Paginator
 from django.db.models import Prefetch, QuerySet
@@ -83,11 +84,32 @@ class VoiceConfigAdmin(SimpleHistoryAdmin):
         super().save_model(request, obj, form, change)
 
 
+class LargeTableChangeList(ChangeList):
+    """A change list that offers the next page past an estimated or capped count (voice/paging.py)."""
+
+    @property
+    def next_page_url(self) -> str:
+        paginator = self.paginator
+        if not (getattr(paginator, "is_estimate", False) or getattr(paginator, "is_capped", False)):
+            return ""
+        if self.page_num < paginator.num_pages or len(self.result_list) < self.list_per_page:
+            return ""
+        return self.get_query_string({PAGE_VAR: self.page_num + 1})
+
+
+class LargeTableAdmin(admin.ModelAdmin):
+    paginator = LargeTablePaginator
+    show_full_result_count = False
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return LargeTableChangeList
+
+
 class PagedInlineFormSet(BaseInlineFormSet):
     """A read-only inline that shows one page of its rows: a long session has hundreds of tool calls
     and usage rows, and a form for each made its admin page megabytes long."""
 
-    per_page = 50
+    per_page = 20
     query: QueryDict = QueryDict()
 
     @property
@@ -247,7 +269,7 @@ TRANSCRIPT_PER_PAGE = 100
 
 
 @admin.register(VoiceSession)
-class VoiceSessionAdmin(admin.ModelAdmin):
+class VoiceSessionAdmin(LargeTableAdmin):
     list_display = ("started_at", "user", "config_name", "model", "status", "end_reason", "turns",
                     "total_tokens", "cost_usd")
     # No date_hierarchy: its year/month/day links are a SELECT DISTINCT over every session on each view.
@@ -260,6 +282,7 @@ class VoiceSessionAdmin(admin.ModelAdmin):
     list_select_related = ("user",)
     show_full_result_count = False
     paginator = LargeTablePaginator
+    list_per_page = 50
     inlines = (ToolCallInline, ResponseUsageInline)
     actions = ("export_json", "export_text")
     readonly_fields = ("id", "user", "config", "config_name", "model", "status", "call_id", "openai_session_id",
@@ -288,7 +311,8 @@ class VoiceSessionAdmin(admin.ModelAdmin):
         return obj
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
-        return super().get_queryset(request).select_related("user", "config")
+        # The payload (a few KB each) is read only by the change page, which fetches it on its own.
+        return super().get_queryset(request).select_related("user", "config").defer("session_payload")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -343,11 +367,11 @@ class VoiceSessionAdmin(admin.ModelAdmin):
 
 
 @admin.register(SessionEvent)
-class SessionEventAdmin(admin.ModelAdmin):
+class SessionEventAdmin(LargeTableAdmin):
     list_display = ("session_id", "seq", "direction", "type", "created_at")
     list_filter = ("direction",)
     search_fields = ("=session__id", "type")
-    search_help_text = "A session id shows that session's events in order; other words match the event type."
+    search_help_text = "A session id shows that session's events in order; other text finds event types it starts."
     paginator = AppendOnlyPaginator
     show_full_result_count = False
     list_per_page = 100
@@ -355,24 +379,34 @@ class SessionEventAdmin(admin.ModelAdmin):
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str) -> tuple[QuerySet, bool]:
         # A session id is a direct filter on the indexed column (not UPPER(session_id::text), which
-        # scanned every event); anything else matches the type.
+        # scanned every event); anything else is the start of an event type.
         term = search_term.strip()
         if not term:
             return queryset, False
-        try:
-            return queryset.filter(session_id=uuid.UUID(term)), False
-        except ValueError:
-            return queryset.filter(type__icontains=term), False
+        session_id = _as_uuid(term)
+        if session_id is not None:
+            return queryset.filter(session_id=session_id), False
+        return queryset.filter(type__startswith=term.lower()), False
 
     def get_ordering(self, request: HttpRequest) -> list[str] | tuple[str, ...]:
-        # The (session, seq) constraint's index gives this order without a sort or a join.
-        return ("session_id", "seq")
+        # One session's events in order, from the (session, seq) constraint's index; otherwise the
+        # newest first, from the primary key. Neither joins the session nor sorts the table.
+        if _as_uuid(request.GET.get(SEARCH_VAR, "").strip()) is not None:
+            return ("session_id", "seq")
+        return ("-id",)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+def _as_uuid(text: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        return None
 
 
 @admin.register(ModelPrice)

@@ -269,6 +269,10 @@ def search_terms(text: str) -> list[str]:
     return terms
 
 
+# A search word naming more people than this is matched against sessions one by one (see search()).
+FEW_PEOPLE = 20
+
+
 class VoiceSessionQuerySet(models.QuerySet["VoiceSession"]):
     def search(self, text: str, *, user: Any = None) -> VoiceSessionQuerySet:
         """Sessions matching every word of `text`: a session id finds that session by its primary key;
@@ -291,11 +295,26 @@ class VoiceSessionQuerySet(models.QuerySet["VoiceSession"]):
             said = TranscriptItem.objects.filter(text__icontains=term)
             if user is not None:
                 said = said.filter(session__user=user)  # the user's few sessions first, then their items
-            match = Q(pk__in=said.values("session_id")) | Q(call_id=term)
+            # The other matches are looked up first and joined in only when there are some: a transcript
+            # subquery alone is a semi-join the planner runs either way (newest sessions first for a
+            # common word, the text index for a rare one); an OR beside it would read every session.
+            others = VoiceSession.objects.filter(call_id=term)
+            people_ids: list[int] = []
             if user is None:
-                users = get_user_model().objects.filter(Q(username__icontains=term) | Q(email__icontains=term))
-                match |= Q(user__in=users.values("pk"))
-            queryset = queryset.filter(match)
+                people = get_user_model().objects.filter(Q(username__icontains=term) | Q(email__icontains=term))
+                people_ids = list(people.values_list("pk", flat=True)[:FEW_PEOPLE + 1])
+            if len(people_ids) > FEW_PEOPLE:
+                # A word naming many people matches most sessions: reading sessions newest first finds
+                # a page at once, so test each against the people (whoever they are) and the rest.
+                people_sessions = Q(user__in=people.values("pk"))
+                queryset = queryset.filter(Q(pk__in=said.values("session_id")) | Q(call_id=term) | people_sessions)
+                continue
+            if people_ids:
+                others = VoiceSession.objects.filter(Q(call_id=term) | Q(user_id__in=people_ids))
+            ids = said.order_by().values("session_id")
+            if others.exists():
+                ids = ids.union(others.order_by().values("pk"))
+            queryset = queryset.filter(pk__in=ids)
         return queryset
 
     def live(self) -> VoiceSessionQuerySet:

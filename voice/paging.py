@@ -1,10 +1,15 @@
 """Paging over tables that grow without bound: counts that stay cheap and links that keep the query.
 
-The admin's session and event lists open unfiltered on tables of 100,000 and millions of rows. An exact
-`COUNT(*)` there costs in proportion to the table; PostgreSQL's own statistics say how many rows it
-holds to within a few percent, for free. So an unfiltered list of a big table shows "about N" from the
-statistics, and every filtered or searched list (which is what people page through) is counted exactly.
-Pages past the estimate are still served, so an estimate that is a little short never hides a row.
+The admin's session and event lists open on tables of 100,000 and millions of rows, and an exact
+`COUNT(*)` costs in proportion to what it counts, whatever the page shows. So:
+
+- an unfiltered list of a big table shows "about N" from PostgreSQL's statistics (free, within a few
+  percent);
+- a filtered or searched list is counted up to COUNT_UP_TO rows; past that it says "more than 1,000",
+  which is what a person paging through needs to know (narrow the search), at a cost bounded by the cap.
+
+Neither hides a row: pages past the estimate or the cap are still served, and the pager says which
+of the two it shows (templates/admin/voice/pagination.html).
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from django.utils.functional import cached_property
 
 # Below this many rows an exact count is cheap enough and reads better than an estimate.
 ESTIMATE_ABOVE = 50_000
+# A filtered list is counted up to this many rows.
+COUNT_UP_TO = 1_000
 
 
 def estimated_rows(queryset: QuerySet[Any]) -> int | None:
@@ -50,14 +57,24 @@ class LargeTablePaginator(Paginator):
 
     @cached_property
     def count(self) -> int:
-        return self._estimate if self._estimate is not None else super().count
+        if self._estimate is not None:
+            return self._estimate
+        queryset = self.object_list
+        if isinstance(queryset, QuerySet):
+            return int(queryset[:COUNT_UP_TO + 1].count())
+        return super().count
+
+    @cached_property
+    def is_capped(self) -> bool:
+        """The count stopped at COUNT_UP_TO: there are more rows than it says."""
+        return not self.is_estimate and isinstance(self.object_list, QuerySet) and self.count > COUNT_UP_TO
 
     def validate_number(self, number: Any) -> int:
         try:
             return super().validate_number(number)
         except EmptyPage:
-            # An estimate may be a little short: a page past it is served, not refused.
-            if self.is_estimate and int(number) >= 1:
+            # Past an estimate that is a little short, or past the counted cap: served, not refused.
+            if (self.is_estimate or self.is_capped) and int(number) >= 1:
                 return int(number)
             raise
 
