@@ -83,7 +83,6 @@ def _queries(path: str, username: str) -> int:
 def pages(long_owner_session_page: int) -> list[tuple[str, str, str, float]]:
     """(name, path, who, target ms) for every page measured."""
     from benchmarks.scale_data import LONG_SESSION
-
     from voice.models import VoiceSession
 
     some_session = str(VoiceSession.objects.filter(user__username="scale7").values_list("pk", flat=True).first())

@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-WORDS = (
+VOCABULARY = (
     "weather tomorrow rain sunny cloudy forecast today city please could would should book table dinner "
     "restaurant seven eight nine ten eleven twelve morning evening night order pizza pasta salad coffee tea "
     "water thanks thank you hello hi there how are doing great fine good bad okay sure certainly absolutely "
@@ -30,7 +30,8 @@ WORDS = (
     "breakfast snack dessert chocolate cake cookie ice cream sugar salt pepper garlic onion olive oil "
     "translate spanish french german italian japanese chinese word sentence meaning spell pronounce "
     "story joke tell funny another again repeat slower faster louder explain simple detail example"
-).split()
+)
+WORDS = VOCABULARY.split()
 
 
 def _defaults(model: Any, named: set[str]) -> tuple[list[str], list[Any]]:
@@ -78,8 +79,9 @@ def make_sentences() -> None:
         cursor.execute("DROP TABLE IF EXISTS bench_scale_sentences")
         cursor.execute("CREATE UNLOGGED TABLE bench_scale_sentences (k int PRIMARY KEY, t text NOT NULL)")
         cursor.execute(
-            f"INSERT INTO bench_scale_sentences SELECT n, (SELECT string_agg(({words})[1 + abs(hashtext(n || ':' || k)) "
-            f"% {len(WORDS)}], ' ') FROM generate_series(1, 6 + n % 14) k) FROM generate_series(0, {SENTENCES - 1}) n"
+            f"INSERT INTO bench_scale_sentences SELECT n, (SELECT string_agg(({words})"
+            f"[1 + abs(hashtext(n || ':' || k)) % {len(WORDS)}], ' ') FROM generate_series(1, 6 + n % 14) k) "
+            f"FROM generate_series(0, {SENTENCES - 1}) n"
         )
 
 
@@ -236,7 +238,8 @@ def make_long_session(*, first_user: int, config_id: int) -> None:
             "created_at": "now() - interval '2 hours' + i * interval '1 second'",
         }, f"generate_series(0, 1999) i JOIN bench_scale_sentences st ON st.k = (i * 7919) % {SENTENCES}")
         _insert(SessionEvent, {
-            "session_id": sid, "seq": "s", "direction": "'internal'", "type": "'response.output_audio_transcript.delta'",
+            "session_id": sid, "seq": "s", "direction": "'internal'",
+            "type": "'response.output_audio_transcript.delta'",
             "payload": "jsonb_build_object('type', 'response.output_audio_transcript.delta', 'delta', 'word ' || s)",
             "created_at": "now() - interval '2 hours' + s * interval '100 milliseconds'",
         }, "generate_series(1, 20000) s")

@@ -100,6 +100,8 @@ class LargeTableChangeList(ChangeList):
 class LargeTableAdmin(admin.ModelAdmin):
     paginator = LargeTablePaginator
     show_full_result_count = False
+    # Facet counts are a COUNT per filter choice over the whole table on every view.
+    show_facets = admin.ShowFacets.NEVER
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return LargeTableChangeList
