@@ -225,7 +225,8 @@ def _json_chunks(queryset: QuerySet[VoiceSession]) -> Iterator[str]:
                     for t in s.tool_calls.all()
                 ],
             }
-            parts.append(("\n" if first else ",\n") + json.dumps(record, indent=2))
+            # One session per line: json's C encoder (indent= falls back to the pure-Python one).
+            parts.append(("\n" if first else ",\n") + json.dumps(record))
             first = False
         yield "".join(parts)
     yield "\n]\n"
