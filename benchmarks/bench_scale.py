@@ -2,7 +2,7 @@
 at 1,000 sessions and again at 100,000 (quick: 10,000), each figure beside the same page at 1,000.
 
 The data set (benchmarks/scale_data.py) is generated inside PostgreSQL with generate_series, twice: in
-`voice_scale_1k` (1,000 sessions) and `voice_scale` (the large size; BENCH_SCALE_DB names both), which
+`voice_scale_1k` (1,000 sessions) and `voice_scale_100k` (quick: `_10k`; BENCH_SCALE_DB is the prefix), which
 this script drops and recreates (`--reuse` keeps one that already holds the wanted size); no other
 database is touched. Each database gets its own daphne running the site with DEBUG off, and every page
 is fetched from both alternately, request by request (median of 5 after one warm-up, whole body read),
@@ -102,7 +102,7 @@ def pages(long_owner_session_page: int) -> list[tuple[str, str, str, float]]:
         ("admin: session list", base, admin, PAGE_TARGET_MS),
         ("admin: session list, model filter", f"{base}?model=gpt-realtime-mini", admin, PAGE_TARGET_MS),
         ("admin: session list, live only", f"{base}?status__exact=active", admin, PAGE_TARGET_MS),
-        ("admin: session list, page 50", f"{base}?p=50", admin, PAGE_TARGET_MS),
+        ("admin: session list, page 15", f"{base}?p=15", admin, PAGE_TARGET_MS),
         ("admin: search by user name", f"{base}?q=scale42", admin, PAGE_TARGET_MS),
         ("admin: search by session id", f"{base}?q={some_session}", admin, PAGE_TARGET_MS),
         ("admin: transcript search, rare word", f"{base}?q=quokka", admin, SEARCH_TARGET_MS),
@@ -238,6 +238,7 @@ def measure_export(count: int, fmt: str) -> dict[str, Any]:
 
 def side_main(args: Any) -> dict[str, Any]:
     """One database (a child process): build it (or reuse it), then what is measured in-process."""
+    h.setup_django()  # connects lazily: the database may not exist yet
     from django.db import connection
 
     from benchmarks import scale_data as data
@@ -247,13 +248,11 @@ def side_main(args: Any) -> dict[str, Any]:
     reused = False
     if args.reuse:
         with contextlib.suppress(Exception):
-            h.setup_django()
             reused = VoiceSession.objects.count() == args.sessions + 1  # + the long session
     if not reused:
         h.close_db_connections()
         h.log(f"recreating database {h.BENCH_DB} with {args.sessions:,} sessions")
         h.prepare_database()
-        h.setup_django()
         t0 = time.perf_counter()
         first_user, _ = data.make_users()
         config_id = VoiceConfig.objects.order_by("pk").first().pk
@@ -267,9 +266,10 @@ def side_main(args: Any) -> dict[str, Any]:
     page_list = pages(max(1, -(-sessions_of_user // 50)))
     queries = {name: _queries(path, who) for name, path, who, _ in page_list}
     total = args.sessions
+    many = min(total, 2_000 if args.quick else 20_000)
     exports = {"json, 100 sessions": measure_export(101, "json"),
-               f"json, select all of {min(total, 20_000):,}": measure_export(min(total, 20_000), "json"),
-               f"text, select all of {min(total, 20_000):,}": measure_export(min(total, 20_000), "text")}
+               f"json, select all of {many:,}": measure_export(many, "json"),
+               f"text, select all of {many:,}": measure_export(many, "text")}
 
     def rows(table: str) -> int:
         with connection.cursor() as cursor:
@@ -282,18 +282,20 @@ def side_main(args: Any) -> dict[str, Any]:
             "cookies": cookies, "pages": page_list, "queries": queries, "exports": exports}
 
 
-def _run_side(side: str, db: str, sessions: int, reuse: bool) -> dict[str, Any]:
+def _run_side(side: str, db: str, sessions: int, reuse: bool, quick: bool) -> dict[str, Any]:
     out = h.RESULTS / f"scale-{side}.side.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     argv = [sys.executable, __file__, "--side-db", db, "--sessions", str(sessions), "--side-out", str(out)]
-    subprocess.run(argv + (["--reuse"] if reuse else []), cwd=h.REPO, check=True, timeout=3600)
+    argv += (["--reuse"] if reuse else []) + (["--quick"] if quick else [])
+    subprocess.run(argv, cwd=h.REPO, check=True, timeout=3600)
     return json.loads(out.read_text())
 
 
 async def main_async(args: Any) -> dict[str, Any]:
     large = args.sessions or (10_000 if args.quick else 100_000)
-    sides = {"small": await asyncio.to_thread(_run_side, "small", f"{SCALE_DB}_1k", SMALL, args.reuse),
-             "large": await asyncio.to_thread(_run_side, "large", SCALE_DB, large, args.reuse)}
+    sides = {"small": await asyncio.to_thread(_run_side, "small", f"{SCALE_DB}_1k", SMALL, args.reuse, args.quick),
+             "large": await asyncio.to_thread(_run_side, "large", f"{SCALE_DB}_{large // 1000}k", large, args.reuse,
+                                              args.quick)}
     with h.Stack() as stack:
         servers = {side: stack.start(h.Daphne(f"daphne-scale-{side}", None, module="realtime_site.asgi:application",
                                               DATABASE_URL=f"{h.PG_SERVER_URL.rstrip('/')}/{sides[side]['db']}"))
