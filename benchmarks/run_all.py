@@ -26,6 +26,7 @@ BENCHMARKS = [
     ("session_start", "bench_session_start.py", 120, 1200),
     ("concurrent_sessions", "bench_concurrent_sessions.py", 240, 1200),
     ("fanout", "bench_fanout.py", 240, 3600),
+    ("scale", "bench_scale.py", 900, 3600),
 ]
 
 
@@ -83,6 +84,17 @@ def summary_rows(quick: bool) -> list[list[str]]:
                      f"{_fmt(f['baseline_rss_before_sessions_mib'])} MiB before",
                      _fmt(f["ratio_to_echo"]), "1,000 at ≤ 100 KB",
                      "met" if f["met"] else ("MISSED" if f["sessions"] >= 1000 else "n/a (quick: < 1,000)")])
+    if (scale := load("scale")) is not None:
+        figures = scale["figure"]
+        large, small = scale["config"]["large"], scale["config"]["small"]
+        worst = max(figures.items(), key=lambda kv: kv[1]["large_p50_ms"])
+        ratios = [f["ratio"] for f in figures.values() if f["ratio"] is not None]
+        met = sum(f["met"] for f in figures.values())
+        rows.append([f"Pages at {large:,} sessions within target (p50; worst: {worst[0]})",
+                     f"{met} of {len(figures)}; worst {_fmt(worst[1]['large_p50_ms'])} ms",
+                     f"same pages at {small:,} sessions (worst {_fmt(worst[1]['small_p50_ms'])} ms)",
+                     f"median {_fmt(sorted(ratios)[len(ratios) // 2])}", "300 ms (search 500 ms)",
+                     "met" if met == len(figures) else "MISSED"])
     return rows
 
 

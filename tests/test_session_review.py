@@ -84,12 +84,13 @@ def test_the_admin_exports_selected_transcripts_as_json_and_text(superuser: User
     exported = client.post("/admin/voice/voicesession/", {"action": "export_json",
                                                           "_selected_action": [conversation.pk]})
     assert exported["Content-Type"] == "application/json"
-    data = json.loads(exported.content)
+    assert exported.streaming  # never one string in memory for the whole selection
+    data = json.loads(exported.getvalue())
     assert [i["text"] for i in data[0]["transcript"]] == ["Tell me about Paris", "Paris is lovely <b>in spring</b>."]
     assert data[0]["tool_calls"][0]["name"] == "current_time"
     text = client.post("/admin/voice/voicesession/", {"action": "export_text", "_selected_action": [conversation.pk]})
     assert text["Content-Type"].startswith("text/plain")
-    assert "user: Tell me about Paris\nassistant: Paris is lovely" in text.content.decode()
+    assert "user: Tell me about Paris\nassistant: Paris is lovely" in text.getvalue().decode()
 
 
 def test_end_stale_sessions_command_ends_live_sessions_nobody_serves(owner: User,

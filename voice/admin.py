@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.views.main import PAGE_VAR, SEARCH_VAR, ChangeList
+from django.core.handlers.asgi import ASGIRequest
 from django.core.paginator import Paginator
-from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
-from django.utils.functional import cached_property
+from django.db.models import Prefetch, QuerySet
+from django.forms.models import BaseInlineFormSet
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, QueryDict, StreamingHttpResponse
 from django.utils.html import format_html, format_html_join
 from simple_history.admin import SimpleHistoryAdmin
 
 from voice import catalog
 from voice.models import (
+    REALTIME_MODELS,
     ModelPrice,
     ResponseUsage,
     SessionEvent,
@@ -25,6 +32,7 @@ from voice.models import (
     VoiceSession,
     tool_name_choices,
 )
+from voice.paging import AppendOnlyPaginator, LargeTablePaginator, page_query
 
 
 class ListField(forms.CharField):
@@ -127,10 +135,70 @@ class VoiceConfigAdmin(SimpleHistoryAdmin):
         super().save_model(request, obj, form, change)
 
 
+class LargeTableChangeList(ChangeList):
+    """A change list that offers the next page past an estimated or capped count (voice/paging.py)."""
+
+    @property
+    def next_page_url(self) -> str:
+        paginator = self.paginator
+        if not (getattr(paginator, "is_estimate", False) or getattr(paginator, "is_capped", False)):
+            return ""
+        if self.page_num < paginator.num_pages or len(self.result_list) < self.list_per_page:
+            return ""
+        return self.get_query_string({PAGE_VAR: self.page_num + 1})
+
+
+class LargeTableAdmin(admin.ModelAdmin):
+    paginator = LargeTablePaginator
+    show_full_result_count = False
+    # Facet counts are a COUNT per filter choice over the whole table on every view.
+    show_facets = admin.ShowFacets.NEVER
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return LargeTableChangeList
+
+
+class PagedInlineFormSet(BaseInlineFormSet):
+    """A read-only inline that shows one page of its rows: a long session has hundreds of tool calls
+    and usage rows, and a form for each made its admin page megabytes long."""
+
+    per_page = 20
+    query: QueryDict = QueryDict()
+
+    @property
+    def page_param(self) -> str:
+        return f"{self.prefix}_page"
+
+    def get_queryset(self) -> Any:
+        if not hasattr(self, "_queryset"):
+            self.paginator = Paginator(super().get_queryset(), self.per_page)
+            self.page = self.paginator.get_page(self.query.get(self.page_param))
+            self._queryset = self.page.object_list
+        return self._queryset
+
+    def pager(self) -> dict[str, Any]:
+        """What the pager under the inline shows (admin/voice/paged_tabular.html)."""
+        self.get_queryset()
+        page, anchor = self.page, f"#{self.prefix}-group"
+        return {
+            "page": page,
+            "previous": page_query(self.query, self.page_param, page.previous_page_number()) + anchor
+            if page.has_previous() else "",
+            "next": page_query(self.query, self.page_param, page.next_page_number()) + anchor
+            if page.has_next() else "",
+        }
+
+
 class ReadOnlyInline(admin.TabularInline):
     extra = 0
     can_delete = False
     show_change_link = False
+    formset = PagedInlineFormSet
+    template = "admin/voice/paged_tabular.html"
+
+    def get_formset(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> Any:
+        formset = super().get_formset(request, obj, **kwargs)
+        return type(formset.__name__, (formset,), {"query": request.GET})
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -168,11 +236,50 @@ class SessionDateFilter(admin.DateFieldListFilter):
     pass
 
 
-def _export(queryset: QuerySet[VoiceSession], fmt: str) -> HttpResponse:
-    sessions = queryset.select_related("user").prefetch_related("transcript_items", "tool_calls", "usages")
-    if fmt == "json":
-        data = [
-            {
+class ModelFilter(admin.SimpleListFilter):
+    """Models to filter by, from what configs and prices name: never a SELECT DISTINCT over every session."""
+
+    title = "model"
+    parameter_name = "model"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        known = set(REALTIME_MODELS)
+        known.update(VoiceConfig.objects.values_list("model", flat=True))
+        known.update(ModelPrice.objects.values_list("model", flat=True))
+        known.discard("")
+        return [(name, name) for name in sorted(known)]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        value = self.value()
+        return queryset.filter(model=value) if value else queryset
+
+
+# Sessions are exported this many at a time: three queries each time (sessions with their users, their
+# transcript items, their tool calls), and never more than one chunk's rows in memory.
+EXPORT_CHUNK = 200
+TEXT_SEPARATOR = "\n" + "=" * 60 + "\n"
+
+
+def _export_sessions(queryset: QuerySet[VoiceSession]) -> Iterator[list[VoiceSession]]:
+    """The selected sessions, in the list's order, a chunk at a time with their rows prefetched."""
+    related = (Prefetch("transcript_items", queryset=TranscriptItem.objects.order_by("created_at", "id")),
+               Prefetch("tool_calls", queryset=ToolCall.objects.order_by("started_at", "id")))
+    # One streaming pass over the ids (a server-side cursor on PostgreSQL), so the selection's filters
+    # and search run once, whatever its size.
+    ids = queryset.values_list("pk", flat=True).iterator(chunk_size=EXPORT_CHUNK * 10)
+    while chunk := list(itertools.islice(ids, EXPORT_CHUNK)):
+        rows = {s.pk: s for s in VoiceSession.objects.filter(pk__in=chunk).select_related("user")
+                .defer("session_payload").prefetch_related(*related)}
+        yield [rows[pk] for pk in chunk if pk in rows]
+
+
+def _json_chunks(queryset: QuerySet[VoiceSession]) -> Iterator[str]:
+    first = True
+    yield "["
+    for sessions in _export_sessions(queryset):
+        parts = []
+        for s in sessions:
+            record = {
                 **s.to_dict(),
                 "transcript": [i.to_dict() for i in s.ordered_transcript()],
                 "tool_calls": [
@@ -181,31 +288,67 @@ def _export(queryset: QuerySet[VoiceSession], fmt: str) -> HttpResponse:
                     for t in s.tool_calls.all()
                 ],
             }
-            for s in sessions
-        ]
-        response = HttpResponse(json.dumps(data, indent=2), content_type="application/json")
+            # One session per line: json's C encoder (indent= falls back to the pure-Python one).
+            parts.append(("\n" if first else ",\n") + json.dumps(record))
+            first = False
+        yield "".join(parts)
+    yield "\n]\n"
+
+
+def _text_chunks(queryset: QuerySet[VoiceSession]) -> Iterator[str]:
+    first = True
+    for sessions in _export_sessions(queryset):
+        parts = []
+        for s in sessions:
+            parts.append(
+                ("" if first else TEXT_SEPARATOR)
+                + f"Session {s.pk}\nUser: {s.user.get_username()}\nConfig: {s.config_name}\n"
+                f"Started: {s.started_at:%Y-%m-%d %H:%M:%S %Z}\n"
+                f"Status: {s.status} {s.end_reason}\n\n{s.transcript_text()}\n"
+            )
+            first = False
+        yield "".join(parts)
+
+
+async def _async_chunks(chunks: Iterator[str]) -> AsyncIterator[str]:
+    # Under ASGI, Django would buffer a synchronous iterator whole; read each chunk (its queries
+    # included) in the thread the ORM uses, and hand it on as it comes.
+    done = object()
+    while (chunk := await sync_to_async(next, thread_sensitive=True)(chunks, done)) is not done:
+        yield chunk  # type: ignore[misc]
+
+
+def _export(request: HttpRequest, queryset: QuerySet[VoiceSession], fmt: str) -> StreamingHttpResponse:
+    """Stream the export: a constant number of queries per chunk of sessions, memory bounded by a chunk."""
+    chunks = _json_chunks(queryset) if fmt == "json" else _text_chunks(queryset)
+    content: Any = _async_chunks(chunks) if isinstance(request, ASGIRequest) else chunks
+    if fmt == "json":
+        response = StreamingHttpResponse(content, content_type="application/json")
         response["Content-Disposition"] = 'attachment; filename="transcripts.json"'
-        return response
-    blocks = [
-        f"Session {s.pk}\nUser: {s.user.get_username()}\nConfig: {s.config_name}\n"
-        f"Started: {s.started_at:%Y-%m-%d %H:%M:%S %Z}\n"
-        f"Status: {s.status} {s.end_reason}\n\n{s.transcript_text()}\n"
-        for s in sessions
-    ]
-    response = HttpResponse(("\n" + "=" * 60 + "\n").join(blocks), content_type="text/plain; charset=utf-8")
-    response["Content-Disposition"] = 'attachment; filename="transcripts.txt"'
+    else:
+        response = StreamingHttpResponse(content, content_type="text/plain; charset=utf-8")
+        response["Content-Disposition"] = 'attachment; filename="transcripts.txt"'
     return response
 
 
+TRANSCRIPT_PER_PAGE = 100
+
+
 @admin.register(VoiceSession)
-class VoiceSessionAdmin(admin.ModelAdmin):
+class VoiceSessionAdmin(LargeTableAdmin):
     list_display = ("started_at", "user", "config_name", "model", "status", "end_reason", "turns",
                     "total_tokens", "cost")
-    list_filter = ("status", "config", "model", ("started_at", SessionDateFilter))
-    search_fields = ("user__username", "user__email", "=id", "call_id", "transcript_items__text")
-    date_hierarchy = "started_at"
+    # No date_hierarchy: its year/month/day links are a SELECT DISTINCT over every session on each view.
+    # The started_at filter below gives the same narrowing at the cost of an index range.
+    list_filter = ("status", "config", ModelFilter, ("started_at", SessionDateFilter))
+    # What VoiceSession.objects.search() matches (get_search_results below); the search box shows
+    # only when this is set.
+    search_fields = ("=id", "=call_id", "user__username", "user__email", "transcript_items__text")
+    search_help_text = "A session id, a call id, a user name or email, or words said in the transcript."
     list_select_related = ("user",)
     show_full_result_count = False
+    paginator = LargeTablePaginator
+    list_per_page = 50
     inlines = (ToolCallInline, ResponseUsageInline)
     actions = ("export_json", "export_text")
     readonly_fields = ("id", "user", "config", "config_name", "model", "status", "call_id", "openai_session_id",
@@ -221,9 +364,21 @@ class VoiceSessionAdmin(admin.ModelAdmin):
     )
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str) -> tuple[QuerySet, bool]:
-        # A search across transcript text joins many rows per session; de-duplicate explicitly.
-        qs, _ = super().get_search_results(request, queryset, search_term)
-        return qs.distinct(), False
+        # Subqueries, not joins: no row can repeat, so no DISTINCT (which sorted every column of every
+        # session, JSON included, on each view) with or without a search term.
+        if not search_term.strip():
+            return queryset, False
+        return queryset.search(search_term), False
+
+    def get_object(self, request: HttpRequest, object_id: str, from_field: str | None = None) -> Any:
+        obj = super().get_object(request, object_id, from_field)
+        if obj is not None:
+            obj.admin_query = request.GET  # the transcript's page (transcript() has no request)
+        return obj
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        # The payload (a few KB each) is read only by the change page, which fetches it on its own.
+        return super().get_queryset(request).select_related("user", "config").defer("session_payload")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -237,11 +392,12 @@ class VoiceSessionAdmin(admin.ModelAdmin):
 
     @admin.display(description="Transcript")
     def transcript(self, obj: VoiceSession) -> str:
-        items = obj.ordered_transcript()
-        if not items:
+        query = getattr(obj, "admin_query", QueryDict())
+        page = obj.transcript_page(query.get("transcript_page"), TRANSCRIPT_PER_PAGE)
+        if not page.paginator.count:
             return "No transcript recorded."
         rows = []
-        for item in items:
+        for item in page.object_list:
             if item.kind == TranscriptItem.Kind.MESSAGE:
                 who = item.role
                 text = item.text or "…"
@@ -252,51 +408,76 @@ class VoiceSessionAdmin(admin.ModelAdmin):
             note = " (interrupted)" if item.status == TranscriptItem.Status.TRUNCATED else ""
             note += " (text cut: too long to record)" if item.text_truncated else ""
             rows.append((item.role or "tool", who, text, note))
-        return format_html(
-            '<div class="voice-transcript">{}</div>',
-            format_html_join(
-                "",
-                '<p class="turn turn-{}"><strong>{}:</strong> {}<em>{}</em></p>',
-                rows,
-            ),
-        )
+        body = format_html_join("", '<p class="turn turn-{}"><strong>{}:</strong> {}<em>{}</em></p>', rows)
+        pager = ""
+        if page.paginator.num_pages > 1:
+            links = []
+            if page.has_previous():
+                links.append(format_html('<a href="{}#transcript">Earlier</a>',
+                                         page_query(query, "transcript_page", page.previous_page_number())))
+            if page.has_next():
+                links.append(format_html('<a href="{}#transcript">Later</a>',
+                                         page_query(query, "transcript_page", page.next_page_number())))
+            pager = format_html(
+                '<p class="paginator">Items {}–{} of {} · {}</p>', page.start_index(), page.end_index(),
+                f"{page.paginator.count:,}", format_html_join(" · ", "{}", ((link,) for link in links)),
+            )
+        return format_html('<div class="voice-transcript" id="transcript">{}{}{}</div>', pager, body, pager)
 
     @admin.display(description="Session payload")
     def session_payload_pretty(self, obj: VoiceSession) -> str:
         return format_html("<pre>{}</pre>", json.dumps(obj.session_payload, indent=2))
 
     @admin.action(description="Export selected transcripts as JSON")
-    def export_json(self, request: HttpRequest, queryset: QuerySet[VoiceSession]) -> HttpResponse:
-        return _export(queryset, "json")
+    def export_json(self, request: HttpRequest, queryset: QuerySet[VoiceSession]) -> HttpResponseBase:
+        return _export(request, queryset, "json")
 
     @admin.action(description="Export selected transcripts as plain text")
-    def export_text(self, request: HttpRequest, queryset: QuerySet[VoiceSession]) -> HttpResponse:
-        return _export(queryset, "text")
-
-
-class FixedCountPaginator(Paginator):
-    """The event log grows without bound; never run COUNT(*) over it just to draw page links."""
-
-    @cached_property
-    def count(self) -> int:
-        return 10_000
+    def export_text(self, request: HttpRequest, queryset: QuerySet[VoiceSession]) -> HttpResponseBase:
+        return _export(request, queryset, "text")
 
 
 @admin.register(SessionEvent)
-class SessionEventAdmin(admin.ModelAdmin):
+class SessionEventAdmin(LargeTableAdmin):
     list_display = ("session_id", "seq", "direction", "type", "created_at")
     list_filter = ("direction",)
     search_fields = ("=session__id", "type")
-    paginator = FixedCountPaginator
+    search_help_text = "A session id shows that session's events in order; other text finds event types it starts."
+    paginator = AppendOnlyPaginator
     show_full_result_count = False
     list_per_page = 100
     raw_id_fields = ("session",)
+
+    def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str) -> tuple[QuerySet, bool]:
+        # A session id is a direct filter on the indexed column (not UPPER(session_id::text), which
+        # scanned every event); anything else is the start of an event type.
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        session_id = _as_uuid(term)
+        if session_id is not None:
+            return queryset.filter(session_id=session_id), False
+        return queryset.filter(type__startswith=term.lower()), False
+
+    def get_ordering(self, request: HttpRequest) -> list[str] | tuple[str, ...]:
+        # One session's events in order, from the (session, seq) constraint's index; otherwise the
+        # newest first, from the primary key. Neither joins the session nor sorts the table.
+        if _as_uuid(request.GET.get(SEARCH_VAR, "").strip()) is not None:
+            return ("session_id", "seq")
+        return ("-id",)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+def _as_uuid(text: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        return None
 
 
 @admin.register(ModelPrice)

@@ -23,7 +23,7 @@ from django.conf import settings
 from django.utils import timezone
 from redis.exceptions import RedisError
 
-from voice import sessions
+from voice import sessions, snapshots
 from voice.broadcast import BATCH_TYPE, MESSAGE_TYPE, RESYNC_TYPE, STAFF_GROUP, Broadcaster, session_group
 from voice.models import SessionEvent, VoiceSession
 from voice.realtime import boundedjson
@@ -514,7 +514,7 @@ assert (MESSAGE_TYPE, BATCH_TYPE) == ("dashboard.message", "dashboard.batch")  #
 
 @database_sync_to_async
 def _live_sessions() -> list[dict[str, Any]]:
-    return [s.to_dict() for s in VoiceSession.objects.live().select_related("user").order_by("-started_at")[:500]]
+    return [dict(summary) for summary in snapshots.live_sessions()]
 
 
 @database_sync_to_async
@@ -527,25 +527,7 @@ def _may_watch(session_id: str, user: Any) -> bool:
 
 @database_sync_to_async
 def _session_snapshot(session_id: str, user: Any) -> dict[str, Any] | None:
-    queryset = VoiceSession.objects.select_related("user")
-    if not user.is_staff:
-        queryset = queryset.for_user(user)
-    session = queryset.filter(pk=session_id).first()
-    if session is None:
-        return None
-    events = list(session.events.order_by("-seq")[:200].values("seq", "direction", "type", "payload"))
-    return {
-        "type": "session.snapshot",
-        "session_id": session_id,
-        "session": session.to_dict(),
-        "items": [item.to_dict() for item in session.ordered_transcript()],
-        "tool_calls": [
-            {"call_id": t.call_id, "name": t.name, "arguments": t.arguments, "output": t.output, "status": t.status,
-             "duration_ms": t.duration_ms}
-            for t in session.tool_calls.all()
-        ],
-        "events": events[::-1],
-    }
+    return snapshots.session_snapshot(session_id, user)
 
 
 # A surrogate escape ("\\ud83d") or a raw surrogate: only then can decoded text hold an unpaired one.

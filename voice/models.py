@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Iterable
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any, TypedDict
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.paginator import Page, Paginator
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.text import slugify
+from django.utils.text import slugify, smart_split, unescape_string_literal
 from simple_history.models import HistoricalRecords
 
 from voice import catalog
@@ -444,7 +446,94 @@ class VoiceConfig(models.Model):
         return " ".join(n for n in notices if n)
 
 
+def order_by_chain(items: Iterable[TranscriptItem]) -> list[TranscriptItem]:
+    """Conversation order: follow the previous_item_id chain, not arrival order.
+
+    Input transcription arrives asynchronously, so rows are created out of order. OpenAI tells us
+    each item's predecessor; items whose predecessor is not among `items` fall back to creation order.
+    """
+    items = sorted(items, key=lambda i: (i.created_at, i.pk or 0))
+    by_prev: dict[str, list[TranscriptItem]] = {}
+    known = {item.item_id for item in items}
+    roots: list[TranscriptItem] = []
+    for item in items:
+        if item.previous_item_id and item.previous_item_id in known:
+            by_prev.setdefault(item.previous_item_id, []).append(item)
+        else:
+            roots.append(item)
+    ordered: list[TranscriptItem] = []
+    seen: set[int] = set()
+    stack = list(reversed(roots))
+    while stack:
+        item = stack.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        ordered.append(item)
+        stack.extend(reversed(by_prev.get(item.item_id, [])))
+    ordered.extend(i for i in items if id(i) not in seen)  # a cycle would be a bug upstream; keep rows
+    return ordered
+
+
+def search_terms(text: str) -> list[str]:
+    """The words of a search box, quoted phrases kept whole (as the admin splits them)."""
+    terms = []
+    for bit in smart_split(text):
+        if bit[:1] in "\"'" and bit[-1:] == bit[:1] and len(bit) > 1:
+            bit = unescape_string_literal(bit)
+        if bit.strip():
+            terms.append(bit.strip())
+    return terms
+
+
+# A search word naming more people than this is matched against sessions one by one (see search()).
+FEW_PEOPLE = 20
+
+
 class VoiceSessionQuerySet(models.QuerySet["VoiceSession"]):
+    def search(self, text: str, *, user: Any = None) -> VoiceSessionQuerySet:
+        """Sessions matching every word of `text`: a session id finds that session by its primary key;
+        other words match the transcript (case-insensitive substring; a trigram index serves it on
+        PostgreSQL), the exact call id and, unless `user` limits the search to theirs, the user's name
+        or email.
+
+        Each condition is a subquery on an indexed column rather than a join, so no row repeats and
+        no DISTINCT is needed.
+        """
+        from django.contrib.auth import get_user_model
+
+        queryset = self if user is None else self.filter(user=user)
+        for term in search_terms(text):
+            try:
+                queryset = queryset.filter(pk=uuid.UUID(term))
+                continue
+            except ValueError:
+                pass
+            said = TranscriptItem.objects.filter(text__icontains=term)
+            if user is not None:
+                said = said.filter(session__user=user)  # the user's few sessions first, then their items
+            # The other matches are looked up first and joined in only when there are some: a transcript
+            # subquery alone is a semi-join the planner runs either way (newest sessions first for a
+            # common word, the text index for a rare one); an OR beside it would read every session.
+            others = VoiceSession.objects.filter(call_id=term)
+            people_ids: list[int] = []
+            if user is None:
+                people = get_user_model().objects.filter(Q(username__icontains=term) | Q(email__icontains=term))
+                people_ids = list(people.values_list("pk", flat=True)[:FEW_PEOPLE + 1])
+            if len(people_ids) > FEW_PEOPLE:
+                # A word naming many people matches most sessions: reading sessions newest first finds
+                # a page at once, so test each against the people (whoever they are) and the rest.
+                people_sessions = Q(user__in=people.values("pk"))
+                queryset = queryset.filter(Q(pk__in=said.values("session_id")) | Q(call_id=term) | people_sessions)
+                continue
+            if people_ids:
+                others = VoiceSession.objects.filter(Q(call_id=term) | Q(user_id__in=people_ids))
+            ids = said.order_by().values("session_id")
+            if others.exists():
+                ids = ids.union(others.order_by().values("pk"))
+            queryset = queryset.filter(pk__in=ids)
+        return queryset
+
     def live(self) -> VoiceSessionQuerySet:
         return self.filter(status__in=[VoiceSession.Status.CONNECTING, VoiceSession.Status.ACTIVE])
 
@@ -470,7 +559,10 @@ class VoiceSession(models.Model):
         FAILED = "failed", "Failed"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="voice_sessions")
+    # No index of its own: session_user_started (user, -started_at) serves every lookup by user.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="voice_sessions", db_index=False
+    )
     config = models.ForeignKey(VoiceConfig, null=True, on_delete=models.SET_NULL, related_name="sessions")
     config_name = models.CharField(max_length=100, blank=True)
     model = models.CharField(max_length=64, blank=True)
@@ -558,30 +650,29 @@ class VoiceSession(models.Model):
     def ordered_transcript(self) -> list[TranscriptItem]:
         """Items in conversation order: follow the previous_item_id chain, not arrival order.
 
-        Input transcription arrives asynchronously, so rows are created out of order. OpenAI tells
-        us each item's predecessor; items whose predecessor we never saw fall back to creation order.
+        Uses the prefetched items when there are some (exports prefetch them per chunk of sessions).
         """
-        items = list(self.transcript_items.all().order_by("created_at", "id"))
-        by_prev: dict[str, list[TranscriptItem]] = {}
-        known = {item.item_id for item in items}
-        roots: list[TranscriptItem] = []
-        for item in items:
-            if item.previous_item_id and item.previous_item_id in known:
-                by_prev.setdefault(item.previous_item_id, []).append(item)
-            else:
-                roots.append(item)
-        ordered: list[TranscriptItem] = []
-        seen: set[int] = set()
-        stack = list(reversed(roots))
-        while stack:
-            item = stack.pop()
-            if item.pk in seen:
-                continue
-            seen.add(item.pk)
-            ordered.append(item)
-            stack.extend(reversed(by_prev.get(item.item_id, [])))
-        ordered.extend(i for i in items if i.pk not in seen)  # a cycle would be a bug upstream; keep rows
-        return ordered
+        return order_by_chain(self.transcript_items.all())
+
+    def transcript_page(self, number: Any, per_page: int = 100) -> Page:
+        """One page of the transcript, in conversation order within the page.
+
+        Pages are cut in creation order (the (session, created_at, id) index), so a page costs the
+        same whatever the transcript's length. An input transcription created after the reply to it
+        is placed after its predecessor when both are on the page, else where it was created.
+        """
+        paginator = Paginator(self.transcript_items.order_by("created_at", "id"), per_page)
+        page = paginator.get_page(number)
+        page.object_list = order_by_chain(page.object_list)
+        return page
+
+    def transcript_tail(self, count: int) -> tuple[list[TranscriptItem], int]:
+        """The latest `count` items in conversation order, and how many earlier ones were left out."""
+        latest = list(self.transcript_items.order_by("-created_at", "-id")[:count])
+        earlier = 0
+        if len(latest) == count:
+            earlier = self.transcript_items.count() - count
+        return order_by_chain(latest), earlier
 
     def transcript_text(self) -> str:
         lines = []
@@ -642,7 +733,8 @@ class SessionEvent(models.Model):
         TO_BROWSER = "to_browser", "to browser"
         INTERNAL = "internal", "internal"
 
-    session = models.ForeignKey(VoiceSession, on_delete=models.CASCADE, related_name="events")
+    # No index of its own: the composite constraint/index below leads with session and serves it.
+    session = models.ForeignKey(VoiceSession, on_delete=models.CASCADE, related_name="events", db_index=False)
     seq = models.PositiveIntegerField()
     direction = models.CharField(max_length=16, choices=Direction.choices)
     type = models.CharField(max_length=100)
@@ -650,9 +742,9 @@ class SessionEvent(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
-        ordering = ["session", "seq"]
+        # By column, not by relation: ordering by "session" would join the parent and sort by its start.
+        ordering = ["session_id", "seq"]
         constraints = [models.UniqueConstraint(fields=["session", "seq"], name="event_session_seq")]
-        indexes = [models.Index(fields=["session", "type"], name="event_session_type")]
 
     def __str__(self) -> str:
         return f"#{self.seq} {self.direction} {self.type}"
@@ -677,7 +769,8 @@ class TranscriptItem(models.Model):
         TRUNCATED = "truncated", "truncated"
         FAILED = "failed", "failed"
 
-    session = models.ForeignKey(VoiceSession, on_delete=models.CASCADE, related_name="transcript_items")
+    # No index of its own: the composite constraint/index below leads with session and serves it.
+    session = models.ForeignKey(VoiceSession, on_delete=models.CASCADE, related_name="transcript_items", db_index=False)
     item_id = models.CharField(max_length=128)
     previous_item_id = models.CharField(max_length=128, blank=True)
     response_id = models.CharField(max_length=128, blank=True)
@@ -694,8 +787,11 @@ class TranscriptItem(models.Model):
     completed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        ordering = ["session", "created_at", "id"]
+        ordering = ["session_id", "created_at", "id"]
         constraints = [models.UniqueConstraint(fields=["session", "item_id"], name="transcript_session_item")]
+        # Pages of a transcript are read in this order; the text search index (PostgreSQL only) is
+        # made by a migration, since SQLite has no trigram index.
+        indexes = [models.Index(fields=["session", "created_at", "id"], name="transcript_session_created")]
 
     def __str__(self) -> str:
         return f"{self.role or self.kind}: {self.text[:60]}"
@@ -722,7 +818,8 @@ class ToolCall(models.Model):
         TIMED_OUT = "timed_out", "timed out"
         REJECTED = "rejected", "rejected"
 
-    session = models.ForeignKey(VoiceSession, on_delete=models.CASCADE, related_name="tool_calls")
+    # No index of its own: the composite constraint/index below leads with session and serves it.
+    session = models.ForeignKey(VoiceSession, on_delete=models.CASCADE, related_name="tool_calls", db_index=False)
     call_id = models.CharField(max_length=128)
     item_id = models.CharField(max_length=128, blank=True)
     name = models.CharField(max_length=128)
@@ -733,7 +830,7 @@ class ToolCall(models.Model):
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
-        ordering = ["session", "started_at"]
+        ordering = ["session_id", "started_at"]
         constraints = [models.UniqueConstraint(fields=["session", "call_id"], name="toolcall_session_call")]
 
     def __str__(self) -> str:
@@ -743,7 +840,8 @@ class ToolCall(models.Model):
 class ResponseUsage(models.Model):
     """One row per response.done, with its token counts by kind and what it cost."""
 
-    session = models.ForeignKey(VoiceSession, on_delete=models.CASCADE, related_name="usages")
+    # No index of its own: the composite constraint/index below leads with session and serves it.
+    session = models.ForeignKey(VoiceSession, on_delete=models.CASCADE, related_name="usages", db_index=False)
     response_id = models.CharField(max_length=128)
     status = models.CharField(max_length=16, blank=True)
     model = models.CharField(max_length=64, blank=True)
@@ -763,7 +861,7 @@ class ResponseUsage(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
-        ordering = ["session", "created_at"]
+        ordering = ["session_id", "created_at"]
         constraints = [models.UniqueConstraint(fields=["session", "response_id"], name="usage_session_response")]
 
     def __str__(self) -> str:

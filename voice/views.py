@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 
 from voice.models import VoiceConfig, VoiceSession
+from voice.paging import page_query
 
 
 def home(request: HttpRequest) -> HttpResponse:
@@ -36,26 +40,55 @@ def chat(request: HttpRequest) -> HttpResponse:
     )
 
 
+SESSIONS_PER_PAGE = 50
+ITEMS_PER_PAGE = 100
+TOOL_CALLS_PER_PAGE = 50
+
+
 @login_required
 def session_list(request: HttpRequest) -> HttpResponse:
-    sessions = VoiceSession.objects.for_user(request.user).order_by("-started_at")[:200]
-    return render(request, "voice/session_list.html", {"sessions": sessions})
+    """The user's sessions, newest first, a page at a time, optionally narrowed by a search."""
+    query = request.GET.get("q", "").strip()[:200]
+    sessions = VoiceSession.objects.for_user(request.user).defer("session_payload").order_by("-started_at", "-pk")
+    if query:
+        sessions = sessions.search(query, user=request.user)
+    page = Paginator(sessions, SESSIONS_PER_PAGE).get_page(request.GET.get("page"))
+    return render(request, "voice/session_list.html", {
+        "page": page,
+        "sessions": page.object_list,
+        "query": query,
+        "previous_url": page_query(request.GET, "page", page.previous_page_number()) if page.has_previous() else "",
+        "next_url": page_query(request.GET, "page", page.next_page_number()) if page.has_next() else "",
+    })
 
 
 @login_required
 def session_detail(request: HttpRequest, pk: str) -> HttpResponse:
+    """One session's transcript, a page at a time (a long session has thousands of items)."""
     # Someone else's session is a 404, not a 403: its existence is none of the asker's business.
-    session = get_object_or_404(VoiceSession.objects.for_user(request.user), pk=pk)
-    return render(
-        request,
-        "voice/session_detail.html",
-        {
-            "session": session,
-            "items": session.ordered_transcript(),
-            "tool_calls": session.tool_calls.all(),
-            "usages": session.usages.all(),
-        },
-    )
+    session = get_object_or_404(VoiceSession.objects.for_user(request.user).defer("session_payload"), pk=pk)
+    items = session.transcript_page(request.GET.get("page"), ITEMS_PER_PAGE)
+    tools = Paginator(session.tool_calls.order_by("started_at", "id"), TOOL_CALLS_PER_PAGE).get_page(
+        request.GET.get("tools_page"))
+
+    def link(name: str, page: Any, forward: bool) -> str:
+        if forward and page.has_next():
+            return page_query(request.GET, name, page.next_page_number())
+        if not forward and page.has_previous():
+            return page_query(request.GET, name, page.previous_page_number())
+        return ""
+
+    return render(request, "voice/session_detail.html", {
+        "session": session,
+        "items": items.object_list,
+        "items_page": items,
+        "items_previous": link("page", items, False),
+        "items_next": link("page", items, True),
+        "tool_calls": tools.object_list,
+        "tools_page": tools,
+        "tools_previous": link("tools_page", tools, False),
+        "tools_next": link("tools_page", tools, True),
+    })
 
 
 @login_required

@@ -39,6 +39,7 @@ const els = {
   title: $("session-title"),
   status: $("session-status"),
   meta: $("session-meta"),
+  earlier: $("session-earlier"),
   close: $("session-close"),
   transcript: $("session-transcript"),
   tools: $("session-tools-body"),
@@ -529,6 +530,8 @@ function resetViewPanes() {
   els.transcript.replaceChildren();
   els.tools.replaceChildren();
   els.events.replaceChildren();
+  els.earlier.replaceChildren();
+  els.earlier.hidden = true;
   els.noTools.hidden = false;
   updateEventsCount();
 }
@@ -549,12 +552,32 @@ function applySessionSnapshot(message) {
   for (const item of message.items || []) renderItem(item);
   for (const tool of message.tool_calls || []) renderTool(tool);
   for (const event of message.events || []) renderEvent(event);
+  renderEarlier(message.earlier, message.transcript_url);
   updateEventsCount();
   view.loaded = true;
   els.view.removeAttribute("aria-busy");
   renderViewHeader();
   els.transcript.scrollTop = els.transcript.scrollHeight;
   els.events.scrollTop = els.events.scrollHeight;
+}
+
+function renderEarlier(earlier, url) {
+  // A long session's snapshot holds only its latest rows; say what was left out and where it is.
+  const counts = earlier && typeof earlier === "object" ? earlier : {};
+  const parts = [
+    ["items", "transcript item", "transcript items"],
+    ["tool_calls", "tool call", "tool calls"],
+    ["events", "event", "events"],
+  ]
+    .filter(([key]) => Number(counts[key]) > 0)
+    .map(([key, one, many]) => `${formatCount(counts[key])} earlier ${Number(counts[key]) === 1 ? one : many}`);
+  if (!parts.length) return;
+  const children = [`Showing the latest rows only: ${parts.join(", ")} not shown here. `];
+  if (typeof url === "string" && url.startsWith("/")) {
+    children.push(h("a", { href: url, target: "_blank", rel: "noopener", id: "session-full-record" }, "Open the full record"));
+  }
+  els.earlier.replaceChildren(...children);
+  els.earlier.hidden = false;
 }
 
 function renderViewHeader() {
