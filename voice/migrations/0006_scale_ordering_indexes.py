@@ -2,7 +2,6 @@
 
 import django.db.models.deletion
 from django.conf import settings
-from django.contrib.postgres.operations import TrigramExtension
 from django.db import migrations, models
 
 # Transcript search (the admin's and "My sessions'") is a case-insensitive substring match, which Django
@@ -14,6 +13,9 @@ TRGM_INDEX = "transcript_text_trgm"
 def create_trigram_index(apps, schema_editor):  # type: ignore[no-untyped-def]
     if schema_editor.connection.vendor != "postgresql":
         return
+    # Here rather than TrigramExtension(): its reverse queries pg_extension even on SQLite. Going back
+    # leaves the extension installed (other apps may use it); only the index is ours.
+    schema_editor.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
     schema_editor.execute(
         f"CREATE INDEX IF NOT EXISTS {TRGM_INDEX} ON voice_transcriptitem USING gin (UPPER(text) gin_trgm_ops)"
     )
@@ -105,6 +107,5 @@ class Migration(migrations.Migration):
             model_name="transcriptitem",
             index=models.Index(fields=["session", "created_at", "id"], name="transcript_session_created"),
         ),
-        TrigramExtension(),  # a no-op on other databases
         migrations.RunPython(create_trigram_index, drop_trigram_index, elidable=False),
     ]
