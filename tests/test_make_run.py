@@ -64,7 +64,10 @@ class Site:
                    SQLITE_PATH=str(tmp_path / "run.sqlite3"), DJANGO_DEBUG="1", EMULATOR_MAX_RESTARTS="2")
         self.log = (tmp_path / "run.log").open("wb")
         # Its own process group, like a command started in a terminal (Ctrl-C signals that group).
-        self.proc = subprocess.Popen(["make", "--no-print-directory", "run"], cwd=REPO, env=env,
+        # `-o .venv/.installed`: the test runs what is installed; it must never reinstall the venv under
+        # the suite (`make test` has just checked it is current).
+        self.proc = subprocess.Popen(["make", "--no-print-directory", "-o", ".venv/.installed", "run"], cwd=REPO,
+                                     env=env,
                                      stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         self.log_path = tmp_path / "run.log"
 
