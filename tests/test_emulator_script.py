@@ -84,9 +84,9 @@ def test_the_command_line_entry_point_shows_help():
     assert "--port" in result.stdout and "--script" in result.stdout
 
 
-def test_only_the_demo_script_lets_speech_interrupt_the_model():
+def test_only_the_demo_and_interruption_scripts_let_speech_interrupt_the_model():
     # Existing scripts keep their exact event order: a continuous test tone cannot cut their replies.
-    assert {name for name in available_scripts() if load_script(name).vad.barge_in} == {"demo"}
+    assert {name for name in available_scripts() if load_script(name).vad.barge_in} == {"demo", "interruption"}
 
 
 def test_the_demo_script_has_several_turns_both_default_tools_and_a_reply_long_enough_to_interrupt():
