@@ -125,10 +125,27 @@ class VoiceConfigAdmin(SimpleHistoryAdmin):
 
     @admin.display(description="Session payload sent to OpenAI")
     def session_payload_preview(self, obj: VoiceConfig) -> str:
+        if getattr(obj, "form_has_errors", False):
+            # The instance holds the rejected values: never show them as if they were the payload.
+            saved = VoiceConfig.objects.filter(pk=obj.pk).first() if obj.pk else None
+            if saved is None:
+                return format_html('<p class="help">{}</p>', "No payload yet: the form has errors, and nothing "
+                                   "was saved.")
+            note = ("The form has errors, so nothing was saved: this is the payload of the saved config, "
+                    "without the changes above.")
+            return format_html('<p class="errornote payload-note">{}</p><pre>{}</pre>', note,
+                               json.dumps(saved.to_session_payload(), indent=2))
         if not obj.pk:
             return "—"
         # No MCP credential in here: it is added from the server's environment only when a call starts.
         return format_html("<pre>{}</pre>", json.dumps(obj.to_session_payload(), indent=2))
+
+    def render_change_form(self, request: HttpRequest, context: dict[str, Any], add: bool = False,
+                           change: bool = False, form_url: str = "", obj: Any = None) -> HttpResponse:
+        form = context["adminform"].form
+        if form.is_bound and form.errors:
+            form.instance.form_has_errors = True  # read by session_payload_preview
+        return super().render_change_form(request, context, add, change, form_url, obj)
 
     def save_model(self, request: HttpRequest, obj: VoiceConfig, form: Any, change: bool) -> None:
         obj.updated_by = request.user  # type: ignore[assignment]
