@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 PORT=${PORT:-8000}
 EMULATOR_PORT=${EMULATOR_PORT:-8765}
-EMULATOR_SCRIPT=${EMULATOR_SCRIPT:-}
+EMULATOR_SCRIPT=${EMULATOR_SCRIPT:-demo}
 # How many times the emulator may die within a minute before we give up (and stop everything).
 EMULATOR_MAX_RESTARTS=${EMULATOR_MAX_RESTARTS:-3}
 

@@ -82,3 +82,36 @@ def test_the_command_line_entry_point_shows_help():
     )
     assert result.returncode == 0, result.stderr
     assert "--port" in result.stdout and "--script" in result.stdout
+
+
+def test_only_the_demo_and_interruption_scripts_let_speech_interrupt_the_model():
+    # Existing scripts keep their exact event order: a continuous test tone cannot cut their replies.
+    assert {name for name in available_scripts() if load_script(name).vad.barge_in} == {"demo", "interruption"}
+
+
+def test_the_demo_script_has_several_turns_both_default_tools_and_a_reply_long_enough_to_interrupt():
+    from voice.tools import tool_names
+
+    script = load_script("demo")
+    assert len(script.turns) >= 5
+    tools = [turn.tool_call.name for turn in script.turns if turn.tool_call is not None]
+    assert tools == ["current_time", "calculator"]
+    assert set(tools) <= set(tool_names())
+    words_per_turn = [len(turn.assistant.split()) for turn in script.turns]
+    # At the default pace (110 ms a word) the longest reply lasts several seconds.
+    assert max(words_per_turn) * script.timing.audio_ms_per_word >= 8000
+
+
+def test_a_tool_reply_quotes_the_whole_output_or_fields_of_a_json_object():
+    spec = load_script("demo").turns[1].tool_call
+    assert spec is not None
+    reply = spec.reply_with(json.dumps({"time": "09:41", "weekday": "Tuesday", "n": 3}))
+    assert "09:41 in UTC, on a Tuesday" in reply
+    assert spec.reply_with("not json") == spec.reply.replace("{output.time}", "not json").replace(
+        "{output.weekday}", "not json")
+    calc = Script.model_validate({"name": "x", "turns": [{"user": "a", "assistant": "b", "tool_call": {
+        "name": "calculator", "reply": "It is {output.result}, from {output}."}}]}).turns[0].tool_call
+    assert calc is not None
+    output = json.dumps({"expression": "2*3", "result": 6})
+    assert calc.reply_with(output) == f"It is 6, from {output}."
+    assert calc.reply_with(json.dumps({"error": {"message": "no"}})).startswith('It is {"error"')

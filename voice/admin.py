@@ -6,6 +6,7 @@ import itertools
 import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from decimal import Decimal
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -17,6 +18,8 @@ from django.core.paginator import Paginator
 from django.db.models import Prefetch, QuerySet
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, QueryDict, StreamingHttpResponse
+from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from simple_history.admin import SimpleHistoryAdmin
 
@@ -125,10 +128,27 @@ class VoiceConfigAdmin(SimpleHistoryAdmin):
 
     @admin.display(description="Session payload sent to OpenAI")
     def session_payload_preview(self, obj: VoiceConfig) -> str:
+        if getattr(obj, "form_has_errors", False):
+            # The instance holds the rejected values: never show them as if they were the payload.
+            saved = VoiceConfig.objects.filter(pk=obj.pk).first() if obj.pk else None
+            if saved is None:
+                return format_html('<p class="help">{}</p>', "No payload yet: the form has errors, and nothing "
+                                   "was saved.")
+            note = ("The form has errors, so nothing was saved: this is the payload of the saved config, "
+                    "without the changes above.")
+            return format_html('<p class="errornote payload-note">{}</p><pre>{}</pre>', note,
+                               json.dumps(saved.to_session_payload(), indent=2))
         if not obj.pk:
             return "—"
         # No MCP credential in here: it is added from the server's environment only when a call starts.
         return format_html("<pre>{}</pre>", json.dumps(obj.to_session_payload(), indent=2))
+
+    def render_change_form(self, request: HttpRequest, context: dict[str, Any], add: bool = False,
+                           change: bool = False, form_url: str = "", obj: Any = None) -> HttpResponse:
+        form = context["adminform"].form
+        if form.is_bound and form.errors:
+            form.instance.form_has_errors = True  # read by session_payload_preview
+        return super().render_change_form(request, context, add, change, form_url, obj)
 
     def save_model(self, request: HttpRequest, obj: VoiceConfig, form: Any, change: bool) -> None:
         obj.updated_by = request.user  # type: ignore[assignment]
@@ -144,6 +164,10 @@ class LargeTableChangeList(ChangeList):
         if not (getattr(paginator, "is_estimate", False) or getattr(paginator, "is_capped", False)):
             return ""
         if self.page_num < paginator.num_pages or len(self.result_list) < self.list_per_page:
+            return ""
+        # A full page can be the last one: offer the next only if it holds a row (one indexed probe).
+        start = self.page_num * self.list_per_page
+        if not self.queryset[start:start + 1].exists():
             return ""
         return self.get_query_string({PAGE_VAR: self.page_num + 1})
 
@@ -213,12 +237,64 @@ class ToolCallInline(ReadOnlyInline):
     readonly_fields = fields
 
 
+# The nav sidebar repeats the breadcrumbs and the index, and took 300 px from every list: with the filter
+# column beside it, the session list's tokens and cost scrolled out of sight below about 1,900 px.
+admin.site.enable_nav_sidebar = False
+
+
 def _cost(cost: Any) -> str:
-    """A cost for the admin: null means the model had no price, which must stand out, not read as $0."""
+    """A cost for the admin: in dollars to a hundredth of a cent, the exact figure on hover; null means the
+    model had no price, which must stand out, not read as $0."""
     if cost is None:
         return format_html('<span class="unpriced" title="{}">unpriced</span>',
                            "No ModelPrice for this model: add one to record its cost.")
-    return f"{cost:.6f}"
+    shown = "<$0.0001" if 0 < cost < Decimal("0.0001") else f"${cost:,.4f}"
+    return format_html('<span class="cost" title="{} USD">{}</span>', f"{cost:f}", shown)
+
+
+def _duration(seconds: float | None) -> str:
+    """1 h 02 min, 3 min 07 s, 42 s."""
+    if seconds is None:
+        return "—"
+    total = max(0, round(seconds))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    if minutes:
+        return f"{minutes} min {secs:02d} s"
+    return f"{secs} s"
+
+
+def _clock(seconds: float | None) -> str:
+    """The list's narrow form: 1:02:05, 3:07, 0:42."""
+    if seconds is None:
+        return "—"
+    hours, rest = divmod(max(0, round(seconds)), 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def _session_duration(session: VoiceSession, *, narrow: bool = False) -> str:
+    seconds = session.duration_seconds
+    text = _clock(seconds) if narrow else _duration(seconds)
+    if session.is_live and seconds is not None:
+        return format_html('<span title="still running">{}…</span>', text) if narrow else f"{text} so far"
+    return text
+
+
+def _payload(payload: Any, *, summary: str, open_: bool = False) -> str:
+    """A JSON payload, indented, in a <details> that opens on a click (or already open)."""
+    text = json.dumps(payload, indent=2, ensure_ascii=False, sort_keys=False)
+    size = len(text.encode())
+    label = f"{summary} · {size:,} bytes" if summary else f"{size:,} bytes"
+    return format_html('<details class="payload"{}><summary>{}</summary><pre>{}</pre></details>',
+                       " open" if open_ else "", label, text)
+
+
+def _events_url(session_id: Any) -> str:
+    # The event list searched by a session id shows that session's events in order (SessionEventAdmin).
+    return reverse("admin:voice_sessionevent_changelist") + f"?{SEARCH_VAR}={session_id}"
 
 
 class ResponseUsageInline(ReadOnlyInline):
@@ -227,9 +303,25 @@ class ResponseUsageInline(ReadOnlyInline):
               "output_text_tokens", "output_audio_tokens", "total_tokens", "cost", "created_at")
     readonly_fields = fields
 
-    @admin.display(description="Cost (USD)")
+    @admin.display(description="Cost")
     def cost(self, obj: ResponseUsage) -> str:
         return _cost(obj.cost_usd)
+
+
+class SessionEventInline(ReadOnlyInline):
+    """The session's raw events, a page at a time, each payload folded until opened."""
+
+    model = SessionEvent
+    fields = ("seq", "direction", "created_at", "event")
+    readonly_fields = fields
+    ordering = ("seq",)
+    verbose_name = "raw event"
+    verbose_name_plural = "raw events"
+    classes = ("collapse",)
+
+    @admin.display(description="Event")
+    def event(self, obj: SessionEvent) -> str:
+        return _payload(obj.payload, summary=obj.type)
 
 
 class SessionDateFilter(admin.DateFieldListFilter):
@@ -336,8 +428,8 @@ TRANSCRIPT_PER_PAGE = 100
 
 @admin.register(VoiceSession)
 class VoiceSessionAdmin(LargeTableAdmin):
-    list_display = ("started_at", "user", "config_name", "model", "status", "end_reason", "turns",
-                    "total_tokens", "cost")
+    # Few, narrow columns: the tokens and cost must show beside the filters at ordinary widths.
+    list_display = ("started", "user", "config_and_model", "state", "length", "tokens", "cost")
     # No date_hierarchy: its year/month/day links are a SELECT DISTINCT over every session on each view.
     # The started_at filter below gives the same narrowing at the cost of an index range.
     list_filter = ("status", "config", ModelFilter, ("started_at", SessionDateFilter))
@@ -349,15 +441,17 @@ class VoiceSessionAdmin(LargeTableAdmin):
     show_full_result_count = False
     paginator = LargeTablePaginator
     list_per_page = 50
-    inlines = (ToolCallInline, ResponseUsageInline)
+    inlines = (ToolCallInline, ResponseUsageInline, SessionEventInline)
     actions = ("export_json", "export_text")
     readonly_fields = ("id", "user", "config", "config_name", "model", "status", "call_id", "openai_session_id",
                        "started_at", "connected_at", "ended_at", "end_reason", "error", "turns", "input_tokens",
-                       "output_tokens", "total_tokens", "cost", "transcript", "session_payload_pretty")
+                       "output_tokens", "total_tokens", "cost", "transcript", "session_payload_pretty",
+                       "duration", "raw_events")
     fieldsets = (
-        (None, {"fields": ("id", "user", "config", "config_name", "model", "status", "end_reason", "error")}),
+        (None, {"fields": ("id", "user", "config", "config_name", "model", "status", "end_reason", "error",
+                           "raw_events")}),
         ("Transcript", {"fields": ("transcript",)}),
-        ("Timing and call", {"fields": ("started_at", "connected_at", "ended_at", "call_id",
+        ("Timing and call", {"fields": ("started_at", "connected_at", "ended_at", "duration", "call_id",
                                         "openai_session_id")}),
         ("Usage", {"fields": ("turns", "input_tokens", "output_tokens", "total_tokens", "cost")}),
         ("Session payload", {"classes": ("collapse",), "fields": ("session_payload_pretty",)}),
@@ -386,9 +480,45 @@ class VoiceSessionAdmin(LargeTableAdmin):
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
-    @admin.display(description="Cost (USD)", ordering="cost_usd")
+    class Media:
+        css = {"all": ("voice/admin.css",)}
+
+    @admin.display(description="Started", ordering="started_at")
+    def started(self, obj: VoiceSession) -> str:
+        local = timezone.localtime(obj.started_at)
+        # The year is hidden on phones (voice/admin.css), where every column counts.
+        return format_html('<span class="year">{}-</span>{}', f"{local:%Y}", f"{local:%m-%d %H:%M}")
+
+    @admin.display(description="Config · model", ordering="config_name")
+    def config_and_model(self, obj: VoiceSession) -> str:
+        return format_html('{}<br><span class="quiet">{}</span>', obj.config_name, obj.model)
+
+    @admin.display(description="Status", ordering="status")
+    def state(self, obj: VoiceSession) -> str:
+        if not obj.end_reason:
+            return obj.get_status_display()
+        return format_html('{}<br><span class="quiet end-reason">{}</span>', obj.get_status_display(), obj.end_reason)
+
+    @admin.display(description="Duration")
+    def duration(self, obj: VoiceSession) -> str:
+        return _session_duration(obj)
+
+    @admin.display(description="Length")
+    def length(self, obj: VoiceSession) -> str:
+        return _session_duration(obj, narrow=True)
+
+    @admin.display(description="Tokens", ordering="total_tokens")
+    def tokens(self, obj: VoiceSession) -> str:
+        return f"{obj.total_tokens:,}"
+
+    @admin.display(description="Cost", ordering="cost_usd")
     def cost(self, obj: VoiceSession) -> str:
         return _cost(obj.cost_usd)
+
+    @admin.display(description="Raw events")
+    def raw_events(self, obj: VoiceSession) -> str:
+        return format_html('<a href="{}">Every event of this session, in order</a> (also below, under '
+                           '<a href="#events-group">Raw events</a>)', _events_url(obj.pk))
 
     @admin.display(description="Transcript")
     def transcript(self, obj: VoiceSession) -> str:
@@ -439,8 +569,10 @@ class VoiceSessionAdmin(LargeTableAdmin):
 
 @admin.register(SessionEvent)
 class SessionEventAdmin(LargeTableAdmin):
-    list_display = ("session_id", "seq", "direction", "type", "created_at")
+    list_display = ("session_link", "seq", "direction", "type", "created_at")
     list_filter = ("direction",)
+    fields = ("session_link", "seq", "direction", "type", "created_at", "event")
+    readonly_fields = fields
     search_fields = ("=session__id", "type")
     search_help_text = "A session id shows that session's events in order; other text finds event types it starts."
     paginator = AppendOnlyPaginator
@@ -471,6 +603,28 @@ class SessionEventAdmin(LargeTableAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    class Media:
+        css = {"all": ("voice/admin.css",)}
+
+    @admin.display(description="Session", ordering="session_id")
+    def session_link(self, obj: SessionEvent) -> str:
+        # From the id alone: no join, no query per row.
+        url = reverse("admin:voice_voicesession_change", args=[obj.session_id])
+        return format_html('<a href="{}" title="{}">{}…</a> · <a href="{}">its events</a>', url, obj.session_id,
+                           str(obj.session_id)[:8], _events_url(obj.session_id))
+
+    @admin.display(description="Payload")
+    def event(self, obj: SessionEvent) -> str:
+        return _payload(obj.payload, summary=obj.type, open_=True)
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        # Searched by a session id: say whose events these are, and link back to the session.
+        session_id = _as_uuid(request.GET.get(SEARCH_VAR, "").strip())
+        if session_id is not None:
+            extra_context = {**(extra_context or {}), "events_session": session_id,
+                             "events_session_url": reverse("admin:voice_voicesession_change", args=[session_id])}
+        return super().changelist_view(request, extra_context)
 
 
 def _as_uuid(text: str) -> uuid.UUID | None:

@@ -18,8 +18,17 @@ Turn taking (deliberately simpler than OpenAI's VAD, so runs repeat exactly):
 * energy for ``vad.min_speech_ms`` -> ``speech_started``; quiet for the silence time, or an utterance
   reaching ``vad.max_utterance_ms`` (a fake microphone never stops beeping) -> ``speech_stopped``;
 * while a user turn or a response is in progress, while the assistant's audio plays and for
-  ``vad.cooldown_ms`` after it, the microphone is ignored: there is no barge-in;
+  ``vad.cooldown_ms`` after it, the microphone is ignored, unless the script turns on
+  ``vad.barge_in``: then speech over the assistant's audio interrupts it (below);
 * once the script's turns are used up (and ``repeat`` is off), speech is ignored.
+
+Barge-in (``vad.barge_in``, and the session's ``turn_detection.interrupt_response``, on by default),
+as OpenAI's server VAD does it on WebRTC, where the server knows how much of its audio was played:
+speech while the assistant's audio plays gives ``input_audio_buffer.speech_started``; a response still
+being generated is cancelled (its ``response.done`` says ``cancelled``, reason ``turn_detected``);
+then ``output_audio_buffer.cleared`` names the response whose audio stopped, and
+``conversation.item.truncated`` cuts the assistant item at ``audio_end_ms``, the audio played so far
+(its transcript shortened to match). The user's turn then goes on as any other.
 """
 
 from __future__ import annotations
@@ -43,7 +52,7 @@ import av
 from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from .script import OUTPUT_PLACEHOLDER, Script, Timing, Turn
+from .script import Script, Timing, Turn
 from .validation import (
     RealtimeError,
     check_client_event,
@@ -173,6 +182,7 @@ class _Playout:
     item_id: str
     end: float
     cleared: bool = False
+    start: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -251,6 +261,7 @@ class EmulatedCall:
         self._quiet_ms = 0.0
         self._speech: _Speech | None = None
         self._turn_task: asyncio.Task[None] | None = None
+        self._barge_in_task: asyncio.Task[None] | None = None
         self._cooldown_until = 0.0
 
     # --- lifecycle -------------------------------------------------------------------------------------
@@ -578,11 +589,16 @@ class EmulatedCall:
                 code="invalid_value",
                 param="audio_end_ms",
             )
-        part = content[content_index]
+        self._truncate(item, content_index, audio_end_ms)
+
+    def _truncate(self, item: dict[str, Any], content_index: int, audio_end_ms: int) -> None:
+        """Cut an assistant item's audio (and its transcript, in proportion) at ``audio_end_ms``."""
+        produced = self._meta.get(item["id"], _ItemMeta()).audio_ms
+        part = item["content"][content_index]
         words = _words(part.get("transcript") or "")
         keep = math.floor(len(words) * audio_end_ms / produced) if produced else 0
         part["transcript"] = "".join(words[:keep])
-        self._meta[item["id"]].audio_ms = audio_end_ms
+        self._meta.setdefault(item["id"], _ItemMeta()).audio_ms = audio_end_ms
         self._emit(
             "conversation.item.truncated", item_id=item["id"], content_index=content_index, audio_end_ms=audio_end_ms
         )
@@ -721,7 +737,7 @@ class EmulatedCall:
     def _mic_ignored(self) -> bool:
         if self._turn_detection() is None:
             return True
-        if self._speech is not None:
+        if self._speech is not None or self._may_barge_in():
             return False
         # While a tool runs the script waits for its output; a new turn now would steal the reply.
         waiting_for_tool = self._awaiting_tool is not None and self._awaiting_tool.output is None
@@ -755,8 +771,50 @@ class EmulatedCall:
             self._stop_speech(self._mic_ms)
 
     def _start_speech(self, turn: Turn, start_ms: float) -> None:
+        interrupting = self._may_barge_in()
         self._speech = _Speech(item_id=new_id("item"), turn=turn, start_ms=start_ms)
         self._emit("input_audio_buffer.speech_started", audio_start_ms=int(start_ms), item_id=self._speech.item_id)
+        if interrupting:
+            self._barge_in()
+
+    def _may_barge_in(self) -> bool:
+        """Speech now would interrupt the assistant's audio (see the module docstring)."""
+        playout = self._playout
+        if not self.script.vad.barge_in or playout is None or playout.cleared:
+            return False
+        if not (self._turn_detection() or {}).get("interrupt_response", True):
+            return False
+        user_turn_running = self._turn_task is not None and not self._turn_task.done()
+        barging = self._barge_in_task is not None and not self._barge_in_task.done()
+        return self._speech is None and not user_turn_running and not barging
+
+    def _barge_in(self) -> None:
+        playout = self._playout
+        assert playout is not None
+        response = self._response
+        if response is not None:
+            response.cancel_reason = "turn_detected"
+            response.cancelled.set()
+        self._barge_in_task = self._spawn(self._finish_barge_in(playout, response))
+
+    async def _finish_barge_in(self, playout: _Playout, response: _Response | None) -> None:
+        # The cancelled response ends at its next step; its item is complete (status incomplete) before
+        # the audio is cleared and the item truncated, as OpenAI orders them.
+        if response is not None and response.task is not None:
+            await asyncio.wait({response.task})
+        if playout.cleared:  # an output_audio_buffer.clear got there first
+            return
+        played_ms = int((time.monotonic() - playout.start) * 1000)
+        playout.cleared = True
+        if self._playout is playout:
+            # No cooldown: the user is speaking, and the mic must keep hearing them.
+            self._playout = None
+            self._tone.playing = False
+        self._emit("output_audio_buffer.cleared", response_id=playout.response_id)
+        item = self._items.get(playout.item_id)
+        if item is not None and item.get("content"):
+            produced = self._meta.get(playout.item_id, _ItemMeta()).audio_ms
+            self._truncate(item, 0, max(0, min(played_ms, produced)))
 
     def _stop_speech(self, end_ms: float) -> None:
         speech = self._speech
@@ -802,6 +860,8 @@ class EmulatedCall:
         timing = self._timing(turn)
         if not manual:
             await asyncio.sleep(timing.commit_ms / 1000)
+        if self._barge_in_task is not None and not self._barge_in_task.done():
+            await asyncio.wait({self._barge_in_task})  # the interrupted reply is settled first
         previous = self._last_item_id
         self._buffer_ms = 0.0
         self._emit("input_audio_buffer.committed", previous_item_id=previous, item_id=item_id)
@@ -885,7 +945,7 @@ class EmulatedCall:
         awaiting = self._awaiting_tool
         if awaiting is not None and awaiting.output is not None and awaiting.turn.tool_call is not None:
             self._awaiting_tool = None
-            reply = awaiting.turn.tool_call.reply.replace(OUTPUT_PLACEHOLDER, awaiting.output)
+            reply = awaiting.turn.tool_call.reply_with(awaiting.output)
             return "message", awaiting.turn, reply
         turn, self._pending_turn = self._pending_turn, None
         if turn is None:

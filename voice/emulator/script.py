@@ -8,6 +8,7 @@ same script yields the same events in the same order with the same text; only id
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -15,6 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 SCRIPTS_DIR = Path(__file__).resolve().parent / "scripts"
 OUTPUT_PLACEHOLDER = "{output}"
+# "{output}" is the whole output string; "{output.time}" one field of an output that is a JSON object
+# (the whole output when it is not one, or lacks the field), so a reply can read like speech.
+OUTPUT_FIELD = re.compile(r"\{output(?:\.([A-Za-z0-9_]{1,64}))?\}")
 
 TranscriptionTiming = Literal["before_response", "after_response_created", "after_response_done"]
 
@@ -40,6 +44,12 @@ class VadSettings(_Strict):
     # After the assistant's audio ends the microphone is ignored this long, so a continuous tone does
     # not start the next turn at once and the event order stays the same from run to run.
     cooldown_ms: int = Field(default=800, ge=0)
+    # Speaking over the assistant's audio interrupts it, as OpenAI's server VAD does on WebRTC (when the
+    # session's turn_detection.interrupt_response is on, its default): speech_started, the running
+    # response cancelled (reason turn_detected), output_audio_buffer.cleared, and the assistant item
+    # truncated at the audio played so far. Off by default so that a continuous test tone cannot cut
+    # the scripted replies and the event order of existing scripts stays exactly as it was.
+    barge_in: bool = False
 
 
 class Timing(_Strict):
@@ -59,15 +69,35 @@ class Timing(_Strict):
 class ToolCallSpec(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_\-]{1,64}$")
     arguments: dict[str, Any] = Field(default_factory=dict)
-    # The reply after the function_call_output arrives; "{output}" is replaced by the output string.
+    # The reply after the function_call_output arrives; "{output}" is replaced by the output string,
+    # "{output.<field>}" by one field of a JSON-object output (see OUTPUT_FIELD).
     reply: str
 
     @field_validator("reply")
     @classmethod
     def _reply_quotes_output(cls, value: str) -> str:
-        if OUTPUT_PLACEHOLDER not in value:
-            raise ValueError(f"tool_call.reply must contain {OUTPUT_PLACEHOLDER} so the output is acknowledged")
+        if not OUTPUT_FIELD.search(value):
+            raise ValueError(
+                f"tool_call.reply must contain {OUTPUT_PLACEHOLDER} (or {{output.<field>}}) so the output is "
+                "acknowledged"
+            )
         return value
+
+    def reply_with(self, output: str) -> str:
+        """The reply quoting ``output``: the whole string, or the named fields of a JSON object."""
+        try:
+            data = json.loads(output)
+        except ValueError:
+            data = None
+
+        def field(match: re.Match[str]) -> str:
+            key = match.group(1)
+            if key is None or not isinstance(data, dict) or key not in data:
+                return output
+            value = data[key]
+            return value if isinstance(value, str) else json.dumps(value)
+
+        return OUTPUT_FIELD.sub(field, self.reply)
 
 
 class Turn(_Strict):
