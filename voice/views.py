@@ -208,5 +208,5 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         # Oldest first: the page puts each one it adds at the top, as it does for sessions ending live.
         "recent": recent,
         "admin_url": reverse("admin:voice_voicesession_change", args=[ANY_SESSION]) if may_review else "",
-        "end_reasons": wording.END_REASONS,
+        "end_reasons": wording.STAFF_END_REASONS,
     }})

@@ -44,6 +44,13 @@ END_REASONS: dict[str, str] = {
     "client_error:ice": "The audio connection failed (network or firewall).",
     "client_error:datachannel": "The connection for the conversation's events failed.",
 }
+# The same, as staff watching someone else's call read it.
+STAFF_END_REASONS: dict[str, str] = {
+    **END_REASONS,
+    "hangup": "The user hung up.",
+    "page_unload": "The user closed the page during the call.",
+    "not_logged_in": "The user was logged out.",
+}
 ENDED_FALLBACK = "The call ended."
 FAILED_FALLBACK = "The call failed."
 
