@@ -239,7 +239,7 @@ function totalsUrl() {
 
 async function refreshCost() {
   const url = totalsUrl();
-  if (!url) return;
+  if (!url || callStartedAt === null) return; // a call that never connected cost nothing worth showing
   try {
     const response = await fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" });
     if (!response.ok) return;

@@ -168,3 +168,19 @@ def test_the_dashboard_with_and_without_a_session_open(e2e: Harness, audit: Audi
     expect_state(chat, "ended")
     audit(dash, "dashboard-session-ended")
     audit.assert_clean()
+
+
+def test_the_checks_catch_poor_contrast_a_nameless_button_and_sideways_scrolling(e2e: Harness,
+                                                                                 axe_ready: None) -> None:
+    """The audit above can fail: a page with known faults is reported, each fault by name."""
+    page = e2e.new_page("faulty")
+    page.goto("/accounts/login/")
+    page.evaluate("""() => {
+      const main = document.querySelector("main");
+      main.insertAdjacentHTML("beforeend",
+        '<p style="color:#c8c8c8;background:#fff">faint words</p><button type="button"></button>' +
+        '<div style="width:2000px;height:4px"></div>');
+    }""")
+    found = "\n".join(check_page(page, "faulty"))
+    assert "color-contrast" in found and "button-name" in found, found
+    assert "faulty at 320 px scrolls sideways" in found and "faulty at 1280 px scrolls sideways" in found, found
