@@ -30,6 +30,8 @@ END_REASONS: dict[str, str] = {
     "session_expired": "The call reached the voice service's time limit.",
     "idle_timeout": "The call ended after a long silence.",
     "call_ended": "The voice service ended the call.",
+    "abandoned": "The page left the call and did not come back in time.",
+    "sideband_lost": "The server lost its connection to the voice service.",
     "upstream_error": "The voice service failed during the call.",
     "service_unavailable": "The voice service was not available.",
     "reconnect_failed": "The connection to the server was lost and could not be restored.",
@@ -49,6 +51,7 @@ STAFF_END_REASONS: dict[str, str] = {
     **END_REASONS,
     "hangup": "The user hung up.",
     "page_unload": "The user closed the page during the call.",
+    "abandoned": "The user's page left the call and did not come back in time.",
     "not_logged_in": "The user was logged out.",
 }
 ENDED_FALLBACK = "The call ended."

@@ -448,10 +448,13 @@ client.addEventListener("state", (e) => {
 });
 
 client.addEventListener("init", (e) => {
-  sessionsThisCall += 1;
   serverMode = e.detail.protocol === 2 || e.detail.mode === "server";
   renderTyping(client.state);
-  if (sessionsThisCall > 1) addDivider("Reconnected: a new session has started.");
+  // A resumed session is the same conversation going on: no divider, nothing announced twice.
+  if (!e.detail.resumed) {
+    sessionsThisCall += 1;
+    if (sessionsThisCall > 1) addDivider("Reconnected: a new session has started.");
+  }
   renderSessionInfo();
 });
 

@@ -118,7 +118,7 @@ function reasonText(summary) {
 function announce(text) {
   // Cleared first, so that the same sentence twice is still announced twice.
   els.announcer.textContent = "";
-  requestAnimationFrame(() => { els.announcer.textContent = text; });
+  setTimeout(() => { els.announcer.textContent = text; }, 50);
 }
 
 function formatCount(value) {

@@ -135,7 +135,14 @@ def test_the_microphone_meter_moves_and_the_chosen_microphone_is_used(e2e: Harne
     expect(page.locator("#mic-level")).to_have_attribute("style", re.compile(r"width: 0"))
 
 
+def _relay_mode() -> None:
+    """Typed turns go over the browser's own event channel: relay mode (where configs have a call mode)."""
+    if any(field.name == "call_mode" for field in VoiceConfig._meta.get_fields()):
+        VoiceConfig.objects.update(call_mode="relay")
+
+
 def test_a_typed_turn_is_answered_and_the_timer_and_recorded_cost_are_shown(e2e: Harness, owner: User) -> None:
+    _relay_mode()
     page = e2e.new_page("chat")
     log_in(page, "alice", "alice-pass-2026", next_path="/voice/")
     expect(page.locator("#say")).to_be_disabled()
@@ -160,6 +167,14 @@ def test_a_typed_turn_is_answered_and_the_timer_and_recorded_cost_are_shown(e2e:
     expect(typed).to_have_count(1)
     expect(assistant).to_have_count(2)  # and the assistant answered it
     expect(page.locator("#say")).to_be_focused()
+
+    # A server-controlled call (protocol 2): the browser may not send model events, so typing is off
+    # and the page says so.
+    page.evaluate("""() => window.voiceClient.dispatchEvent(new CustomEvent("init", { detail: {
+      sessionId: window.voiceClient.sessionId, protocol: 2, mode: "server", resumed: true } }))""")
+    expect(page.locator("#say")).to_be_disabled()
+    expect(page.locator("#say-help")).to_contain_text("Typing is not available")
+    expect(page.locator("#transcript li.divider")).to_have_count(0)  # a resumed session is no new one
 
     page.click("#hangup")
     expect_state(page, "ended")
