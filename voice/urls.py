@@ -7,5 +7,7 @@ urlpatterns = [
     path("", views.chat, name="chat"),
     path("sessions/", views.session_list, name="session_list"),
     path("sessions/<uuid:pk>/", views.session_detail, name="session_detail"),
+    path("sessions/<uuid:pk>/totals", views.session_totals, name="session_totals"),
+    path("sessions/<uuid:pk>/conversation.<str:fmt>", views.session_download, name="session_download"),
     path("dashboard/", views.dashboard, name="dashboard"),
 ]

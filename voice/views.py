@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db import connection
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.templatetags.static import static
+from django.urls import reverse
+from django.utils.text import slugify
+from django.views.decorators.cache import cache_control
+from django.views.decorators.http import require_GET
 
-from voice.models import VoiceConfig, VoiceSession
+from voice import wording
+from voice.models import TranscriptItem, VoiceConfig, VoiceSession
 from voice.paging import page_query
+
+# Pages build links to a session from a URL with this id in it (the scripts put the real one in).
+ANY_SESSION = "00000000-0000-0000-0000-000000000000"
+# The dashboard's "Recently ended", read from the database when the page opens.
+RECENT_SESSIONS = 20
 
 
 def home(request: HttpRequest) -> HttpResponse:
@@ -29,6 +41,13 @@ def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"ok": True})
 
 
+@require_GET
+@cache_control(max_age=86400)
+def favicon(request: HttpRequest) -> HttpResponse:
+    """Browsers ask for /favicon.ico on pages that name none (the admin's): send them to the real one."""
+    return redirect(static("voice/favicon.svg"))
+
+
 @login_required
 def chat(request: HttpRequest) -> HttpResponse:
     configs = VoiceConfig.objects.active()
@@ -36,8 +55,30 @@ def chat(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "voice/chat.html",
-        {"configs": configs, "default_slug": default.slug if default else ""},
+        {
+            "configs": configs,
+            "default_slug": default.slug if default else "",
+            "page_data": {
+                # Staff may see a session's id and call id on the page; other users never do.
+                "show_ids": request.user.is_staff,
+                "totals_url": reverse("voice:session_totals", args=[ANY_SESSION]),
+                "transcript_url": reverse("voice:session_detail", args=[ANY_SESSION]),
+                "end_reasons": wording.END_REASONS,
+            },
+        },
     )
+
+
+@login_required
+@require_GET
+def session_totals(request: HttpRequest, pk: str) -> JsonResponse:
+    """What a call has cost so far, as recorded: the chat page asks after each of the model's answers."""
+    session = (VoiceSession.objects.for_user(request.user).filter(pk=pk)
+               .values("status", "turns", "total_tokens", "cost_usd").first())
+    if session is None:
+        raise Http404("No such session.")
+    cost = session["cost_usd"]
+    return JsonResponse({**session, "cost_usd": None if cost is None else f"{cost:.6f}"})
 
 
 SESSIONS_PER_PAGE = 50
@@ -91,6 +132,67 @@ def session_detail(request: HttpRequest, pk: str) -> HttpResponse:
     })
 
 
+def _transcript_rows(session: VoiceSession) -> list[dict[str, Any]]:
+    rows = []
+    for item in session.ordered_transcript():
+        if item.kind == TranscriptItem.Kind.MESSAGE:
+            who, text = wording.speaker(item.role), item.text
+        elif item.kind == TranscriptItem.Kind.FUNCTION_CALL:
+            who, text = "Tool call", f"{item.name}({wording.readable_output(item.text)})"
+        else:
+            who, text = "Tool output", wording.readable_output(item.text)
+        rows.append({
+            "time": item.created_at.isoformat(), "at": wording.moment(item.created_at, wording.TIME_OF_DAY),
+            "speaker": who, "role": item.role, "kind": item.kind, "text": text,
+            "interrupted": item.status == TranscriptItem.Status.TRUNCATED,
+        })
+    return rows
+
+
+@login_required
+@require_GET
+def session_download(request: HttpRequest, pk: str, fmt: str) -> HttpResponse:
+    """The user's own conversation as a text or JSON file (the record's ids are not in it)."""
+    if fmt not in ("txt", "json"):
+        raise Http404("Conversations download as .txt or .json.")
+    session = get_object_or_404(VoiceSession.objects.for_user(request.user).defer("session_payload"), pk=pk)
+    rows = _transcript_rows(session)
+    started = wording.moment(session.started_at)
+    name = f"conversation-{slugify(started.replace(':', ''))}.{fmt}"
+    cost = None if session.cost_usd is None else f"{session.cost_usd:.6f}"
+    if fmt == "json":
+        body = json.dumps({
+            "started_at": session.started_at.isoformat(),
+            "ended_at": session.ended_at.isoformat() if session.ended_at else None,
+            "duration_seconds": round(session.duration_seconds or 0, 1),
+            "configuration": session.config_name, "model": session.model,
+            "status": wording.status_label(session.status),
+            "ended_because": wording.end_reason_text(session.end_reason, session.status),
+            "turns": session.turns, "total_tokens": session.total_tokens, "cost_usd": cost,
+            "transcript": [{k: v for k, v in row.items() if k != "at"} for row in rows],
+            "tool_calls": [
+                {"name": t.name, "arguments": t.arguments, "output": t.output, "status": t.get_status_display(),
+                 "started_at": t.started_at.isoformat(), "duration_ms": t.duration_ms}
+                for t in session.tool_calls.order_by("started_at", "id")
+            ],
+        }, ensure_ascii=False, indent=2)
+        response = HttpResponse(body, content_type="application/json; charset=utf-8")
+    else:
+        head = [
+            f"Conversation of {started}",
+            f"{session.config_name} · {session.model}".strip(" ·"),
+            f"Lasted {wording.duration(session.duration_seconds)} · {wording.status_label(session.status)}"
+            + (f": {wording.end_reason_text(session.end_reason, session.status)}" if session.end_reason else ""),
+            f"{session.total_tokens} tokens · " + ("cost unpriced" if cost is None else f"${session.cost_usd:.4f}"),
+            "",
+        ]
+        lines = [f"[{row['at']}] {row['speaker']}: {row['text']}" + (" [interrupted]" if row["interrupted"] else "")
+                 for row in rows]
+        response = HttpResponse("\n".join(head + lines) + "\n", content_type="text/plain; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    return response
+
+
 @login_required
 def dashboard(request: HttpRequest) -> HttpResponse:
     # A logged-in user who is not staff gets the site's own 403 page (templates/403.html), not the
@@ -98,4 +200,13 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     # Rendered rather than raised: a refused page view is not worth a traceback in the log.
     if not request.user.is_staff:
         return render(request, "403.html", {"exception": "The live dashboard is for staff."}, status=403)
-    return render(request, "voice/dashboard.html")
+    ended = (VoiceSession.objects.exclude(status__in=[VoiceSession.Status.CONNECTING, VoiceSession.Status.ACTIVE])
+             .select_related("user").defer("session_payload").order_by("-started_at")[:RECENT_SESSIONS])
+    recent = sorted((s.to_dict() for s in ended), key=lambda s: s["ended_at"] or s["started_at"])
+    may_review = request.user.has_perm("voice.view_voicesession")
+    return render(request, "voice/dashboard.html", {"page_data": {
+        # Oldest first: the page puts each one it adds at the top, as it does for sessions ending live.
+        "recent": recent,
+        "admin_url": reverse("admin:voice_voicesession_change", args=[ANY_SESSION]) if may_review else "",
+        "end_reasons": wording.STAFF_END_REASONS,
+    }})

@@ -1,6 +1,12 @@
-// Page controller for templates/voice/chat.html: wires the buttons, the picker and the
-// transcript to RealtimeVoiceClient. All protocol work lives in realtime-client.js.
+// Page controller for templates/voice/chat.html: wires the buttons, the pickers, the typed turn and
+// the transcript to RealtimeVoiceClient. All protocol work lives in realtime-client.js.
+//
+// Accessibility: the transcript is not a live region (it changes word by word while the model speaks);
+// each finished line is added once to #announcer instead. #error, #notice and #tool-activity are in the
+// page from the start, empty, so that screen readers announce what they later say. When a button that
+// has focus becomes disabled (Connect, Hang up, Mute), focus moves to the button that comes next.
 import { RealtimeVoiceClient } from "./realtime-client.js";
+import { endReasonText, formatCost, formatDuration } from "./format.js";
 
 const STATE_LABELS = {
   idle: "Not connected",
@@ -12,15 +18,23 @@ const STATE_LABELS = {
 };
 const ACTIVE_STATES = new Set(["connecting", "connected", "reconnecting"]);
 const ROLE_LABELS = { user: "You", assistant: "Assistant", tool: "Tool" };
+const ANNOUNCED_LINES_KEPT = 6;
+const MIC_STORAGE_KEY = "voice.microphone";
+const COST_AFTER_RESPONSE_MS = 1000; // the record is written in batches every quarter second or so
+const COST_POLL_MS = 10_000;
 
 const $ = (id) => document.getElementById(id);
 const els = {
   config: $("config"),
   description: $("config-description"),
+  mic: $("mic"),
+  micHelp: $("mic-help"),
   connect: $("connect"),
   hangup: $("hangup"),
   mute: $("mute"),
   state: $("state"),
+  timer: $("call-timer"),
+  cost: $("call-cost"),
   micLevel: $("mic-level"),
   activity: $("activity"),
   sessionInfo: $("session-info"),
@@ -28,17 +42,33 @@ const els = {
   notice: $("notice"),
   tool: $("tool-activity"),
   transcript: $("transcript"),
+  announcer: $("announcer"),
+  sayForm: $("say-form"),
+  say: $("say"),
+  saySend: $("say-send"),
+  sayHelp: $("say-help"),
   audio: $("remote-audio"),
 };
+const pageData = JSON.parse($("chat-data")?.textContent || "{}");
 
+// The microphone constraints the client was built with; a chosen device is added to them per call.
 const client = new RealtimeVoiceClient({ audioElement: els.audio });
+const baseAudioConstraints = client.options.audioConstraints;
 window.voiceClient = client; // for end-to-end tests and debugging
 
 let sessionsThisCall = 0;
 let meterFrame = 0;
+let meterShown = 0;
+let callStartedAt = null; // first "connected" of this call (a reconnect keeps counting)
+let callEndedAt = null;
+let timerInterval = 0;
+let costTimer = 0;
+let costPoll = 0;
+let serverMode = false; // protocol 2: the browser may not send model events (no typed turns yet)
 const speaking = { user: false, assistant: false };
+const announced = new Set();
 
-// ---------------------------------------------------------------- picker
+// ---------------------------------------------------------------- pickers
 
 function hasConfigs() {
   return Boolean(els.config && els.config.options.length && els.config.value);
@@ -62,35 +92,72 @@ function preselectFromUrl() {
   if (match) els.config.value = wanted;
 }
 
+async function listMicrophones() {
+  if (!navigator.mediaDevices?.enumerateDevices) {
+    els.micHelp.textContent = "This browser cannot list microphones: its default one is used.";
+    return;
+  }
+  let devices = [];
+  try {
+    devices = (await navigator.mediaDevices.enumerateDevices()).filter((d) => d.kind === "audioinput");
+  } catch {
+    return;
+  }
+  const wanted = els.mic.value || localStorage.getItem(MIC_STORAGE_KEY) || "";
+  const options = [new Option("Default microphone", "")];
+  let named = false;
+  devices.forEach((device, index) => {
+    // Before the browser may use a microphone, devices have no names (and sometimes no ids).
+    if (!device.deviceId || device.deviceId === "default") return;
+    named ||= Boolean(device.label);
+    options.push(new Option(device.label || `Microphone ${index + 1}`, device.deviceId));
+  });
+  els.mic.replaceChildren(...options);
+  els.mic.value = options.some((o) => o.value === wanted) ? wanted : "";
+  els.micHelp.textContent = named ? "" : "Names of microphones appear once the browser may use one.";
+}
+
+function chosenAudioConstraints() {
+  const deviceId = els.mic.value;
+  if (!deviceId) return baseAudioConstraints;
+  const base = typeof baseAudioConstraints === "object" && baseAudioConstraints ? baseAudioConstraints : {};
+  return { ...base, deviceId: { exact: deviceId } };
+}
+
 // ---------------------------------------------------------------- messages
 
 function showError(detail) {
-  els.error.textContent = detail.message || "Something went wrong.";
   els.error.dataset.code = detail.code || "";
   els.error.dataset.retryable = String(Boolean(detail.retryable));
-  els.error.hidden = false;
+  els.error.textContent = detail.message || "Something went wrong.";
 }
 
 function clearError(onlyCode = null) {
   if (onlyCode && els.error.dataset.code !== onlyCode) return;
   els.error.textContent = "";
   els.error.dataset.code = "";
-  els.error.hidden = true;
+  els.error.dataset.retryable = "false";
 }
 
 function showNotice(text) {
   els.notice.textContent = text;
-  els.notice.hidden = !text;
 }
 
 function showTool(text) {
   els.tool.textContent = text;
-  els.tool.hidden = !text;
+}
+
+function announce(text) {
+  const line = document.createElement("p");
+  line.textContent = text;
+  els.announcer.append(line);
+  while (els.announcer.children.length > ANNOUNCED_LINES_KEPT) els.announcer.firstElementChild.remove();
 }
 
 // ---------------------------------------------------------------- state
 
 function renderState(state) {
+  const focused = document.activeElement;
   els.state.textContent = STATE_LABELS[state] || state;
   els.state.dataset.state = state;
   const active = ACTIVE_STATES.has(state);
@@ -98,19 +165,44 @@ function renderState(state) {
   els.hangup.disabled = !active;
   els.mute.disabled = !active;
   if (els.config) els.config.disabled = active || !hasConfigs();
+  els.mic.disabled = active;
   if (active) startMeter();
   else stopMeter();
   if (!active) {
     speaking.user = speaking.assistant = false;
     renderActivity();
   }
+  renderTyping(state);
+  renderTimer(state);
+  keepFocus(focused, active);
+}
+
+// A control that had focus and is now disabled drops it to <body>: put it where the next step is.
+function keepFocus(focused, active) {
+  if (!focused || focused === document.body || !focused.disabled) return;
+  const next = active ? els.hangup : els.connect.disabled ? els.config : els.connect;
+  if (next && !next.disabled) next.focus();
+}
+
+function renderTyping(state) {
+  const ready = state === "connected" && !serverMode;
+  els.say.disabled = !ready;
+  els.saySend.disabled = !ready;
+  if (serverMode && ACTIVE_STATES.has(state)) {
+    els.sayHelp.textContent = "Typing is not available with this configuration yet: please speak.";
+  } else if (ready) {
+    els.sayHelp.textContent = "What you type is sent as your turn, and the assistant answers it.";
+  } else {
+    els.sayHelp.textContent = "Connect first; then what you type is sent as your turn.";
+  }
 }
 
 function renderSessionInfo() {
   const parts = [];
-  if (client.sessionId) parts.push(`session ${client.sessionId}`);
-  if (client.callId) parts.push(`call ${client.callId}`);
-  if (client.model) parts.push(client.model);
+  if (client.model) parts.push(`model ${client.model}`);
+  // Ids are for staff reading logs; other people have no use for them.
+  if (pageData.show_ids && client.sessionId) parts.push(`session ${client.sessionId}`);
+  if (pageData.show_ids && client.callId) parts.push(`call ${client.callId}`);
   els.sessionInfo.textContent = parts.join(" · ");
 }
 
@@ -118,10 +210,68 @@ function renderActivity() {
   els.activity.textContent = speaking.assistant ? "Assistant is speaking…" : speaking.user ? "Listening…" : "";
 }
 
+// ---------------------------------------------------------------- call timer and cost
+
+function renderTimer(state) {
+  if (state === "connected" && callStartedAt === null) callStartedAt = Date.now();
+  if (ACTIVE_STATES.has(state)) {
+    callEndedAt = null;
+    if (!timerInterval) timerInterval = setInterval(tickTimer, 1000);
+  } else {
+    if (callStartedAt !== null && callEndedAt === null) callEndedAt = Date.now();
+    clearInterval(timerInterval);
+    timerInterval = 0;
+  }
+  tickTimer();
+}
+
+function tickTimer() {
+  const elapsed = callStartedAt === null ? 0 : (callEndedAt ?? Date.now()) - callStartedAt;
+  els.timer.textContent = formatDuration(elapsed);
+  els.timer.dateTime = `PT${Math.floor(elapsed / 1000)}S`;
+}
+
+function totalsUrl() {
+  const id = client.sessionId;
+  if (!id || !pageData.totals_url) return null;
+  return pageData.totals_url.replace("00000000-0000-0000-0000-000000000000", encodeURIComponent(id));
+}
+
+async function refreshCost() {
+  const url = totalsUrl();
+  if (!url || callStartedAt === null) return; // a call that never connected cost nothing worth showing
+  try {
+    const response = await fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" });
+    if (!response.ok) return;
+    const totals = await response.json();
+    els.cost.hidden = false;
+    els.cost.dataset.cost = totals.cost_usd ?? "";
+    els.cost.textContent = totals.cost_usd === null
+      ? "Cost: not priced for this model"
+      : `Cost so far ${formatCost(totals.cost_usd)}`;
+  } catch {
+    // Offline for a moment: the next answer or the poll tries again.
+  }
+}
+
+function refreshCostSoon(delay = COST_AFTER_RESPONSE_MS) {
+  clearTimeout(costTimer);
+  costTimer = setTimeout(refreshCost, delay);
+}
+
+// ---------------------------------------------------------------- microphone meter
+
 function startMeter() {
   if (meterFrame) return;
   const tick = () => {
-    els.micLevel.style.width = `${Math.round(client.getInputLevel() * 100)}%`;
+    // getInputLevel() is the RMS times 4, capped at 1. Speech sits around -40..-15 dBFS, which on a
+    // linear scale barely moves the bar: show decibels from -60 (empty) to -12 (full) instead, rising
+    // at once and falling slowly, as level meters do.
+    const rms = client.getInputLevel() / 4;
+    const db = rms > 0 ? 20 * Math.log10(rms) : -100;
+    const level = Math.min(1, Math.max(0, (db + 60) / 48));
+    meterShown = Math.max(level, meterShown * 0.9);
+    els.micLevel.style.width = `${Math.round(meterShown * 100)}%`;
     meterFrame = requestAnimationFrame(tick);
   };
   meterFrame = requestAnimationFrame(tick);
@@ -130,6 +280,7 @@ function startMeter() {
 function stopMeter() {
   if (meterFrame) cancelAnimationFrame(meterFrame);
   meterFrame = 0;
+  meterShown = 0;
   els.micLevel.style.width = "0";
 }
 
@@ -202,17 +353,42 @@ function renderTranscript(d) {
   li.classList.toggle("final", Boolean(d.final));
   li.classList.toggle("truncated", Boolean(d.truncated));
   li.classList.toggle("failed", Boolean(d.failed));
-  setNote(li, d.truncated ? "interrupted" : d.failed ? "transcription failed" : d.final && !d.text && d.role === "user" ? "(spoken, no transcript)" : "");
+  const note = d.truncated ? "interrupted" : d.failed ? "transcription failed" : d.final && !d.text && d.role === "user" ? "(spoken, no transcript)" : "";
+  setNote(li, note);
   if (stick) els.transcript.scrollTop = els.transcript.scrollHeight;
+  // Each line is announced once, when it is finished (never word by word over the model's voice).
+  const key = `${d.sessionId}/${d.itemId}`;
+  if (d.final && !announced.has(key) && (d.text || note)) {
+    announced.add(key);
+    announce(`${ROLE_LABELS[d.role]}: ${d.text || note}${d.text && note ? ` (${note})` : ""}`);
+  }
+}
+
+// Tool output is usually JSON: show it as "key: value" pairs, as people read it.
+function readable(value) {
+  let data = value;
+  if (typeof value === "string") {
+    try {
+      data = JSON.parse(value);
+    } catch {
+      return value;
+    }
+  }
+  const scalar = (v) => (v === null || v === undefined ? "none" : typeof v === "object" ? JSON.stringify(v) : typeof v === "boolean" ? (v ? "yes" : "no") : String(v));
+  if (Array.isArray(data)) return data.map(scalar).join(", ") || "(nothing)";
+  if (data && typeof data === "object") {
+    return Object.entries(data).map(([k, v]) => `${k.replace(/_/g, " ")}: ${scalar(v)}`).join(" · ") || "(nothing)";
+  }
+  return scalar(data);
 }
 
 function renderTool(d) {
   const name = d.name || "a tool";
   if (d.status === "completed") {
-    const output = typeof d.output === "string" ? d.output : JSON.stringify(d.output);
+    const output = readable(d.output ?? "");
     showTool(`Tool ${name} finished${output ? `: ${truncate(output, 160)}` : "."}`);
   } else if (d.status === "called") {
-    showTool(`Running tool ${name}(${truncate(d.arguments || "", 120)})…`);
+    showTool(`Running tool ${name}…`);
   } else {
     showTool(`Calling tool ${name}…`);
   }
@@ -230,9 +406,10 @@ function renderTool(d) {
   if (d.status === "completed") {
     li.classList.remove("interim");
     li.classList.add("final");
-    text.textContent = `${label} → ${truncate(typeof d.output === "string" ? d.output : JSON.stringify(d.output), 300)}`;
+    text.textContent = `${label} → ${truncate(readable(d.output ?? ""), 300)}`;
   } else if (d.status === "called") {
-    text.textContent = `${label}(${truncate(d.arguments || "", 300)})`;
+    const args = readable(d.arguments || "");
+    text.textContent = `${label}(${truncate(args, 300)})`;
   } else if (!text.textContent) {
     text.textContent = `${label}(…)`;
   }
@@ -258,13 +435,26 @@ client.addEventListener("state", (e) => {
   if (state === "connected") {
     clearError("network_lost");
     showNotice("");
+    listMicrophones(); // the browser may use a microphone now: devices have names
+    clearInterval(costPoll);
+    costPoll = setInterval(refreshCost, COST_POLL_MS);
+    refreshCostSoon();
+  } else if (!ACTIVE_STATES.has(state)) {
+    clearInterval(costPoll);
+    costPoll = 0;
+    refreshCostSoon(); // the last answer's cost, as recorded when the session closed
   }
   renderSessionInfo();
 });
 
 client.addEventListener("init", (e) => {
-  sessionsThisCall += 1;
-  if (sessionsThisCall > 1) addDivider("Reconnected: a new session has started.");
+  serverMode = e.detail.protocol === 2 || e.detail.mode === "server";
+  renderTyping(client.state);
+  // A resumed session is the same conversation going on: no divider, nothing announced twice.
+  if (!e.detail.resumed) {
+    sessionsThisCall += 1;
+    if (sessionsThisCall > 1) addDivider("Reconnected: a new session has started.");
+  }
   renderSessionInfo();
 });
 
@@ -275,20 +465,25 @@ client.addEventListener("warning", (e) => {
 });
 client.addEventListener("transcript", (e) => renderTranscript(e.detail));
 client.addEventListener("tool", (e) => renderTool(e.detail));
+client.addEventListener("server-event", (e) => {
+  if (e.detail.event?.type === "response.done") refreshCostSoon();
+});
 client.addEventListener("speech", (e) => {
   speaking[e.detail.who] = e.detail.speaking;
   renderActivity();
 });
 client.addEventListener("mute", (e) => {
-  els.mute.textContent = e.detail.muted ? "Unmute" : "Mute";
-  els.mute.setAttribute("aria-pressed", String(e.detail.muted));
+  // One way of saying it: the label. (A label that changes *and* aria-pressed reads "Unmute, pressed".)
+  const muted = Boolean(e.detail.muted);
+  els.mute.textContent = muted ? "Unmute" : "Mute";
+  els.mute.dataset.muted = String(muted);
 });
 client.addEventListener("closed", (e) => {
   showTool("");
   const { reason } = e.detail;
   // Say why the call ended unless the user did it or an error already says so.
-  if (reason && !["hangup", "page_unload"].includes(reason) && els.error.hidden) {
-    showNotice(`The call ended (${String(reason).replace(/_/g, " ")}).`);
+  if (reason && !["hangup", "page_unload"].includes(reason) && !els.error.textContent) {
+    showNotice(endReasonText(reason, pageData.end_reasons));
   }
 });
 
@@ -299,19 +494,43 @@ els.connect.addEventListener("click", () => {
   showNotice("");
   showTool("");
   els.transcript.replaceChildren();
+  els.announcer.replaceChildren();
+  announced.clear();
+  els.cost.hidden = true;
+  els.cost.textContent = "";
   sessionsThisCall = 0;
+  callStartedAt = callEndedAt = null;
+  serverMode = false;
+  client.options.audioConstraints = chosenAudioConstraints();
   client.setMuted(false);
   client.connect(els.config ? els.config.value : "");
 });
 els.hangup.addEventListener("click", () => client.hangup());
 els.mute.addEventListener("click", () => client.toggleMute());
+els.mic.addEventListener("change", () => localStorage.setItem(MIC_STORAGE_KEY, els.mic.value));
+els.sayForm.addEventListener("submit", (event) => {
+  event.preventDefault();
+  const text = els.say.value.trim();
+  if (!text || els.say.disabled) return;
+  // Relay mode: the browser holds the model's event channel, so a typed turn is a user message plus a
+  // request for an answer, exactly as a spoken turn ends up.
+  client.sendClientEvent({
+    type: "conversation.item.create",
+    item: { type: "message", role: "user", content: [{ type: "input_text", text }] },
+  });
+  client.sendClientEvent({ type: "response.create" });
+  els.say.value = "";
+  els.say.focus();
+});
 els.audio.addEventListener("click", () => els.audio.play().catch(() => {}));
 document.addEventListener("click", () => {
   // A click is the user gesture that lets blocked audio play.
-  if (!els.notice.hidden && els.audio.srcObject) els.audio.play().then(() => showNotice("")).catch(() => {});
+  if (els.notice.textContent && els.audio.srcObject) els.audio.play().then(() => showNotice("")).catch(() => {});
 });
 if (els.config) els.config.addEventListener("change", showDescription);
+navigator.mediaDevices?.addEventListener?.("devicechange", listMicrophones);
 
 preselectFromUrl();
 showDescription();
+listMicrophones();
 renderState(client.state);

@@ -9,6 +9,11 @@
 // usage and session.updated may arrive twice: everything is applied idempotently, keyed by session id,
 // item_id, call_id, response_id and seq. Transcripts and payloads come from users and the model:
 // the DOM is built with textContent only, never parsed from HTML strings.
+//
+// Keyboard and screen readers: each session row and each recently ended session opens with a real
+// button; opening moves focus to the session view's heading and says so, closing returns focus to the
+// button that opened it. The transcript is not a live region (deltas would be read word by word).
+import { endReasonText, formatCost, formatDuration, formatMoment, formatTimeOfDay, statusLabel } from "./format.js";
 
 const WS_PATH = "/ws/dashboard/";
 const LOGIN_URL = "/accounts/login/";
@@ -22,6 +27,8 @@ const LIVE_STATUSES = new Set(["connecting", "active"]);
 const FINAL_ITEM_STATUSES = new Set(["completed", "truncated", "failed", "incomplete"]);
 const STATE_LABELS = { connecting: "Connecting…", live: "Live", reconnecting: "Reconnecting…", offline: "Offline" };
 const ROLE_LABELS = { user: "User", assistant: "Assistant", system: "System", tool: "Tool" };
+const pageData = JSON.parse(document.getElementById("dashboard-data")?.textContent || "{}");
+const ANY_SESSION = "00000000-0000-0000-0000-000000000000";
 
 const $ = (id) => document.getElementById(id);
 const els = {
@@ -30,6 +37,9 @@ const els = {
   error: $("dash-error"),
   errorMessage: $("dash-error-message"),
   errorDismiss: $("dash-error-dismiss"),
+  announcer: $("dash-announcer"),
+  heading: $("dash-title"),
+  admin: $("session-admin"),
   table: $("sessions"),
   body: $("sessions-body"),
   empty: $("no-sessions"),
@@ -56,6 +66,7 @@ const dashboard = {
   sessions: new Map(), // active sessions: id -> summary (VoiceSession.to_dict())
   recent: new Map(), // recently ended: id -> summary, newest first
   watching: null, // id of the session open in the session view
+  opener: null, // the button that opened it (focus goes back there on close)
   view: null, // {sessionId, summary, loaded, items: Map, tools: Map, seqs: Set, usages: Set}
   attempts: 0,
   nextDelayMs: null,
@@ -89,14 +100,6 @@ function time(iso) {
   return Number.isNaN(t) ? null : t;
 }
 
-function formatDuration(ms) {
-  const total = Math.max(0, Math.floor(ms / 1000));
-  const hours = Math.floor(total / 3600);
-  const minutes = Math.floor((total % 3600) / 60);
-  const seconds = String(total % 60).padStart(2, "0");
-  return hours ? `${hours}:${String(minutes).padStart(2, "0")}:${seconds}` : `${minutes}:${seconds}`;
-}
-
 function durationOf(summary) {
   const start = time(summary.started_at);
   if (start === null) return "";
@@ -104,11 +107,18 @@ function durationOf(summary) {
   return end === null ? "" : formatDuration(end - start);
 }
 
-// null: the model (or a kind of token it used) has no price, so the cost is unknown; never show $0 for it.
-function formatCost(value) {
-  if (value === null) return "unpriced";
-  const n = Number(value ?? 0);
-  return Number.isFinite(n) ? `$${n.toFixed(4)}` : "";
+function adminUrl(id) {
+  return pageData.admin_url && id ? pageData.admin_url.replace(ANY_SESSION, encodeURIComponent(id)) : "";
+}
+
+function reasonText(summary) {
+  return endReasonText(summary.end_reason, pageData.end_reasons, summary.status);
+}
+
+function announce(text) {
+  // Cleared first, so that the same sentence twice is still announced twice.
+  els.announcer.textContent = "";
+  setTimeout(() => { els.announcer.textContent = text; }, 50);
 }
 
 function formatCount(value) {
@@ -133,7 +143,7 @@ function asText(value) {
 
 function statusBadge(node, status) {
   node.className = `status status-${String(status || "unknown").replace(/[^a-z0-9_-]/gi, "")}`;
-  node.textContent = status || "";
+  node.textContent = statusLabel(status);
   node.dataset.status = status || "";
 }
 
@@ -159,14 +169,16 @@ function showError(code, message, link = null) {
   const parts = [message || "Something went wrong."];
   if (link) parts.push(" ", h("a", { href: link.href, id: "dash-login" }, link.text));
   els.errorMessage.replaceChildren(...parts);
-  els.error.hidden = false;
+  els.error.classList.add("shown");
+  els.errorDismiss.hidden = false;
 }
 
 function clearError(onlyCode = null) {
   if (onlyCode && els.error.dataset.code !== onlyCode) return;
   els.error.dataset.code = "";
   els.errorMessage.replaceChildren();
-  els.error.hidden = true;
+  els.error.classList.remove("shown");
+  els.errorDismiss.hidden = true;
 }
 
 // ---------------------------------------------------------------- socket
@@ -389,11 +401,16 @@ function renderRow(summary) {
   let row = rows.get(summary.id);
   if (!row) {
     const cells = {};
-    const tr = h("tr", { class: "session-row", tabindex: "0", dataset: { sessionId: summary.id } });
-    for (const col of ["user", "config", "status", "duration", "turns", "tokens", "cost"]) {
-      cells[col] = h("td", { class: `col-${col}`, dataset: { col } });
+    const tr = h("tr", { class: "session-row", dataset: { sessionId: summary.id } });
+    const labels = { user: "User", config: "Configuration", status: "Status", duration: "Duration", turns: "Turns",
+                     tokens: "Tokens", cost: "Cost" };
+    for (const [col, label] of Object.entries(labels)) {
+      cells[col] = h("td", { class: `col-${col}`, dataset: { col, label } });
       tr.append(cells[col]);
     }
+    // The row opens with a real button (name: the user; description: what it opens), not a focusable <tr>.
+    cells.open = h("button", { type: "button", class: "row-open linkish", "aria-controls": "session-view" });
+    cells.user.append(cells.open);
     cells.statusBadge = h("span", { class: "status" });
     cells.status.append(cells.statusBadge);
     row = { tr, cells };
@@ -404,7 +421,8 @@ function renderRow(summary) {
   const { tr, cells } = row;
   tr.dataset.startedAt = summary.started_at || "";
   tr.dataset.status = summary.status || "";
-  cells.user.textContent = summary.user || "—";
+  cells.open.textContent = summary.user || "(unknown user)";
+  cells.open.setAttribute("aria-label", `Watch the session of ${summary.user || "an unknown user"}`);
   cells.config.textContent = summary.config || "";
   cells.config.title = summary.model ? `model ${summary.model}` : "";
   statusBadge(cells.statusBadge, summary.status);
@@ -460,18 +478,25 @@ function removeRecent(id) {
 
 function renderRecent() {
   const items = [...dashboard.recent.values()].map((s) => {
+    const who = [s.user, s.config].filter(Boolean).join(" · ") || "Session";
+    const badge = h("span", { class: "status" });
+    statusBadge(badge, s.status);
+    const ended = s.ended_at || s.started_at;
     const li = h(
       "li",
-      { class: "recent-item", tabindex: "0", dataset: { sessionId: s.id, status: s.status || "" } },
-      h("span", { class: "recent-who", text: [s.user, s.config].filter(Boolean).join(" · ") || s.id }),
-      h("span", { class: `status status-${String(s.status || "").replace(/[^a-z0-9_-]/gi, "")}`, text: s.status || "" }),
+      { class: "recent-item", dataset: { sessionId: s.id, status: s.status || "" } },
+      h("button", { type: "button", class: "recent-open linkish", "aria-controls": "session-view" }, who),
+      badge,
       h("span", {
         class: "meta",
-        text: [durationOf(s), s.end_reason, `${formatCount(s.total_tokens ?? 0)} tokens`, formatCost(s.cost_usd)]
+        text: [ended && `ended ${formatMoment(ended)}`, durationOf(s) && `lasted ${durationOf(s)}`, reasonText(s),
+               `${formatCount(s.total_tokens ?? 0)} tokens`, formatCost(s.cost_usd)]
           .filter(Boolean)
           .join(" · "),
       }),
     );
+    const admin = adminUrl(s.id);
+    if (admin) li.append(h("a", { href: admin, class: "recent-admin", "aria-label": `Admin record of ${who}` }, "Admin record"));
     if (s.id === dashboard.watching) li.classList.add("selected");
     return li;
   });
@@ -489,9 +514,13 @@ function tick() {
 
 // ---------------------------------------------------------------- the session view
 
-function openSession(id) {
+function openSession(id, { opener = null, focus = false } = {}) {
   if (!id) return;
-  if (dashboard.watching === id && dashboard.view) return;
+  if (opener) dashboard.opener = opener;
+  if (dashboard.watching === id && dashboard.view) {
+    if (focus) els.title.focus();
+    return;
+  }
   dashboard.watching = id;
   const summary = dashboard.sessions.get(id) || dashboard.recent.get(id) || { id };
   dashboard.view = { sessionId: id, summary, loaded: false, items: new Map(), tools: new Map(), seqs: new Set(), usages: new Set() };
@@ -504,11 +533,19 @@ function openSession(id) {
   markSelected();
   send({ type: "subscribe", session_id: id }); // switching sessions: the server drops the old one
   if (window.location.hash !== `#session=${id}`) history.replaceState(null, "", `#session=${id}`);
+  if (focus) {
+    // Keyboard users land on the view that opened (its heading names the session), and hear so.
+    els.title.focus();
+    announce(`Opened the session of ${summary.user || "a user"} below.`);
+  }
 }
 
 function closeSession({ notify = true } = {}) {
   if (!dashboard.watching) return;
   if (notify) send({ type: "unsubscribe" });
+  const id = dashboard.watching;
+  // The view is about to disappear: if focus is in it, it goes back to what opened it, never to <body>.
+  const hadFocus = els.view.contains(document.activeElement);
   dashboard.watching = null;
   dashboard.view = null;
   els.view.hidden = true;
@@ -516,13 +553,24 @@ function closeSession({ notify = true } = {}) {
   resetViewPanes();
   markSelected();
   if (window.location.hash) history.replaceState(null, "", window.location.pathname + window.location.search);
+  if (hadFocus) {
+    const opener = dashboard.opener && dashboard.opener.isConnected ? dashboard.opener
+      : document.querySelector(`[data-session-id="${CSS.escape(id)}"] button`);
+    (opener || els.heading).focus();
+    announce("Closed the session view.");
+  }
+  dashboard.opener = null;
 }
 
 function markSelected() {
   for (const node of document.querySelectorAll(".session-row, .recent-item")) {
     const selected = node.dataset.sessionId === dashboard.watching;
     node.classList.toggle("selected", selected);
-    node.setAttribute("aria-selected", String(selected));
+    const button = node.querySelector("button");
+    if (!button) continue;
+    if (selected) button.setAttribute("aria-current", "true");
+    else button.removeAttribute("aria-current");
+    button.setAttribute("aria-expanded", String(selected));
   }
 }
 
@@ -584,18 +632,22 @@ function renderViewHeader() {
   const view = dashboard.view;
   if (!view) return;
   const s = view.summary || {};
-  els.title.textContent = [s.user, s.config].filter(Boolean).join(" · ") || `Session ${view.sessionId}`;
+  const title = `Session of ${[s.user, s.config].filter(Boolean).join(" · ") || "a user"}`;
+  if (els.title.textContent !== title) els.title.textContent = title;
   statusBadge(els.status, s.status);
+  const admin = adminUrl(view.sessionId);
+  els.admin.hidden = !admin;
+  if (admin) els.admin.href = admin;
   const parts = [
     `id ${view.sessionId}`,
     s.model && `model ${s.model}`,
     s.call_id && `call ${s.call_id}`,
-    s.started_at && `started ${new Date(s.started_at).toLocaleTimeString()}`,
+    s.started_at && `started ${formatTimeOfDay(s.started_at)}`,
     durationOf(s) && `duration ${durationOf(s)}`,
     `${formatCount(s.turns ?? 0)} ${Number(s.turns) === 1 ? "turn" : "turns"}`,
     `${formatCount(s.total_tokens ?? 0)} tokens (in ${formatCount(s.input_tokens ?? 0)} / out ${formatCount(s.output_tokens ?? 0)})`,
     formatCost(s.cost_usd),
-    s.end_reason && `ended: ${s.end_reason}`,
+    s.end_reason && `ended: ${reasonText(s)}`,
   ];
   els.meta.textContent = parts.filter(Boolean).join(" · ");
 }
@@ -620,7 +672,9 @@ function setBubbleRole(li, role, kind) {
   li.classList.remove(`bubble-${li.dataset.role}`);
   li.classList.add(`bubble-${shown}`);
   li.dataset.role = shown;
-  li.querySelector(".who").textContent = kind === "function_call" ? "Tool call" : kind === "function_call_output" ? "Tool output" : ROLE_LABELS[shown] || shown;
+  // The user's lines carry the user's name: on this page "You" would be the staff member watching.
+  const user = shown === "user" && dashboard.view?.summary?.user;
+  li.querySelector(".who").textContent = kind === "function_call" ? "Tool call" : kind === "function_call_output" ? "Tool output" : user || ROLE_LABELS[shown] || shown;
 }
 
 function setNote(li, text) {
@@ -721,8 +775,9 @@ function renderTool(tool) {
   if (!row) {
     const tr = h("tr", { class: "tool-row", dataset: { callId: tool.call_id } });
     const cells = {};
-    for (const col of ["name", "arguments", "output", "status", "ms"]) {
-      cells[col] = h("td", { class: `col-${col}`, dataset: { col } });
+    const labels = { name: "Name", arguments: "Arguments", output: "Output", status: "Status", ms: "ms" };
+    for (const [col, label] of Object.entries(labels)) {
+      cells[col] = h("td", { class: `col-${col}`, dataset: { col, label } });
       tr.append(cells[col]);
     }
     cells.args = h("code");
@@ -779,7 +834,8 @@ function renderEvent(event) {
       } catch {
         json = String(event.payload);
       }
-      details.append(h("pre", { class: "payload", text: json ?? "" }));
+      // Focusable: a long payload scrolls, and keyboard users must be able to scroll it.
+      details.append(h("pre", { class: "payload", tabindex: "0", text: json ?? "" }));
     }
   });
   const li = h("li", { class: "event-row", dataset: { seq: String(seq), type, direction } }, details);
@@ -821,17 +877,14 @@ function sessionIdFrom(target) {
 }
 
 for (const container of [els.body, els.recent]) {
+  // A click anywhere on a row opens it (a larger target for the mouse); keyboards use its button,
+  // whose Enter or Space arrives here as a click too.
   container.addEventListener("click", (event) => {
+    if (event.target.closest("a")) return; // the admin link goes where it says
     const id = sessionIdFrom(event.target);
-    if (id) openSession(id);
-  });
-  container.addEventListener("keydown", (event) => {
-    if (event.key !== "Enter" && event.key !== " ") return;
-    const id = sessionIdFrom(event.target);
-    if (id) {
-      event.preventDefault();
-      openSession(id);
-    }
+    if (!id) return;
+    const button = event.target.closest("[data-session-id]").querySelector("button");
+    openSession(id, { opener: button, focus: true });
   });
 }
 els.close.addEventListener("click", () => closeSession());
@@ -842,6 +895,10 @@ els.eventsFilter.addEventListener("input", applyEventsFilter);
 els.errorDismiss.addEventListener("click", () => clearError());
 
 setInterval(tick, 1000);
+// Sessions that ended before this page opened, from the server (oldest first: each goes on top).
+for (const summary of Array.isArray(pageData.recent) ? pageData.recent : []) {
+  if (summary && typeof summary.id === "string") addRecent(summary);
+}
 afterTableChange();
 setState("connecting");
 connect();

@@ -75,5 +75,5 @@ def test_staff_see_the_session_its_transcript_and_its_tool_call_live_on_the_dash
     expect_state(chat, "ended")
     expect(row).to_have_count(0)
     expect(dash.locator(f'#recent li[data-session-id="{session_id}"]')).to_have_attribute("data-status", "ended")
-    expect(dash.locator("#session-status")).to_have_text("ended")
+    expect(dash.locator("#session-status")).to_have_text("Ended")
     wait_for_session(session_id, status=VoiceSession.Status.ENDED, end_reason="hangup")

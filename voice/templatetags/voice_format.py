@@ -1,0 +1,55 @@
+"""Template filters that word sessions for people; the wording itself lives in voice.wording."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django import template
+
+from voice import wording
+
+register = template.Library()
+
+
+@register.filter
+def moment(value: datetime | None) -> str:
+    """`2026-11-30 14:05 UTC`: the site's one format for a moment, with its time zone."""
+    return wording.moment(value)
+
+
+@register.filter
+def time_of_day(value: datetime | None) -> str:
+    """`14:05:09 UTC`: when a line of a transcript was said."""
+    return wording.moment(value, wording.TIME_OF_DAY)
+
+
+@register.filter
+def duration(seconds: float | None) -> str:
+    return wording.duration(seconds)
+
+
+@register.filter
+def status_label(status: str) -> str:
+    return wording.status_label(status)
+
+
+@register.filter
+def end_reason(session: Any) -> str:
+    """The sentence saying why a session ended (empty while it runs)."""
+    return wording.end_reason_text(session.end_reason, session.status)
+
+
+@register.filter
+def speaker(role: str) -> str:
+    return wording.speaker(role)
+
+
+@register.filter
+def readable(text: str) -> str:
+    return wording.readable_output(text)
+
+
+@register.filter
+def readable_arguments(arguments: Any) -> str:
+    return wording.readable_arguments(arguments)
