@@ -439,8 +439,8 @@ class VoiceSessionAdmin(LargeTableAdmin):
 
 @admin.register(SessionEvent)
 class SessionEventAdmin(LargeTableAdmin):
-    list_display = ("session_id", "seq", "direction", "type", "created_at")
-    list_filter = ("direction",)
+    list_display = ("session_id", "seq", "direction", "origin", "type", "created_at")
+    list_filter = ("direction", "origin")
     search_fields = ("=session__id", "type")
     search_help_text = "A session id shows that session's events in order; other text finds event types it starts."
     paginator = AppendOnlyPaginator
