@@ -6,9 +6,11 @@ Two measurements, each run twice in the same process: once as shipped, once as t
    written. Figures: the stored row's size, the Recorder's peak traced memory, the time to take the
    frames in (`record()`, on the event loop) and to write them. Baseline: the same Recorder with its
    text bounds lifted (what the code did before the bounds existed).
-2. **Intake** (the price of items 1 and 13 on every frame): `record()` time per frame over a realistic
-   GA stream (benchmarks/ga_stream.py), nothing written. Baseline: the Recorder of the commit before
-   these bounds (`--before-rev`, read with `git show`), loaded beside today's and run interleaved.
+2. **Intake** (the price of items 1 and 13 on every frame, and of reading typed events): time per
+   relayed frame over a realistic GA stream (benchmarks/ga_stream.py), from its text to the record's
+   state, nothing written. Baselines: the Recorders of earlier commits (`--before-rev`, read with `git
+   show`: before these bounds, and before the Recorder read typed events), loaded beside today's and run
+   interleaved.
 
 Runs against a throwaway SQLite file by default; `--database-url postgres://...` for PostgreSQL (the
 script creates and drops its own database, `voice_bench_bounds`, and nothing else).
@@ -91,7 +93,7 @@ async def flood(bounded: bool) -> dict[str, Any]:
     tracemalloc.start()
     started = time.perf_counter()
     for frame in frames:
-        recorder.record("from_browser", frame)
+        _feed(recorder, frame)
     intake = time.perf_counter() - started
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
@@ -104,15 +106,15 @@ async def flood(bounded: bool) -> dict[str, Any]:
 
 
 def _recorder_before(rev: str) -> type:
-    """The Recorder as it was at `rev` (before values were bounded on intake), loaded beside today's."""
+    """The Recorder as it was at `rev`, loaded beside today's."""
     import importlib.util
     import subprocess
 
     source = subprocess.run(["git", "show", f"{rev}:voice/recording.py"], cwd=Path(__file__).resolve().parents[1],
                             capture_output=True, text=True, check=True).stdout
-    path = Path(tempfile.mkdtemp()) / "recording_before.py"
+    path = Path(tempfile.mkdtemp()) / f"recording_at_{rev}.py"
     path.write_text(source)
-    spec = importlib.util.spec_from_file_location("recording_before", path)
+    spec = importlib.util.spec_from_file_location(f"recording_at_{rev}", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up while the class is made
@@ -120,19 +122,48 @@ def _recorder_before(rev: str) -> type:
     return module.Recorder  # type: ignore[no-any-return]
 
 
-def intake(frames: list[dict[str, Any]], repeat: int, before_rev: str) -> dict[str, float]:
-    """Microseconds per recorded frame, nothing written: median of `repeat` passes of each variant,
-    the variants interleaved so that the machine's noise falls on all alike."""
+def _feed(recorder: Any, frame: dict[str, Any]) -> None:
+    """A relayed frame as it reaches today's Recorder: tapped where it is heard (the consumer has it
+    decoded), then the client's typed event applied (as the agent dispatches it)."""
+    from voice.realtime.client import RawFrame
+    from voice.realtime.events import parse_frame
+
+    text = json.dumps(frame)
+    recorder.tap(RawFrame(direction="from_openai", origin="browser", text=text), frame)
+    recorder.apply(parse_frame(text))
+
+
+def intake(frames: list[dict[str, Any]], repeat: int, before_revs: list[str]) -> dict[str, float]:
+    """Microseconds per relayed frame on the server's path from the frame's text to the record's state,
+    nothing written: median of `repeat` passes of each variant, the variants interleaved so that the
+    machine's noise falls on all alike. Every variant includes the client's parse of the frame (the
+    typed event the agent gets; it ran before the Recorder read typed events too), none the consumer's
+    JSON decoding (the same in all)."""
+    from voice.realtime.events import parse_frame
     from voice.recording import Recorder
 
-    variants = {f"baseline_recorder_at_{before_rev}": _recorder_before(before_rev), "bounded_recorder": Recorder}
+    texts = [json.dumps(frame) for frame in frames]
+
+    def feed_raw(recorder: Any) -> None:  # a Recorder of an earlier commit: record() read the raw dict itself
+        for frame, text in zip(frames, texts, strict=True):
+            recorder.record("from_browser", frame)
+            parse_frame(text)
+
+    def feed_typed(recorder: Any) -> None:
+        from voice.realtime.client import RawFrame
+
+        for frame, text in zip(frames, texts, strict=True):
+            recorder.tap(RawFrame(direction="from_openai", origin="browser", text=text), frame)
+            recorder.apply(parse_frame(text))
+
+    variants = {f"recorder_at_{rev}": (_recorder_before(rev), feed_raw) for rev in before_revs}
+    variants["typed_events_recorder"] = (Recorder, feed_typed)
     passes: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(repeat):
-        for name, cls in variants.items():
+        for name, (cls, feed) in variants.items():
             recorder = cls("00000000-0000-0000-0000-000000000000", model="gpt-realtime", batch_size=10**9)
             started = time.perf_counter()
-            for frame in frames:
-                recorder.record("from_browser", frame)
+            feed(recorder)
             passes[name].append((time.perf_counter() - started) / len(frames) * 1e6)
     return {name: round(statistics.median(values), 1) for name, values in passes.items()}
 
@@ -142,7 +173,9 @@ def main() -> None:
     parser.add_argument("--database-url", help="a PostgreSQL server URL (no database name); default SQLite")
     parser.add_argument("--frames", type=int, default=5000)
     parser.add_argument("--repeat", type=int, default=7)
-    parser.add_argument("--before-rev", default="b818531", help="the commit whose Recorder is the intake baseline")
+    parser.add_argument("--before-rev", action="append", default=None,
+                        help="a commit whose Recorder is an intake baseline (repeatable; default: b818531, before "
+                             "the bounds, and e80782f, before the Recorder read typed events)")
     args = parser.parse_args()
     _setup(args.database_url)
     try:
@@ -152,7 +185,7 @@ def main() -> None:
         results["flood_unbounded_baseline"] = asyncio.run(flood(bounded=False))
         results["flood_bounded"] = asyncio.run(flood(bounded=True))
         frames = [frame for _, frame in zip(range(args.frames), turns("bench"), strict=False)]
-        results["intake_us_per_frame"] = intake(frames, args.repeat, args.before_rev)
+        results["intake_us_per_frame"] = intake(frames, args.repeat, args.before_rev or ["b818531", "e80782f"])
         print(json.dumps(results, indent=2))
     finally:
         _drop(args.database_url)

@@ -32,7 +32,16 @@ from django.utils import timezone  # noqa: E402
 from tests.test_outage_postgres import _turn  # noqa: E402
 from voice import spool  # noqa: E402
 from voice.models import SessionEvent, VoiceSession  # noqa: E402
+from voice.realtime.client import RawFrame  # noqa: E402
+from voice.realtime.events import parse_frame  # noqa: E402
 from voice.recording import Recorder, write_batches  # noqa: E402
+
+
+def feed(recorder: Recorder, frame: dict) -> None:
+    """As a relayed frame reaches the Recorder: logged at the source, then its typed event applied."""
+    text = json.dumps(frame)
+    recorder.tap(RawFrame(direction="from_openai", origin="browser", text=text), frame)
+    recorder.apply(parse_frame(text))
 
 
 def _recorders(user: User, sessions: int, turns: int) -> list[Recorder]:
@@ -43,7 +52,7 @@ def _recorders(user: User, sessions: int, turns: int) -> list[Recorder]:
         recorder = Recorder(str(row.pk), model="gpt-realtime")
         for number in range(1, turns + 1):
             for frame in _turn(number):
-                recorder.record("from_browser", frame)
+                feed(recorder, frame)
         recorder.update_session(status="ended", ended_at=timezone.now(), end_reason="hangup")
         recorders.append(recorder)
     return recorders

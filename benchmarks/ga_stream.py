@@ -34,7 +34,7 @@ USER_WORDS = ("what ", "is ", "six ", "times ", "seven?")
 class Expectation:
     """What the database must contain for one session after the frames yielded so far."""
 
-    rows_from_browser: int = 0          # SessionEvent rows with direction from_browser (not counting ag2.*)
+    rows_from_browser: int = 0          # SessionEvent rows of relayed frames (from_openai; not counting ag2.*)
     folded_deltas: int = 0
     items: set[str] = field(default_factory=set)
     assistant_text: dict[str, str] = field(default_factory=dict)  # item id -> concatenated deltas

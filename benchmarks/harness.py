@@ -339,11 +339,13 @@ class Daphne(Child):
             module = "benchmarks.trial_asgi:application" if ACTIVE_TRIAL else "benchmarks.echo_asgi:application"
             if ACTIVE_TRIAL:
                 env = {**env, "BENCH_TRIALS": ACTIVE_TRIAL}
-        env = {**EXTRA_SERVER_ENV, **env}
         self.port = free_port()
         self.http = f"http://127.0.0.1:{self.port}"
         self.ws = f"ws://127.0.0.1:{self.port}"
         self.origin = f"http://127.0.0.1:{self.port}"
+        # With DEBUG off, websockets are accepted only from trusted origins (realtime_site/origins.py):
+        # the clients here are pages of this server, on its random port.
+        env = {"DJANGO_CSRF_TRUSTED_ORIGINS": self.origin, **EXTRA_SERVER_ENV, **env}
         argv = [str(VENV_BIN / "daphne"), "-b", "127.0.0.1", "-p", str(self.port), "--application-close-timeout",
                 "10", module]
         super().__init__(name, argv, server_env(emulator.api if emulator else "", **env))

@@ -12,6 +12,7 @@ from channels.db import database_sync_to_async
 from django.contrib.auth.models import User
 from django.test import Client
 
+from tests.record_feed import relay, sent
 from tests.ws_helpers import disconnect_peers, event_types, started, stored  # noqa: F401  (autouse fixture)
 from voice import mcp, sessions
 from voice.emulator.validation import validate_client_secret_request
@@ -110,8 +111,8 @@ async def test_an_echoed_credential_is_not_written_to_the_event_log(owner: User)
     recorder = Recorder(str(session.pk), model="gpt-realtime-2.1")
     echoed = {"type": "session.created", "session": {"id": "sess_1", "type": "realtime", "tools": [
         {"type": "mcp", "server_label": "crm", "authorization": TOKEN, "headers": {"Authorization": TOKEN}}]}}
-    recorder.record("from_browser", echoed)
-    recorder.record("to_browser", {"type": "session.update", "session": echoed["session"]})
+    relay(recorder, echoed)
+    sent(recorder, {"type": "session.update", "session": echoed["session"]})
     await recorder.close()
     payloads = await database_sync_to_async(
         lambda: list(SessionEvent.objects.filter(session=session).values_list("payload", flat=True)))()

@@ -26,6 +26,7 @@ from django.core.management import CommandError, call_command
 from django.db import OperationalError
 from django.utils import timezone
 
+from tests.record_feed import relay
 from tests.test_recording import FOLDED, conversation
 from voice import recording, sessions, spool
 from voice.models import ResponseUsage, SessionEvent, TranscriptItem, VoiceConfig, VoiceSession
@@ -88,7 +89,7 @@ def _recorder(session: VoiceSession) -> Recorder:
 
 def _record_a_conversation_and_hang_up(recorder: Recorder) -> None:
     for frame in conversation():
-        recorder.record("from_browser", frame)
+        relay(recorder, frame)
     recorder.update_session(status=VoiceSession.Status.ENDED, ended_at=timezone.now(), end_reason="hangup")
 
 
@@ -210,10 +211,10 @@ async def test_the_exit_hook_spools_every_session_still_holding_rows(
     outage.down = True
     _record_a_conversation_and_hang_up(closed)
     await closed.close()
-    live.record("from_browser", {"type": "rate_limits.updated", "rate_limits": []})
+    relay(live, {"type": "rate_limits.updated", "rate_limits": []})
     in_flight = live._take()  # as if a write were under way when the process exits: outcome unknown
     live._in_flight[id(in_flight)] = in_flight
-    live.record("from_browser", {"type": "rate_limits.updated", "rate_limits": []})
+    relay(live, {"type": "rate_limits.updated", "rate_limits": []})
     recording._spool_unwritten_at_exit()
     files = spool.pending()
     assert sorted(p.name.split("-", 2)[2] for p in files) == sorted(
@@ -312,7 +313,7 @@ def test_a_spool_file_that_cannot_be_replayed_is_set_aside_with_its_reason_and_c
 def test_replay_does_not_bring_an_ended_session_back_to_life(session: VoiceSession) -> None:
     recorder = _recorder(session)
     recorder.update_session(status=VoiceSession.Status.ACTIVE, connected_at=timezone.now())
-    recorder.record("from_browser", {"type": "rate_limits.updated", "rate_limits": []})
+    relay(recorder, {"type": "rate_limits.updated", "rate_limits": []})
     recorder.spool_now("test")
     VoiceSession.objects.filter(pk=session.pk).update(status="ended", end_reason="hangup")
     assert spool.replay().files_replayed == 1

@@ -17,6 +17,7 @@ from channels.db import database_sync_to_async
 from django.contrib.auth.models import User
 from django.test import Client
 
+from tests.record_feed import relay, sent
 from tests.test_recording import USAGE, CollectingBroadcaster, conversation
 from tests.ws_helpers import disconnect_peers, started, wait_for  # noqa: F401  (autouse fixture)
 from voice import recording
@@ -91,8 +92,8 @@ async def test_a_lone_surrogate_anywhere_in_relayed_events_costs_nothing_but_tha
         {"type": "session.updated", "session": {"id": f"sess_{SURROGATE}", "instructions": SURROGATE}},
     ]
     for frame in frames:
-        recorder.record("from_browser", frame)
-    recorder.record("to_browser", {"type": "conversation.item.create", "item": {
+        relay(recorder, frame)
+    sent(recorder, {"type": "conversation.item.create", "item": {
         "type": "function_call_output", "call_id": "call_s", "output": f'{{"result": "2{SURROGATE}"}}'}})
     await _end(recorder)
     rows = await _record(session)
@@ -114,14 +115,14 @@ async def test_token_counts_past_any_column_are_refused_and_running_sums_past_2_
 ) -> None:
     recorder = _recorder(session)
     huge = {**USAGE, "total_tokens": 10**18, "input_tokens": 10**18 - 300}
-    recorder.record("from_browser", {"type": "response.done", "response": {"id": "resp_huge", "status": "completed",
+    relay(recorder, {"type": "response.done", "response": {"id": "resp_huge", "status": "completed",
                                                                            "usage": huge}})
     # Sums a long session reaches: each response believable, their total past a 32-bit column.
     recorder.max_response_tokens, recorder.max_session_tokens = 10**9, 10**10
     big = {"total_tokens": 900_000_000, "input_tokens": 900_000_000, "output_tokens": 0,
            "input_token_details": {"text_tokens": 900_000_000}}
     for i in range(3):
-        recorder.record("from_browser", {"type": "response.done", "response": {"id": f"resp_{i}",
+        relay(recorder, {"type": "response.done", "response": {"id": f"resp_{i}",
                                                                                "status": "completed", "usage": big}})
     await _end(recorder)
     rows = await _record(session)
@@ -137,13 +138,13 @@ async def test_over_long_ids_roles_and_tool_names_are_bounded_and_noted_once(ses
     recorder = _recorder(session)
     long_id = "item_" + "x" * 300
     for suffix in ("1", "2"):
-        recorder.record("from_browser", {"type": "conversation.item.added", "previous_item_id": "p" * 200,
+        relay(recorder, {"type": "conversation.item.added", "previous_item_id": "p" * 200,
                                          "item": {"id": long_id + suffix, "type": "message",
                                                   "role": "assistant-of-unusual-length",
                                                   "content": [{"type": "output_text", "text": suffix}]}})
-    recorder.record("from_browser", {"type": "response.function_call_arguments.done", "call_id": "c" * 500,
+    relay(recorder, {"type": "response.function_call_arguments.done", "call_id": "c" * 500,
                                      "name": "t" * 250, "item_id": "item_f", "arguments": "{}"})
-    recorder.record("from_browser", {"type": "response.done", "response": {"id": "r" * 400, "status": "x" * 40,
+    relay(recorder, {"type": "response.done", "response": {"id": "r" * 400, "status": "x" * 40,
                                                                            "usage": USAGE}})
     await _end(recorder)
     rows = await _record(session)
@@ -164,13 +165,13 @@ async def test_over_long_ids_roles_and_tool_names_are_bounded_and_noted_once(ses
 async def test_negative_or_non_numeric_audio_times_are_stored_as_null_with_a_note(session: VoiceSession,
                                                                                    bad: Any) -> None:
     recorder = _recorder(session)
-    recorder.record("from_browser", {"type": "input_audio_buffer.speech_started", "item_id": "item_u",
+    relay(recorder, {"type": "input_audio_buffer.speech_started", "item_id": "item_u",
                                      "audio_start_ms": bad})
-    recorder.record("from_browser", {"type": "input_audio_buffer.speech_stopped", "item_id": "item_u",
+    relay(recorder, {"type": "input_audio_buffer.speech_stopped", "item_id": "item_u",
                                      "audio_end_ms": bad})
-    recorder.record("from_browser", {"type": "input_audio_buffer.speech_started", "item_id": "item_ok",
+    relay(recorder, {"type": "input_audio_buffer.speech_started", "item_id": "item_ok",
                                      "audio_start_ms": 100})
-    recorder.record("from_browser", {"type": "conversation.item.truncated", "item_id": "item_t",
+    relay(recorder, {"type": "conversation.item.truncated", "item_id": "item_t",
                                      "content_index": 0, "audio_end_ms": bad})
     await _end(recorder)
     rows = await _record(session)
@@ -196,7 +197,7 @@ async def test_rows_the_database_refuses_cost_only_themselves_across_a_combined_
     for recorder in recorders:
         recorder.start()
         for frame in conversation():
-            recorder.record("from_browser", frame)
+            relay(recorder, frame)
         recorder.update_session(status=VoiceSession.Status.ENDED, end_reason="hangup")
     poisoned = recorders[1]
     poisoned._pending.items["item_user1"]["audio_start_ms"] = -5  # CHECK (audio_start_ms >= 0)
@@ -242,7 +243,7 @@ async def test_a_session_column_the_database_refuses_still_lets_the_session_end(
     on both backends: the other columns of that row (the end of the session) are written all the same."""
     recorder = _recorder(session)
     for frame in conversation():
-        recorder.record("from_browser", frame)
+        relay(recorder, frame)
     recorder.update_session(status=VoiceSession.Status.ENDED, end_reason="hangup")
     recorder._pending.session["max_duration_seconds"] = -1  # CHECK (max_duration_seconds >= 0)
     await recorder.close()
@@ -263,7 +264,7 @@ async def test_a_cost_past_its_column_is_bounded_and_noted_not_stored_unreadable
     usage = {"total_tokens": 1_000_000, "input_tokens": 0, "output_tokens": 1_000_000,
              "output_token_details": {"audio_tokens": 1_000_000}}
     for i in range(3):
-        recorder.record("from_browser", {"type": "response.done",
+        relay(recorder, {"type": "response.done",
                                          "response": {"id": f"resp_{i}", "status": "completed", "usage": usage}})
     await _end(recorder)
     rows = await _record(session)
@@ -284,7 +285,7 @@ async def test_an_outage_is_not_mistaken_for_a_refused_row(session: VoiceSession
 
     monkeypatch.setattr(recording, "_insert_events", down)
     recorder = _recorder(session, max_retries=1)
-    recorder.record("from_browser", {"type": "rate_limits.updated", "rate_limits": []})
+    relay(recorder, {"type": "rate_limits.updated", "rate_limits": []})
     await recorder.flush()
     assert recorder.failed_flushes == 1 and len(recorder._pending.events) == 1  # kept for a retry, not noted
 
@@ -296,9 +297,9 @@ async def test_200_deltas_of_250_kb_to_one_item_do_not_make_a_50_mb_row(session:
     recorder = _recorder(session, broadcaster=broadcaster)  # type: ignore[arg-type]
     chunk = "y" * 250_000
     for _ in range(200):
-        recorder.record("from_browser", {"type": "response.output_audio_transcript.delta", "item_id": "item_big",
+        relay(recorder, {"type": "response.output_audio_transcript.delta", "item_id": "item_big",
                                          "response_id": "resp_1", "delta": chunk})
-    recorder.record("from_browser", {"type": "response.output_audio_transcript.delta", "item_id": "item_small",
+    relay(recorder, {"type": "response.output_audio_transcript.delta", "item_id": "item_small",
                                      "response_id": "resp_1", "delta": "still recorded"})
     await _end(recorder)
     rows = await _record(session)
@@ -317,7 +318,7 @@ async def test_a_sessions_text_is_bounded_across_items(session: VoiceSession, se
     settings.VOICE_MAX_SESSION_TEXT_CHARS = 12_000
     recorder = _recorder(session)
     for i in range(5):
-        recorder.record("from_browser", {"type": "conversation.item.done", "previous_item_id": None,
+        relay(recorder, {"type": "conversation.item.done", "previous_item_id": None,
                                          "item": {"id": f"item_{i}", "type": "message", "role": "user",
                                                   "content": [{"type": "input_text", "text": "z" * 4_000}]}})
     await _end(recorder)
@@ -334,10 +335,10 @@ async def test_a_forged_response_done_costs_nothing_and_is_noted(session: VoiceS
     recorder = _recorder(session)
     forged = {"total_tokens": 2_000_000_000, "input_tokens": 0, "output_tokens": 2_000_000_000,
               "output_token_details": {"text_tokens": 0, "audio_tokens": 2_000_000_000}}  # $128,000 at $64/M
-    recorder.record("from_browser", {"type": "response.done", "response": {"id": "resp_forged",
+    relay(recorder, {"type": "response.done", "response": {"id": "resp_forged",
                                                                            "status": "completed", "usage": forged}})
     for frame in conversation():
-        recorder.record("from_browser", frame)
+        relay(recorder, frame)
     await _end(recorder)
     rows = await _record(session)
     assert [u.response_id for u in rows["usages"]] == ["resp_1"]
@@ -350,7 +351,7 @@ async def test_a_forged_response_done_costs_nothing_and_is_noted(session: VoiceS
 async def test_five_frames_with_one_response_id_count_once(session: VoiceSession) -> None:
     recorder = _recorder(session)
     for _ in range(5):
-        recorder.record("from_browser", {"type": "response.done", "response": {"id": "resp_same",
+        relay(recorder, {"type": "response.done", "response": {"id": "resp_same",
                                                                                "status": "completed", "usage": USAGE}})
     await _end(recorder)
     rows = await _record(session)
@@ -369,7 +370,7 @@ async def test_five_frames_with_one_response_id_count_once(session: VoiceSession
 ])
 async def test_negative_or_inconsistent_usage_is_refused(session: VoiceSession, usage: dict[str, Any]) -> None:
     recorder = _recorder(session)
-    recorder.record("from_browser", {"type": "response.done", "response": {"id": "resp_x", "usage": usage}})
+    relay(recorder, {"type": "response.done", "response": {"id": "resp_x", "usage": usage}})
     await _end(recorder)
     rows = await _record(session)
     assert rows["usages"] == [] and rows["session"].total_tokens == 0 and rows["session"].cost_usd == 0
@@ -456,7 +457,7 @@ async def test_usage_past_what_a_session_can_reach_is_refused(session: VoiceSess
     recorder = _recorder(session)
     recorder.max_session_tokens = 2_000
     for i in range(2):
-        recorder.record("from_browser", {"type": "response.done", "response": {"id": f"resp_{i}", "usage": USAGE}})
+        relay(recorder, {"type": "response.done", "response": {"id": f"resp_{i}", "usage": USAGE}})
     await _end(recorder)
     rows = await _record(session)
     assert [u.response_id for u in rows["usages"]] == ["resp_0"] and rows["session"].total_tokens == 1300

@@ -12,6 +12,7 @@ from channels.layers import get_channel_layer
 from django.contrib.auth.models import User
 from django.db import OperationalError
 
+from tests.record_feed import relay, sent
 from voice import broadcast, recording
 from voice.broadcast import STAFF_GROUP, Broadcaster, session_group
 from voice.models import ResponseUsage, SessionEvent, ToolCall, VoiceConfig, VoiceSession
@@ -98,7 +99,7 @@ def _rows(session: VoiceSession) -> dict[str, Any]:
 async def test_a_conversation_becomes_ordered_transcript_items_with_usage_and_cost(session: VoiceSession) -> None:
     recorder = _recorder(session)
     for frame in conversation():
-        recorder.record("from_browser", frame)
+        relay(recorder, frame)
     await recorder.close()
     rows = await _rows(session)
     assert rows["items"] == [
@@ -122,8 +123,8 @@ async def test_every_frame_but_transcript_deltas_is_logged_with_a_gapless_seq(se
     recorder = _recorder(session)
     frames = conversation()
     for frame in frames:
-        recorder.record("from_browser", frame)
-    recorder.record("to_browser", {"type": "response.create"})
+        relay(recorder, frame)
+    sent(recorder, {"type": "response.create"})
     await recorder.close()
     events = (await _rows(session))["events"]
     assert [seq for seq, _ in events] == list(range(1, len(frames) - FOLDED + 2))
@@ -133,11 +134,11 @@ async def test_every_frame_but_transcript_deltas_is_logged_with_a_gapless_seq(se
 
 async def test_a_tool_call_is_recorded_with_arguments_output_status_and_duration(session: VoiceSession) -> None:
     recorder = _recorder(session)
-    recorder.record("from_browser", {
+    relay(recorder, {
         "type": "response.function_call_arguments.done", "event_id": "e1", "response_id": "resp_2",
         "item_id": "item_fc", "output_index": 0, "call_id": "call_9", "name": "current_time",
         "arguments": '{"timezone": "Europe/Paris"}'})
-    recorder.record("to_browser", {"type": "conversation.item.create", "item": {
+    sent(recorder, {"type": "conversation.item.create", "item": {
         "type": "function_call_output", "call_id": "call_9", "output": '{"time": "12:00"}'}})
     recorder.tool_finished("call_9", "current_time", '{"time": "12:00"}', "succeeded", 12)
     await recorder.close()
@@ -148,9 +149,9 @@ async def test_a_tool_call_is_recorded_with_arguments_output_status_and_duration
 
 async def test_an_error_answer_marks_the_tool_call_failed_and_bad_arguments_are_kept(session: VoiceSession) -> None:
     recorder = _recorder(session)
-    recorder.record("from_browser", {"type": "response.function_call_arguments.done", "call_id": "call_x",
+    relay(recorder, {"type": "response.function_call_arguments.done", "call_id": "call_x",
                                      "name": "calculator", "arguments": "{not json"})
-    recorder.record("to_browser", {"type": "conversation.item.create", "item": {
+    sent(recorder, {"type": "conversation.item.create", "item": {
         "type": "function_call_output", "call_id": "call_x", "output": '{"error": "invalid arguments"}'}})
     await recorder.close()
     tool = (await _rows(session))["tools"][0]
@@ -161,14 +162,14 @@ async def test_an_error_answer_marks_the_tool_call_failed_and_bad_arguments_are_
 async def test_a_truncated_reply_keeps_what_was_spoken_and_stays_truncated(session: VoiceSession) -> None:
     recorder = _recorder(session)
     reply = {"id": "item_a", "type": "message", "role": "assistant", "content": []}
-    recorder.record("from_browser", {"type": "conversation.item.added", "previous_item_id": None, "item": reply})
-    recorder.record("from_browser", {"type": "response.output_audio_transcript.delta", "item_id": "item_a",
+    relay(recorder, {"type": "conversation.item.added", "previous_item_id": None, "item": reply})
+    relay(recorder, {"type": "response.output_audio_transcript.delta", "item_id": "item_a",
                                      "delta": "Once upon a time"})
-    recorder.record("from_browser", {"type": "conversation.item.truncated", "item_id": "item_a",
+    relay(recorder, {"type": "conversation.item.truncated", "item_id": "item_a",
                                      "content_index": 0, "audio_end_ms": 900})
-    recorder.record("from_browser", {"type": "response.output_audio_transcript.done", "item_id": "item_a",
+    relay(recorder, {"type": "response.output_audio_transcript.done", "item_id": "item_a",
                                      "transcript": "Once upon a time there was a very long story"})
-    recorder.record("from_browser", {"type": "conversation.item.done", "item": {**reply, "status": "completed"}})
+    relay(recorder, {"type": "conversation.item.done", "item": {**reply, "status": "completed"}})
     await recorder.close()
     assert (await _rows(session))["items"] == [("item_a", "assistant", "Once upon a time", "truncated")]
 
@@ -179,9 +180,9 @@ async def test_odd_frames_are_logged_and_do_not_stop_the_recording(session: Voic
                   {"type": "response.done", "response": "not an object"}, {"type": "x" * 300},
                   {"type": "response.output_audio_transcript.delta", "delta": 5},
                   {"type": "input_audio_buffer.delta", "delta": "A" * 400_000}]:
-        recorder.record("from_browser", frame)
+        relay(recorder, frame)
     for frame in conversation():
-        recorder.record("from_browser", frame)
+        relay(recorder, frame)
     await recorder.close()
     rows = await _rows(session)
     assert len(rows["events"]) == 6 + len(conversation()) - FOLDED
@@ -198,7 +199,7 @@ async def test_writes_are_batched_not_one_per_event(session: VoiceSession, monke
                         lambda pairs: writes.append(sum(len(b.events) for _, b in pairs)) or original(pairs))
     recorder.start()
     for i in range(450):
-        recorder.record("from_browser", {"type": "rate_limits.updated", "event_id": f"e{i}", "rate_limits": []})
+        relay(recorder, {"type": "rate_limits.updated", "event_id": f"e{i}", "rate_limits": []})
         if i % 50 == 0:
             await asyncio.sleep(0)  # let the flush task run, as a live session would
     await recorder.close()
@@ -221,11 +222,11 @@ async def test_a_failed_write_is_retried_and_its_batch_kept(session: VoiceSessio
 
     monkeypatch.setattr(recording, "_insert_events", flaky)
     for frame in conversation():
-        recorder.record("from_browser", frame)
+        relay(recorder, frame)
     await recorder.flush()  # two attempts fail: the batch is kept
     assert recorder.failed_flushes == 1
     assert (await _rows(session))["events"] == []
-    recorder.record("to_browser", {"type": "response.create"})
+    sent(recorder, {"type": "response.create"})
     await recorder.close()  # one more failure, then success
     rows = await _rows(session)
     assert len(rows["events"]) == len(conversation()) - FOLDED + 1
@@ -246,7 +247,7 @@ async def test_committed_items_tool_calls_and_usage_reach_staff_and_deltas_reach
     await broadcast.refresh_watches()  # a watched session streams everything
     recorder = _recorder(session, broadcaster=broadcaster)
     for frame in conversation():
-        recorder.record("from_browser", frame)
+        relay(recorder, frame)
     await recorder.close()
     await broadcaster.close()
 
@@ -279,7 +280,7 @@ async def test_a_broken_channel_layer_does_not_stop_the_recording(session: Voice
     broadcaster.layer = BrokenLayer()
     recorder = _recorder(session, broadcaster=broadcaster)
     for frame in conversation():
-        recorder.record("from_browser", frame)
+        relay(recorder, frame)
     await recorder.close()
     await broadcaster.close()
     assert broadcaster.failed > 0 and broadcaster.sent == 0
@@ -316,10 +317,10 @@ async def test_an_item_finishing_again_during_a_write_is_published_with_its_fina
     monkeypatch.setattr(recording, "write_batches", slow_write)
     user_item = {"id": "item_late", "type": "message", "role": "user", "status": "completed",
                  "content": [{"type": "input_audio", "transcript": None}]}
-    recorder.record("from_browser", {"type": "conversation.item.done", "previous_item_id": None, "item": user_item})
+    relay(recorder, {"type": "conversation.item.done", "previous_item_id": None, "item": user_item})
     first = asyncio.create_task(recorder.flush())
     await asyncio.sleep(0.1)
-    recorder.record("from_browser", {"type": "conversation.item.input_audio_transcription.completed",
+    relay(recorder, {"type": "conversation.item.input_audio_transcription.completed",
                                      "item_id": "item_late", "transcript": "Late but final"})
     await first
     await recorder.close()
@@ -343,7 +344,7 @@ async def test_live_sessions_are_written_together_in_one_transaction(many_sessio
         recorder.start()
     for frame in conversation():
         for recorder in recorders:
-            recorder.record("from_browser", frame)
+            relay(recorder, frame)
     await asyncio.sleep(0.4)  # the process's writer runs at least once on its own
     assert calls and max(calls) == len(recorders)  # one write covered every session
     for recorder in recorders:
@@ -373,7 +374,7 @@ async def test_one_sessions_failing_batch_does_not_hold_back_the_others(many_ses
     for recorder in recorders:
         recorder.start()
         for frame in conversation():
-            recorder.record("from_browser", frame)
+            relay(recorder, frame)
     await asyncio.sleep(0.5)
     for session in many_sessions[1:]:  # written alone after the combined write failed
         assert len((await _rows(session))["events"]) == len(conversation()) - FOLDED
@@ -390,7 +391,7 @@ async def test_the_writer_task_exists_only_while_a_recorder_is_live(session: Voi
     recorder.start()
     writer = recording._writer_for_loop()
     assert writer.task is not None
-    recorder.record("from_browser", {"type": "rate_limits.updated", "rate_limits": []})
+    relay(recorder, {"type": "rate_limits.updated", "rate_limits": []})
     await recorder.close()
     await asyncio.sleep(0.1)
     assert writer.task is None and not writer.recorders

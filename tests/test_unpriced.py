@@ -11,6 +11,7 @@ from channels.db import database_sync_to_async
 from django.contrib.auth.models import User
 from django.test import Client
 
+from tests.record_feed import relay
 from tests.test_recording import USAGE, conversation
 from voice import catalog, pricing
 from voice.models import ModelPrice, ResponseUsage, VoiceConfig, VoiceSession
@@ -78,7 +79,7 @@ async def test_a_session_on_an_unpriced_model_records_null_cost_and_publishes_it
     session = await _session(owner, "gpt-realtime-mini")
     recorder = Recorder(str(session.pk), model="gpt-realtime-mini")
     for frame in conversation():
-        recorder.record("from_browser", frame)
+        relay(recorder, frame)
     await recorder.close()
     usage, stored = await _usage_and_session(session)
     assert usage.total_tokens == 1300 and usage.cost_usd is None
@@ -92,7 +93,7 @@ async def test_a_priced_model_still_records_its_cost(owner: User) -> None:
     session = await _session(owner, "gpt-realtime-2.1-mini")
     recorder = Recorder(str(session.pk), model="gpt-realtime-2.1-mini")
     for frame in conversation():
-        recorder.record("from_browser", frame)
+        relay(recorder, frame)
     await recorder.close()
     usage, stored = await _usage_and_session(session)
     # 2.1-mini: text 0.60 / cached 0.06 / out 2.40, audio in 10 / out 20 (USD per million tokens)

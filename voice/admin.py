@@ -569,9 +569,9 @@ class VoiceSessionAdmin(LargeTableAdmin):
 
 @admin.register(SessionEvent)
 class SessionEventAdmin(LargeTableAdmin):
-    list_display = ("session_link", "seq", "direction", "type", "created_at")
-    list_filter = ("direction",)
-    fields = ("session_link", "seq", "direction", "type", "created_at", "event")
+    list_display = ("session_link", "seq", "direction", "origin", "type", "created_at")
+    list_filter = ("direction", "origin")
+    fields = ("session_link", "seq", "direction", "origin", "type", "created_at", "event")
     readonly_fields = fields
     search_fields = ("=session__id", "type")
     search_help_text = "A session id shows that session's events in order; other text finds event types it starts."

@@ -27,6 +27,7 @@ from voice import sessions, snapshots
 from voice.broadcast import BATCH_TYPE, MESSAGE_TYPE, RESYNC_TYPE, STAFF_GROUP, Broadcaster, session_group
 from voice.models import SessionEvent, VoiceSession
 from voice.realtime import boundedjson
+from voice.realtime.client import RawFrame
 from voice.realtime.throttle import Throttle, ThrottledLog
 from voice.recording import Recorder
 from voice.schemas import Ag2ClientError, Ag2Hangup, Ag2Ready, FrameError, dashboard_request, parse_browser_frame
@@ -38,6 +39,9 @@ _layer_log = ThrottledLog(logger)
 FROM_BROWSER = SessionEvent.Direction.FROM_BROWSER
 TO_BROWSER = SessionEvent.Direction.TO_BROWSER
 INTERNAL = SessionEvent.Direction.INTERNAL
+# Ending a relay session, the events the browser relayed before it hung up still reach the agent (tools,
+# the record) for at most this long before the agent is stopped; their raw frames are logged regardless.
+RELAY_DRAIN_SECONDS = 5.0
 
 CLOSE_NOT_LOGGED_IN = 4401
 CLOSE_FORBIDDEN = 4403
@@ -54,8 +58,8 @@ DASHBOARD_MAX_FRAME_CHARS = 1024
 class _ConsumerSocket:
     """The consumer seen as the client's websocket: `send_json` out, `iter_text` in.
 
-    Both directions pass the Recorder on the way, so every frame the client sends or reads is logged
-    without the client knowing about recording at all.
+    Both directions pass the Recorder's tap on the way (relay mode: OpenAI's frames are heard here), so
+    every frame the client sends or reads is logged once without the client knowing about recording.
     """
 
     def __init__(self, consumer: VoiceSessionConsumer) -> None:
@@ -191,6 +195,15 @@ class VoiceSessionConsumer(_NoPerMessageThreadHop, AsyncJsonWebsocketConsumer):
     # --- outgoing ----------------------------------------------------------------------------------
 
     async def send_frame(self, data: Any) -> None:
+        if isinstance(data, dict) and not str(data.get("type", "")).startswith("ag2."):
+            # A client event for the browser to put on its data channel: on its way to OpenAI.
+            text = json.dumps(data)
+            if self.recorder is not None:
+                self.recorder.tap(RawFrame(direction="to_openai", origin="browser", text=text), data)
+            if not self.ended:
+                with contextlib.suppress(Exception):  # the socket may already be gone; the record is kept
+                    await self.send(text_data=text)
+            return
         if self.recorder is not None and isinstance(data, dict):
             self.recorder.record(TO_BROWSER, data)
         if not self.ended:
@@ -242,9 +255,10 @@ class VoiceSessionConsumer(_NoPerMessageThreadHop, AsyncJsonWebsocketConsumer):
             await self._refuse(exc.code, exc.message, text_data)
             return
         if isinstance(frame, dict):
-            # An OpenAI server event relayed from the data channel: record it, and let the client read it.
+            # An OpenAI server event relayed from the data channel: logged here, where it is heard, and read
+            # by the client's parser; the Recorder learns what it means from the typed event the agent sends.
             assert self.recorder is not None
-            self.recorder.record(FROM_BROWSER, frame)
+            self.recorder.tap(RawFrame(direction="from_openai", origin="browser", text=text_data), frame)
             self.socket.feed(text_data)
             return
         self.recorder.record(FROM_BROWSER, frame.model_dump())  # type: ignore[union-attr]
@@ -347,6 +361,7 @@ class VoiceSessionConsumer(_NoPerMessageThreadHop, AsyncJsonWebsocketConsumer):
         self.log.flush()
         ended_at = timezone.now()
         self.recorder.update_session(status=status, ended_at=ended_at, end_reason=reason[:64], error=error)
+        await self._drain_relayed(from_agent)
         for task in (self.cap_task, None if from_agent else self.agent_task):
             if task is not None and task is not asyncio.current_task():
                 task.cancel()
@@ -367,6 +382,18 @@ class VoiceSessionConsumer(_NoPerMessageThreadHop, AsyncJsonWebsocketConsumer):
         if self.session.call_id and reason not in ("hangup",) and not reason.startswith("client_error"):
             # The browser may be gone without hanging up: end the call at OpenAI so it cannot linger.
             await sessions.hang_up_call(self.session.call_id)
+
+    async def _drain_relayed(self, from_agent: bool) -> None:
+        """End the relayed stream after what the browser sent, and let the agent take it all in (the
+        Recorder and the tools work from the agent's typed events), within RELAY_DRAIN_SECONDS."""
+        self.socket.feed(None)
+        task = self.agent_task
+        if from_agent or task is None or task.done() or task is asyncio.current_task():
+            return
+        await asyncio.wait({task}, timeout=RELAY_DRAIN_SECONDS)
+        if not task.done():
+            logger.warning("Session %s: relayed events still unread after %.0f s; the agent is stopped",
+                           self._sid(), RELAY_DRAIN_SECONDS)
 
     async def disconnect(self, code: int) -> None:
         if self.session is not None and not self.ended:

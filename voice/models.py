@@ -729,14 +729,27 @@ class SessionEvent(models.Model):
     """Append-only log of every frame of a session, in both directions."""
 
     class Direction(models.TextChoices):
+        # OpenAI's frames, whichever connection carried them (see origin).
+        FROM_OPENAI = "from_openai", "from OpenAI"
+        TO_OPENAI = "to_openai", "to OpenAI"
+        # The project's ag2.* frames between the browser and this server.
         FROM_BROWSER = "from_browser", "from browser"
         TO_BROWSER = "to_browser", "to browser"
         INTERNAL = "internal", "internal"
+
+    class Origin(models.TextChoices):
+        """The connection a frame was logged on: where it was heard, not who wrote it."""
+
+        SIDEBAND = "sideband", "sideband"  # the server's own socket to the call (server mode)
+        BROWSER = "browser", "browser"  # the browser's websocket (relayed OpenAI frames, ag2.* frames)
+        SERVER = "server", "server"  # no connection: the server's own notes
 
     # No index of its own: the composite constraint/index below leads with session and serves it.
     session = models.ForeignKey(VoiceSession, on_delete=models.CASCADE, related_name="events", db_index=False)
     seq = models.PositiveIntegerField()
     direction = models.CharField(max_length=16, choices=Direction.choices)
+    # Blank for rows logged before origins were recorded.
+    origin = models.CharField(max_length=16, choices=Origin.choices, blank=True, default="")
     type = models.CharField(max_length=100)
     payload = models.JSONField(default=dict)
     created_at = models.DateTimeField(default=timezone.now)
@@ -747,7 +760,7 @@ class SessionEvent(models.Model):
         constraints = [models.UniqueConstraint(fields=["session", "seq"], name="event_session_seq")]
 
     def __str__(self) -> str:
-        return f"#{self.seq} {self.direction} {self.type}"
+        return f"#{self.seq} {self.direction}{f' ({self.origin})' if self.origin else ''} {self.type}"
 
 
 class TranscriptItem(models.Model):

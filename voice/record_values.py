@@ -19,6 +19,8 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from voice.realtime.events import USAGE_COUNTS, Usage
+
 REPLACEMENT = "\ufffd"
 # JSON deeper than this is kept as a marker: nothing the Realtime API sends nests past a dozen levels,
 # and every walk over a payload (here, in json.dumps, in the admin) must stay far from the recursion limit.
@@ -184,52 +186,26 @@ def storable_repr(value: Any, limit: int = 8000) -> str:
 
 # --- usage ---------------------------------------------------------------------------------------------
 
-USAGE_FIELDS = ("total_tokens", "input_tokens", "output_tokens", "input_text_tokens", "input_audio_tokens",
-                "input_image_tokens", "cached_tokens", "cached_text_tokens", "cached_audio_tokens",
-                "output_text_tokens", "output_audio_tokens")
+USAGE_FIELDS = tuple(column for column, _, _ in USAGE_COUNTS)
 
 
-def usage_counts(usage: Any, max_tokens: int) -> tuple[dict[str, int], str]:
-    """A `response.done` usage object as ResponseUsage's columns, and what is implausible about it
-    ("" when nothing). Missing counts are 0 (OpenAI omits some); a count that is present but not a
-    non-negative integer, exceeds `max_tokens`, or details that add up to more than their total are
-    implausible: the caller refuses the whole usage rather than bill a part of it.
+def usage_counts(usage: Usage | dict[str, Any] | None, max_tokens: int) -> tuple[dict[str, int], str]:
+    """A `response.done` usage as ResponseUsage's columns, and what is implausible about it ("" when
+    nothing). `usage` is the typed `Usage` the event was parsed with (usage is parsed once, in
+    voice.realtime.events); a plain dict is parsed the same way first. Missing counts are 0 (OpenAI omits
+    some); a count that is not a non-negative integer (the parser's `problems`), exceeds `max_tokens`, or
+    details that add up to more than their total are implausible: the caller refuses the whole usage
+    rather than bill a part of it.
     """
-    usage = usage if isinstance(usage, dict) else {}
-    problems: list[str] = []
-
-    def part(source: Any, name: str) -> dict[str, Any]:
-        value = source.get(name) if isinstance(source, dict) else None
-        if value is not None and not isinstance(value, dict):
-            problems.append(f"{name} is not an object")
-        return value if isinstance(value, dict) else {}
-
-    def num(source: dict[str, Any], key: str, label: str) -> int:
-        raw = source.get(key)
-        if raw is None:
-            return 0
-        value = bounded_int(raw, maximum=max_tokens)
-        if value is None:
-            problems.append(f"{label} is {str(raw)[:40]!r}: not a count between 0 and {max_tokens}")
-            return 0
-        return value
-
-    inp = part(usage, "input_token_details")
-    out = part(usage, "output_token_details")
-    cached = part(inp, "cached_tokens_details")
-    counts = {
-        "total_tokens": num(usage, "total_tokens", "total_tokens"),
-        "input_tokens": num(usage, "input_tokens", "input_tokens"),
-        "output_tokens": num(usage, "output_tokens", "output_tokens"),
-        "input_text_tokens": num(inp, "text_tokens", "input_token_details.text_tokens"),
-        "input_audio_tokens": num(inp, "audio_tokens", "input_token_details.audio_tokens"),
-        "input_image_tokens": num(inp, "image_tokens", "input_token_details.image_tokens"),
-        "cached_tokens": num(inp, "cached_tokens", "input_token_details.cached_tokens"),
-        "cached_text_tokens": num(cached, "text_tokens", "cached_tokens_details.text_tokens"),
-        "cached_audio_tokens": num(cached, "audio_tokens", "cached_tokens_details.audio_tokens"),
-        "output_text_tokens": num(out, "text_tokens", "output_token_details.text_tokens"),
-        "output_audio_tokens": num(out, "audio_tokens", "output_token_details.audio_tokens"),
-    }
+    if not isinstance(usage, Usage):
+        usage = Usage.model_validate({} if usage is None else usage)
+    problems = list(usage.problems)
+    counts = usage.counts()
+    for column, path, name in USAGE_COUNTS:
+        if counts[column] > max_tokens:
+            label = f"{path.rpartition('.')[2]}.{name}" if path else name
+            problems.append(f"{label} is {counts[column]}: not a count between 0 and {max_tokens}")
+            counts[column] = 0
     if not problems:
         # OpenAI's figures add up exactly; a little slack keeps a rounding or a new kind of token
         # from refusing real usage, while a forged breakdown (what the cost is computed from) is caught.

@@ -1,9 +1,15 @@
 """The Recorder: the only writer of a session's rows.
 
-It is fed raw frames, in both directions, by whatever carries the session (today the browser's
-websocket; tomorrow a sideband connection), so it does not depend on which client produced them.
-`record()` is cheap and synchronous: it appends to an in-memory batch and updates the assembled
-state (transcript items, tool calls, usage, totals).
+Two intakes, both cheap and synchronous (they append to an in-memory batch):
+
+- `tap(RawFrame)` logs OpenAI's frames once, where they were heard (DESIGN.md rule 8): the sideband's
+  tap in server mode, the consumer's relay in relay mode, in wire order, with their direction (from or
+  to OpenAI) and origin (sideband or browser). `record()` logs the project's own frames (ag2.* between
+  browser and server) and notes.
+- `on_event(RealtimeEvent)`, as an observer of the agent (`observer()`): the typed events of
+  voice/realtime/events.py, the one parser of the protocol, become the assembled state (transcript
+  items, tool calls, usage, totals). Nothing here reads OpenAI's raw frames for their meaning, so the
+  record is the same whichever source fed the agent.
 
 Writing: one writer per process (per event loop) writes the pending rows of *every* live session
 together, in one transaction, every `flush_seconds`, sooner when a session has `batch_size` rows
@@ -32,7 +38,7 @@ import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -43,29 +49,58 @@ from django.utils import timezone
 
 from voice import pricing, spool
 from voice import record_values as values
+from voice.agent import Observer, ToolCallStatus, VoiceAgent
 from voice.broadcast import Broadcaster
 from voice.models import ResponseUsage, SessionEvent, ToolCall, TranscriptItem, VoiceSession
+from voice.realtime import boundedjson
+from voice.realtime.client import RawFrame
+from voice.realtime.events import (
+    ConversationItem,
+    ConversationItemAdded,
+    ConversationItemCreateEvent,
+    ConversationItemDone,
+    ConversationItemRetrieved,
+    ConversationItemTruncated,
+    FunctionCall,
+    FunctionCallArgumentsDone,
+    FunctionCallOutputItem,
+    InputTranscriptionCompleted,
+    InputTranscriptionDelta,
+    InputTranscriptionFailed,
+    InvalidFrame,
+    OutputTextDelta,
+    OutputTextDone,
+    OutputTranscriptDelta,
+    OutputTranscriptDone,
+    RealtimeEvent,
+    ResponseDone,
+    ResponseOutputItemAdded,
+    ResponseOutputItemDone,
+    SessionCreated,
+    SessionUpdated,
+    SidebandGap,
+    SpeechStarted,
+    SpeechStopped,
+    parse_client_event,
+)
 from voice.realtime.session import frame_without_secrets
 
 logger = logging.getLogger(__name__)
 
-# Transcript deltas are folded into their item instead of becoming one row each (DESIGN.md).
-FOLDED_DELTAS = {
-    "response.output_audio_transcript.delta": "assistant",
-    "response.audio_transcript.delta": "assistant",
-    "response.output_text.delta": "assistant",
-    "response.text.delta": "assistant",
-    "conversation.item.input_audio_transcription.delta": "user",
-}
-ITEM_EVENTS = {"conversation.item.added", "conversation.item.created", "conversation.item.done",
-               "conversation.item.retrieved"}
-OUTPUT_ITEM_EVENTS = {"response.output_item.added", "response.output_item.done"}
-TRANSCRIPT_DONE = {
-    "response.output_audio_transcript.done": "transcript",
-    "response.audio_transcript.done": "transcript",
-    "response.output_text.done": "text",
-    "response.text.done": "text",
-}
+# Transcript deltas (GA names and beta aliases) are folded into their item instead of becoming one row
+# each (DESIGN.md): `tap` does not log them, `on_event` folds them (and logs the few it cannot fold).
+FOLDED_DELTAS = frozenset({
+    "response.output_audio_transcript.delta",
+    "response.audio_transcript.delta",
+    "response.output_text.delta",
+    "response.text.delta",
+    "conversation.item.input_audio_transcription.delta",
+})
+FROM_OPENAI = SessionEvent.Direction.FROM_OPENAI
+TO_OPENAI = SessionEvent.Direction.TO_OPENAI
+INTERNAL = SessionEvent.Direction.INTERNAL
+OPENAI_DIRECTIONS = frozenset({FROM_OPENAI, TO_OPENAI})
+ORIGINS = frozenset(SessionEvent.Origin.values)
 ITEM_FIELDS = ["previous_item_id", "response_id", "role", "kind", "name", "text", "text_truncated", "status",
                "audio_start_ms", "audio_end_ms", "completed_at"]
 TOOL_FIELDS = ["item_id", "name", "arguments", "output", "status", "duration_ms"]
@@ -101,19 +136,6 @@ class _Batch:
         return bool(self.events or self.items or self.tools or self.usages or self.session)
 
 
-def _text_of(content: Any) -> str | None:
-    """The words in an item's content parts, whichever kind of part carries them."""
-    if not isinstance(content, list):
-        return None
-    parts = []
-    for part in content:
-        if isinstance(part, dict):
-            value = part.get("transcript") or part.get("text")
-            if isinstance(value, str):
-                parts.append(value)
-    return "".join(parts) if parts else None
-
-
 def _bounded(payload: dict[str, Any], text: str | None = None) -> dict[str, Any]:
     """Keep huge frames (e.g. base64 audio) from bloating the log: store a note instead of megabytes."""
     if "delta" in payload and isinstance(payload["delta"], str) and len(payload["delta"]) > MAX_PAYLOAD_CHARS:
@@ -128,7 +150,11 @@ def _bounded(payload: dict[str, Any], text: str | None = None) -> dict[str, Any]
 
 
 class Recorder:
-    """Assembles and persists one session's record. Use from the event loop only."""
+    """Assembles and persists one session's record. Use from the event loop only.
+
+    Fed raw frames by `tap` (OpenAI's) and `record` (the project's), typed events by `on_event`; hand
+    `observer()` to the agent. Whoever created the Recorder starts and closes it.
+    """
 
     def __init__(
         self,
@@ -173,6 +199,8 @@ class Recorder:
         self._noted: set[tuple[str, ...]] = set()  # conditions already noted in the record
         self._stopping = False
         self._in_flight: dict[int, _Batch] = {}  # taken for a write whose outcome is not known yet
+        self._origin = ""  # where OpenAI's frames are heard (the last tap's origin), for rows on_event logs
+        self._last_event: RealtimeEvent | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------------
 
@@ -260,31 +288,80 @@ class Recorder:
 
     # --- intake ------------------------------------------------------------------------------------
 
-    def record(self, direction: str, frame: dict[str, Any]) -> None:
-        """Log one frame and fold what it says into the session's record."""
-        if not isinstance(frame, dict):
-            frame = {"type": "<not an object>", "value": values.clean_json(frame)}
-        kind = values.bounded_text(frame.get("type"), TYPE_CHARS) or "<missing type>"
-        now = timezone.now()
-        role = FOLDED_DELTAS.get(kind)
-        if role is not None and direction == SessionEvent.Direction.FROM_BROWSER:
-            self._fold_delta(kind, role, frame)  # cleans what it keeps
-        else:
-            # Every value is made storable where it enters (valid Unicode, no NUL, bounded nesting); the
-            # caller's frame, which may still be on its way to the browser, is never changed.
-            frame, text = values.storable(frame)
-            self._log(direction, kind, frame, now, text)
+    def tap(self, raw: RawFrame, message: Any = None) -> None:
+        """Log one of OpenAI's frames, once, where it was heard: call it in wire order, for every frame.
+
+        `message` is the frame already decoded, when the source has it (spares decoding it twice). A
+        frame from OpenAI is only logged here; what it means reaches the record as the typed event the
+        agent dispatches (`on_event`), and transcript deltas are not logged at all (they are folded). A
+        client event the server sent (to OpenAI) is logged, and what the record needs of it, a tool's
+        output, is taken from it here, typed by voice.realtime.events.
+        """
+        direction = raw.direction
+        if direction not in OPENAI_DIRECTIONS:
+            raise ValueError(f"tap() logs OpenAI's frames (from_openai, to_openai), not {direction!r}: use record()")
+        origin = raw.origin if raw.origin in ORIGINS else ""
+        if message is None:
+            message = _decoded(raw.text)
+        elif not isinstance(message, dict):
+            message = {"type": "<not an object>", "value": values.clean_json(message)}
+        kind = values.bounded_text(message.get("type"), TYPE_CHARS) or "<missing type>"
+        if direction == FROM_OPENAI:
+            self._origin = origin
+            if kind in FOLDED_DELTAS:
+                return
+        # Every value is made storable where it enters (valid Unicode, no NUL, bounded nesting); the
+        # caller's frame, which may still be on its way elsewhere, is never changed.
+        stored, text = values.storable(message)
+        self._log(direction, kind, stored, datetime.fromtimestamp(raw.at, UTC), text, origin)
+        if direction == TO_OPENAI:
             try:
-                if direction == SessionEvent.Direction.FROM_BROWSER:
-                    self._apply_server_event(kind, frame, now)
-                elif direction == SessionEvent.Direction.TO_BROWSER:
-                    self._apply_client_event(kind, frame, now)
+                self._apply_client_event(message)
             except Exception:  # a surprising shape must cost us the derivation, never the log row
-                logger.exception("Session %s: could not interpret %s", self.session_id, kind)
+                logger.exception("Session %s: could not interpret the client event %s", self.session_id, kind)
         if len(self._pending.events) >= self.batch_size:
             self._wake()
 
-    def _log(self, direction: str, kind: str, frame: dict[str, Any], now: datetime, text: str | None = None) -> None:
+    def record(self, direction: str, frame: Any, *, origin: str | None = None) -> None:
+        """Log one of the project's own frames: ag2.* between the browser and the server (`from_browser`,
+        `to_browser`; origin `browser`) or a note of the server's (`internal`; origin `server`). Nothing is
+        derived from them. OpenAI's frames go through `tap`."""
+        if direction in OPENAI_DIRECTIONS:
+            raise ValueError("OpenAI's frames are logged with tap(RawFrame), where they are heard")
+        if not isinstance(frame, dict):
+            frame = {"type": "<not an object>", "value": values.clean_json(frame)}
+        kind = values.bounded_text(frame.get("type"), TYPE_CHARS) or "<missing type>"
+        if origin is None:
+            origin = SessionEvent.Origin.SERVER if direction == INTERNAL else SessionEvent.Origin.BROWSER
+        stored, text = values.storable(frame)
+        self._log(direction, kind, stored, timezone.now(), text, origin)
+        if len(self._pending.events) >= self.batch_size:
+            self._wake()
+
+    def observer(self) -> RecorderObserver:
+        """The agent's observer feeding this Recorder (typed events, tool calls' ends)."""
+        return RecorderObserver(self)
+
+    async def on_event(self, event: RealtimeEvent) -> None:
+        self.apply(event)
+
+    def apply(self, event: RealtimeEvent) -> None:
+        """Fold one typed event into the record (items, transcripts, truncation, tool calls, usage)."""
+        if event is self._last_event:
+            return  # the same event again, through a second observer of this Recorder: applied once
+        self._last_event = event
+        handler = _HANDLERS.get(type(event))
+        if handler is None:
+            return
+        try:
+            handler(self, event, timezone.now())
+        except Exception:  # a surprising shape must cost us the derivation, never the session
+            logger.exception("Session %s: could not interpret %s", self.session_id, event.type)
+        if len(self._pending.events) >= self.batch_size:
+            self._wake()
+
+    def _log(self, direction: str, kind: str, frame: dict[str, Any], now: datetime, text: str | None = None,
+             origin: str = "") -> None:
         """Append one event row, and stream it to the session's watchers (bounded once for both).
 
         The one place secrets are taken out: what is recorded and what dashboards see are the same
@@ -297,12 +374,13 @@ class Recorder:
             frame, text = redacted, (text if redacted is frame else None)
         payload = _bounded(frame, text)
         self._pending.events.append(
-            {"seq": self._seq, "direction": direction, "type": kind[:TYPE_CHARS], "payload": payload,
-             "created_at": now}
+            {"seq": self._seq, "direction": direction, "origin": origin, "type": kind[:TYPE_CHARS],
+             "payload": payload, "created_at": now}
         )
         if self.broadcaster is not None:
             self.broadcaster.to_session(
-                {"type": "event", "event": {"seq": self._seq, "direction": direction, "type": kind, "payload": payload}}
+                {"type": "event", "event": {"seq": self._seq, "direction": direction, "origin": origin, "type": kind,
+                                            "payload": payload}}
             )
 
     def _note(self, kind: str, payload: dict[str, Any], *, once: tuple[str, ...] | None = None) -> None:
@@ -312,7 +390,7 @@ class Recorder:
             if once in self._noted:
                 return
             self._noted.add(once)
-        self._log(SessionEvent.Direction.INTERNAL, kind, {"type": kind, **payload}, timezone.now())
+        self._log(INTERNAL, kind, {"type": kind, **payload}, timezone.now(), origin=SessionEvent.Origin.SERVER)
 
     def _value_note(self, field_name: str, problem: str, value: Any) -> None:
         logger.info("Session %s: %s %s; stored bounded", self.session_id, field_name, problem)
@@ -412,6 +490,7 @@ class Recorder:
         if len(text) > room:
             text = text[:room]
             self._cut(item)
+        text = values.clean_str(text)  # typed events carry the text as it came
         self._text_chars += len(text) - len(item["text"])
         item["text"] = text
 
@@ -438,17 +517,15 @@ class Recorder:
         self._note("ag2.text_truncated", {"item_id": item["item_id"], "scope": scope, "limit": limit},
                    once=("session_text",) if scope == "session" else ("item_text", item["item_id"]))
 
-    def _fold_delta(self, kind: str, role: str, frame: dict[str, Any]) -> None:
-        delta = frame.get("delta")
-        item = self._item(frame.get("item_id"), role=role, response_id=frame.get("response_id") or "") \
-            if isinstance(delta, str) else None
+    def _fold(self, event: InputTranscriptionDelta | OutputTranscriptDelta | OutputTextDelta, role: str,
+              response_id: str | None) -> None:
+        item = self._item(event.item_id, role=role, response_id=response_id or "")
         if item is None:
-            # Not something we can fold: keep it as a row instead, so nothing is dropped.
-            frame, text = values.storable(frame)
-            self._log(SessionEvent.Direction.FROM_BROWSER, kind, frame, timezone.now(), text)
+            # Nothing to fold it into: keep it as a row instead (tap left it out), so nothing is dropped.
+            self._log_unfolded(event.raw_message)
             return
         if item["status"] != TranscriptItem.Status.COMPLETED or role == "assistant":
-            delta = self._append_text(item, delta)
+            delta = self._append_text(item, event.delta)
             if not delta:
                 return
             self._mark_item(item)
@@ -456,103 +533,157 @@ class Recorder:
                 self.broadcaster.to_session({"type": "delta", "item_id": item["item_id"],
                                              "role": item["role"] or role, "delta": delta})
 
-    def _apply_item(self, data: dict[str, Any], now: datetime, *, previous: Any, done: bool,
-                    response_id: Any = "") -> None:
-        kind = data.get("type") if isinstance(data.get("type"), str) and data["type"] in KINDS else "message"
-        item = self._item(data.get("id"), kind=kind, role=data.get("role") or "", response_id=response_id)
+    def _log_unfolded(self, message: dict[str, Any]) -> None:
+        """A transcript delta `tap` did not log and nothing could fold: logged now, as it came."""
+        kind = values.bounded_text(message.get("type"), TYPE_CHARS) or "<missing type>"
+        stored, text = values.storable(message)
+        self._log(FROM_OPENAI, kind, stored, timezone.now(), text, self._origin)
+
+    def _note_problems(self, event: RealtimeEvent) -> None:
+        """Values the parser could not believe and left out (events.py): noted once per field and problem."""
+        for field_name, problem in (event.value_problems or {}).items():
+            self._value_note(field_name, problem.get("problem", ""), problem.get("value", ""))
+
+    def _apply_item(self, data: ConversationItem, now: datetime, *, previous: str | None, done: bool,
+                    response_id: str | None = None) -> None:
+        kind = data.type if data.type in KINDS else "message"
+        item = self._item(data.id, kind=kind, role=data.role or "", response_id=response_id or "")
         if item is None:
             return
         item["kind"] = kind
-        if isinstance(previous, str):
+        if previous is not None:
             item["previous_item_id"] = self._id("previous_item_id", previous)
         if kind == TranscriptItem.Kind.FUNCTION_CALL:
             item["role"] = item["role"] or "assistant"
-            item["name"] = self._name(data.get("name")) or item["name"]
-            if isinstance(data.get("arguments"), str) and data["arguments"]:
-                self._set_text(item, data["arguments"])
-            tool = self._tool(data.get("call_id"), name=item["name"], item_id=item["item_id"])
+            item["name"] = self._name(data.name) or item["name"]
+            if data.arguments:
+                self._set_text(item, data.arguments)
+            tool = self._tool(data.call_id, name=item["name"], item_id=item["item_id"])
             if tool is not None:
                 if item["text"] and not tool["arguments"]:
                     tool["arguments"] = _parse_arguments(item["text"])
                 self._mark_tool(tool)
         elif kind == TranscriptItem.Kind.FUNCTION_CALL_OUTPUT:
             item["role"] = item["role"] or "system"
-            if isinstance(data.get("output"), str):
-                self._set_text(item, data["output"])
-            call_id = self._id("call_id", data.get("call_id"))
+            if data.output is not None:
+                self._set_text(item, data.output)
+            call_id = self._id("call_id", data.call_id)
             if call_id:
                 item["name"] = self._tools.get(call_id, {}).get("name", item["name"])
         else:
-            text = _text_of(data.get("content"))
             # User audio items arrive with transcript null; the transcription events fill them in.
+            text = data.text
             if text:
                 self._set_text(item, text)
-        status = data.get("status")
+        status = data.status
         if done or status == "completed":
             self._complete(item, now, "failed" if status == "incomplete" and not item["text"] else "completed")
         self._mark_item(item, finished=done)
 
-    def _apply_server_event(self, kind: str, frame: dict[str, Any], now: datetime) -> None:
-        if kind in ITEM_EVENTS and isinstance(frame.get("item"), dict):
-            self._apply_item(frame["item"], now, previous=frame.get("previous_item_id"),
-                             done=kind != "conversation.item.added")
-        elif kind in OUTPUT_ITEM_EVENTS and isinstance(frame.get("item"), dict):
-            self._apply_item(frame["item"], now, previous=None, done=kind.endswith(".done"),
-                             response_id=frame.get("response_id") or "")
-        elif kind == "conversation.item.input_audio_transcription.completed":
-            if (item := self._item(frame.get("item_id"), role="user")) is not None:
-                transcript = frame.get("transcript")
-                if isinstance(transcript, str) and transcript:
-                    self._set_text(item, transcript)
-                self._complete(item, now)
-                self._mark_item(item, finished=True)
-        elif kind == "conversation.item.input_audio_transcription.failed":
-            if (item := self._item(frame.get("item_id"), role="user")) is not None:
-                item["status"] = TranscriptItem.Status.FAILED
-                self._mark_item(item, finished=True)
-        elif kind in TRANSCRIPT_DONE:
-            item = self._item(frame.get("item_id"), role="assistant", response_id=frame.get("response_id") or "")
-            if item is not None:
-                final = frame.get(TRANSCRIPT_DONE[kind])
-                if isinstance(final, str) and item["status"] != TranscriptItem.Status.TRUNCATED:
-                    self._set_text(item, final)
-                self._mark_item(item)
-        elif kind == "conversation.item.truncated":
-            if (item := self._item(frame.get("item_id"), role="assistant")) is not None:
-                item["status"] = TranscriptItem.Status.TRUNCATED
-                end_ms = self._ms("audio_end_ms", frame.get("audio_end_ms"))
-                if end_ms is not None:
-                    item["audio_end_ms"] = end_ms
-                self._mark_item(item, finished=True)
-        elif kind == "input_audio_buffer.speech_started":
-            if (item := self._item(frame.get("item_id"), role="user")) is not None:
-                item["audio_start_ms"] = self._ms("audio_start_ms", frame.get("audio_start_ms"))
-                self._mark_item(item)
-        elif kind == "input_audio_buffer.speech_stopped":
-            if (item := self._item(frame.get("item_id"), role="user")) is not None:
-                item["audio_end_ms"] = self._ms("audio_end_ms", frame.get("audio_end_ms"))
-                self._mark_item(item)
-        elif kind == "response.function_call_arguments.done":
-            tool = self._tool(frame.get("call_id"), name=frame.get("name") or "", item_id=frame.get("item_id") or "")
-            if tool is not None:
-                tool["arguments"] = _parse_arguments(frame.get("arguments") or "")
-                self._mark_tool(tool)
-        elif kind == "response.done" and isinstance(frame.get("response"), dict):
-            self._apply_usage(frame["response"], now)
-        elif kind in ("session.created", "session.updated") and isinstance(frame.get("session"), dict):
-            session_id = self._id("openai_session_id", frame["session"].get("id"))
-            if session_id:
-                self._pending.session["openai_session_id"] = session_id
+    # One handler per typed event class (exact class: FunctionCall and InvalidFrame included).
 
-    def _apply_client_event(self, kind: str, frame: dict[str, Any], now: datetime) -> None:
-        item = frame.get("item")
+    def _on_session(self, event: SessionCreated | SessionUpdated, now: datetime) -> None:
+        session_id = self._id("openai_session_id", event.session_id)
+        if session_id:
+            self._pending.session["openai_session_id"] = session_id
+
+    def _on_item_added(self, event: ConversationItemAdded, now: datetime) -> None:
+        self._apply_item(event.item, now, previous=event.previous_item_id, done=False)
+
+    def _on_item_done(self, event: ConversationItemDone, now: datetime) -> None:
+        # Beta's conversation.item.created parses to this class (PROTOCOL.md): the same final notice.
+        self._apply_item(event.item, now, previous=event.previous_item_id, done=True)
+
+    def _on_item_retrieved(self, event: ConversationItemRetrieved, now: datetime) -> None:
+        # The server's copy of an item (GA): what it holds, no place in the chain, nothing finished by it.
+        self._apply_item(event.item, now, previous=None, done=False)
+
+    def _on_output_item_added(self, event: ResponseOutputItemAdded, now: datetime) -> None:
+        self._apply_item(event.item, now, previous=None, done=False, response_id=event.response_id)
+
+    def _on_output_item_done(self, event: ResponseOutputItemDone | FunctionCall, now: datetime) -> None:
+        self._apply_item(event.item, now, previous=None, done=True, response_id=event.response_id)
+
+    def _on_invalid(self, event: InvalidFrame, now: datetime) -> None:
+        if event.code == "invalid_function_arguments" and event.item is not None:
+            # The call is kept with its arguments as written (the tool observer answers it as rejected).
+            self._apply_item(event.item, now, previous=None, done=True, response_id=event.response_id)
+        elif event.frame_type in FOLDED_DELTAS and event.raw_message.get("type") == event.frame_type:
+            self._log_unfolded(event.raw_message)  # a delta tap left out, and unreadable: keep it as it came
+
+    def _on_input_delta(self, event: InputTranscriptionDelta, now: datetime) -> None:
+        self._fold(event, "user", None)
+
+    def _on_output_delta(self, event: OutputTranscriptDelta | OutputTextDelta, now: datetime) -> None:
+        self._fold(event, "assistant", event.response_id)
+
+    def _on_transcription_completed(self, event: InputTranscriptionCompleted, now: datetime) -> None:
+        if (item := self._item(event.item_id, role="user")) is not None:
+            if event.transcript:
+                self._set_text(item, event.transcript)
+            self._complete(item, now)
+            self._mark_item(item, finished=True)
+
+    def _on_transcription_failed(self, event: InputTranscriptionFailed, now: datetime) -> None:
+        if (item := self._item(event.item_id, role="user")) is not None:
+            item["status"] = TranscriptItem.Status.FAILED
+            self._mark_item(item, finished=True)
+
+    def _on_transcript_done(self, event: OutputTranscriptDone | OutputTextDone, now: datetime) -> None:
+        item = self._item(event.item_id, role="assistant", response_id=event.response_id or "")
+        if item is None:
+            return
+        name = "transcript" if isinstance(event, OutputTranscriptDone) else "text"
+        # Only a final text that came (a field left out is not an empty text); a truncation stays as spoken.
+        if name in event.model_fields_set and item["status"] != TranscriptItem.Status.TRUNCATED:
+            self._set_text(item, getattr(event, name))
+        self._mark_item(item)
+
+    def _on_truncated(self, event: ConversationItemTruncated, now: datetime) -> None:
+        self._note_problems(event)
+        if (item := self._item(event.item_id, role="assistant")) is not None:
+            item["status"] = TranscriptItem.Status.TRUNCATED
+            if event.audio_end_ms is not None:
+                item["audio_end_ms"] = event.audio_end_ms
+            self._mark_item(item, finished=True)
+
+    def _on_speech_started(self, event: SpeechStarted, now: datetime) -> None:
+        self._note_problems(event)
+        if (item := self._item(event.item_id, role="user")) is not None:
+            item["audio_start_ms"] = event.audio_start_ms
+            self._mark_item(item)
+
+    def _on_speech_stopped(self, event: SpeechStopped, now: datetime) -> None:
+        self._note_problems(event)
+        if (item := self._item(event.item_id, role="user")) is not None:
+            item["audio_end_ms"] = event.audio_end_ms
+            self._mark_item(item)
+
+    def _on_arguments_done(self, event: FunctionCallArgumentsDone, now: datetime) -> None:
+        tool = self._tool(event.call_id, name=event.name or "", item_id=event.item_id or "")
+        if tool is not None:
+            tool["arguments"] = _parse_arguments(event.arguments)
+            self._mark_tool(tool)
+
+    def _on_response_done(self, event: ResponseDone, now: datetime) -> None:
+        if event.response_id is None and event.usage is None:
+            return  # no response named, nothing used: nothing to count
+        self._apply_usage(event, now)
+
+    def _on_sideband_gap(self, event: SidebandGap, now: datetime) -> None:
+        # The sideband missed the call's events for a while (OpenAI does not replay them): the record says so.
+        stored, _ = values.storable(event.raw_message or {"type": event.type})
+        self._log(INTERNAL, event.type, {**stored, "type": event.type}, now, origin=SessionEvent.Origin.SIDEBAND)
+
+    def _apply_client_event(self, message: dict[str, Any]) -> None:
+        """What the record needs of a client event the server sent: the output of a tool call."""
+        event = parse_client_event(message)
         if (
-            kind == "conversation.item.create"
-            and isinstance(item, dict)
-            and item.get("type") == "function_call_output"
-            and (tool := self._tool(item.get("call_id"))) is not None
+            isinstance(event, ConversationItemCreateEvent)
+            and isinstance(event.item, FunctionCallOutputItem)
+            and (tool := self._tool(event.item.call_id)) is not None
         ):
-            tool["output"] = self._bounded_output(item.get("output", ""))
+            tool["output"] = self._bounded_output(event.item.output)
             if tool["status"] == ToolCall.Status.RUNNING:
                 tool["status"] = self._status_from_output(tool["output"])
             self._mark_tool(tool)
@@ -585,15 +716,16 @@ class Recorder:
     def _mark_tool(self, tool: dict[str, Any]) -> None:
         self._pending.tools[tool["call_id"]] = tool
 
-    def _apply_usage(self, response: dict[str, Any], now: datetime) -> None:
-        """A response's usage, counted once and only if it is believable: it is what the session costs."""
-        response_id = self._id("response_id", response.get("id")) or f"unknown-{self._seq}"
+    def _apply_usage(self, event: ResponseDone, now: datetime) -> None:
+        """A response's usage, counted once and only if it is believable: it is what the session costs.
+        Parsed once, by the typed event (`Usage`); only the bounds of this session are checked here."""
+        response_id = self._id("response_id", event.response_id) or f"unknown-{self._seq}"
         if response_id in self._counted_responses:
             logger.info("Session %s: usage of %s reported again; counted once", self.session_id, response_id)
             self._note("ag2.usage_refused", {"response_id": response_id, "problem": "usage already counted"},
                        once=("usage_repeated", response_id))
             return
-        counts, problem = values.usage_counts(response.get("usage"), self.max_response_tokens)
+        counts, problem = values.usage_counts(event.usage, self.max_response_tokens)
         tokens = max(counts["total_tokens"], counts["input_tokens"] + counts["output_tokens"])
         if not problem and self.total_tokens + tokens > self.max_session_tokens:
             problem = f"the session's tokens would pass {self.max_session_tokens}"
@@ -604,7 +736,7 @@ class Recorder:
         self._counted_responses.add(response_id)
         # The cost is worked out at write time, where the ORM may run (never on the event loop).
         self._pending.usages.append(
-            {"response_id": response_id, "status": values.bounded_text(response.get("status"), STATUS_CHARS),
+            {"response_id": response_id, "status": values.bounded_text(event.status, STATUS_CHARS),
              "model": self.model, "created_at": now, **counts}
         )
         self.turns += 1
@@ -713,6 +845,63 @@ class Recorder:
     def totals(self) -> dict[str, Any]:
         return {"turns": self.turns, "input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
                 "total_tokens": self.total_tokens, "cost_usd": pricing.format_cost(self.cost_usd)}
+
+
+_HANDLERS: dict[type[RealtimeEvent], Callable[[Recorder, Any, datetime], None]] = {
+    SessionCreated: Recorder._on_session,
+    SessionUpdated: Recorder._on_session,
+    ConversationItemAdded: Recorder._on_item_added,
+    ConversationItemDone: Recorder._on_item_done,
+    ConversationItemRetrieved: Recorder._on_item_retrieved,
+    ResponseOutputItemAdded: Recorder._on_output_item_added,
+    ResponseOutputItemDone: Recorder._on_output_item_done,
+    FunctionCall: Recorder._on_output_item_done,
+    InvalidFrame: Recorder._on_invalid,
+    InputTranscriptionDelta: Recorder._on_input_delta,
+    OutputTranscriptDelta: Recorder._on_output_delta,
+    OutputTextDelta: Recorder._on_output_delta,
+    InputTranscriptionCompleted: Recorder._on_transcription_completed,
+    InputTranscriptionFailed: Recorder._on_transcription_failed,
+    OutputTranscriptDone: Recorder._on_transcript_done,
+    OutputTextDone: Recorder._on_transcript_done,
+    ConversationItemTruncated: Recorder._on_truncated,
+    SpeechStarted: Recorder._on_speech_started,
+    SpeechStopped: Recorder._on_speech_stopped,
+    FunctionCallArgumentsDone: Recorder._on_arguments_done,
+    ResponseDone: Recorder._on_response_done,
+    SidebandGap: Recorder._on_sideband_gap,
+}
+
+
+def _decoded(text: str) -> dict[str, Any]:
+    """A raw frame's JSON object; what cannot be read is logged as what it is (it is still the wire)."""
+    try:
+        message = boundedjson.loads(text)
+    except ValueError as exc:
+        return {"type": "ag2.unreadable_frame", "problem": getattr(exc, "msg", str(exc)), "excerpt": text[:2000]}
+    if not isinstance(message, dict):
+        return {"type": "<not an object>", "value": values.clean_json(message)}
+    return message
+
+
+class RecorderObserver(Observer):
+    """The agent's view of a Recorder: typed events in (`on_event`), each tool call's end (status, duration
+    and the output the model was sent) from the tool observer's hooks. It does not start or close the
+    Recorder, which belongs to whoever made it (a consumer, a live session): the record outlives an agent.
+    Two of these on one Recorder apply each event once."""
+
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+
+    async def start(self, agent: VoiceAgent) -> None:
+        self.agent = agent
+
+    async def on_event(self, event: RealtimeEvent) -> None:
+        self.recorder.apply(event)
+
+    async def on_tool_finished(self, call_id: str, name: str, output: str, status: ToolCallStatus,
+                               duration: float) -> None:
+        self.recorder.tool_finished(call_id, name, output, status, int(duration * 1000))
 
 
 # While the database fails, the writer retries after these many seconds, doubling up to the last.
@@ -1091,8 +1280,8 @@ def _write_isolating(recorder: Recorder, batch: _Batch) -> dict[str, Any]:
         error = _attempt(lambda e=event: _insert_events([(sid, e)]))
         if error is None:
             continue
-        note = {"seq": event["seq"], "direction": SessionEvent.Direction.INTERNAL, "type": UNWRITABLE_ROW,
-                "created_at": event["created_at"],
+        note = {"seq": event["seq"], "direction": INTERNAL, "origin": SessionEvent.Origin.SERVER,
+                "type": UNWRITABLE_ROW, "created_at": event["created_at"],
                 "payload": _unwritable("event", str(event["seq"]), event, error)}
         if _attempt(lambda n=note: _insert_events([(sid, n)])) is not None:  # e.g. its seq already written
             logger.error("Session %s: event #%s could not be written, nor its note: %s", sid, event["seq"],
@@ -1172,7 +1361,7 @@ def _update_sessions(names: list[str], updates: list[tuple[str, dict[str, Any]]]
         cursor.executemany(sql, rows)
 
 
-EVENT_COLUMNS = ["session_id", "seq", "direction", "type", "payload", "created_at"]
+EVENT_COLUMNS = ["session_id", "seq", "direction", "origin", "type", "payload", "created_at"]
 
 
 def _insert_events(events: list[tuple[str, dict[str, Any]]]) -> None:
@@ -1186,8 +1375,8 @@ def _insert_events(events: list[tuple[str, dict[str, Any]]]) -> None:
     # from a refused row the same way on either backend.
     with connection.wrap_database_errors, connection.cursor() as cursor, cursor.cursor.copy(statement) as copy:
         for session_id, e in events:
-            copy.write_row((session_id, e["seq"], e["direction"], e["type"], json.dumps(e["payload"], default=str),
-                            e["created_at"]))
+            copy.write_row((session_id, e["seq"], e["direction"], e.get("origin", ""), e["type"],
+                            json.dumps(e["payload"], default=str), e["created_at"]))
 
 
 def _upsert(model: Any, key: str, rows: list[tuple[str, dict[str, Any]]], fields: list[str],

@@ -11,11 +11,11 @@ from django.conf import settings
 from django.utils import timezone
 
 from voice import catalog, mcp
-from voice.agent import Observer, ToolCallStatus, ToolContext, VoiceAgent
+from voice.agent import ToolContext, VoiceAgent
 from voice.models import VoiceConfig, VoiceSession
 from voice.realtime import OpenAIRealtimeWebRTCClient
 from voice.realtime.calls import hangup
-from voice.recording import Recorder
+from voice.recording import Recorder, RecorderObserver
 from voice.tools import get_tool
 
 logger = logging.getLogger(__name__)
@@ -121,15 +121,9 @@ def llm_config_for(session: VoiceSession) -> dict[str, Any]:
     }
 
 
-class RecordToolCalls(Observer):
-    """Hands each finished tool call's status and duration to the Recorder."""
-
-    def __init__(self, recorder: Recorder) -> None:
-        self.recorder = recorder
-
-    async def on_tool_finished(self, call_id: str, name: str, output: str, status: ToolCallStatus,
-                               duration: float) -> None:
-        self.recorder.tool_finished(call_id, name, output, status, int(duration * 1000))
+# The Recorder's observer: typed events and each tool call's end (status, duration, output) go to it.
+# Kept under this name for callers of the earlier, tool-calls-only observer.
+RecordToolCalls = RecorderObserver
 
 
 def build_agent(session: VoiceSession, websocket: Any, recorder: Recorder) -> VoiceAgent:
@@ -143,7 +137,8 @@ def build_agent(session: VoiceSession, websocket: Any, recorder: Recorder) -> Vo
         client=client,
         system_message=session.session_payload.get("instructions"),
         tools=[get_tool(name) for name in tool_names],
-        observers=[RecordToolCalls(recorder)],
+        # The Recorder hears the session through the agent: the typed events, whichever client parsed them.
+        observers=[recorder.observer()],
         hosted_tools=hosted,
         # Tools act for the session's user, whatever a (possibly forged) function call says.
         context=ToolContext(user_id=session.user_id, username=session.user.get_username(),

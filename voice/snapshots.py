@@ -35,7 +35,8 @@ def session_snapshot(session_id: str, user: Any) -> dict[str, Any] | None:
     items, items_earlier = session.transcript_tail(SNAPSHOT_ITEMS)
     tools = list(session.tool_calls.order_by("-started_at", "-id")[:SNAPSHOT_TOOL_CALLS])[::-1]
     tools_earlier = session.tool_calls.count() - len(tools) if len(tools) == SNAPSHOT_TOOL_CALLS else 0
-    events = list(session.events.order_by("-seq")[:SNAPSHOT_EVENTS].values("seq", "direction", "type", "payload"))
+    events = list(session.events.order_by("-seq")[:SNAPSHOT_EVENTS]
+                  .values("seq", "direction", "origin", "type", "payload"))
     events_earlier = session.events.count() - len(events) if len(events) == SNAPSHOT_EVENTS else 0
     return {
         "type": "session.snapshot",

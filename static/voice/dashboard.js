@@ -818,11 +818,14 @@ function renderEvent(event) {
   view.seqs.add(seq);
   const type = String(event.type ?? "");
   const direction = String(event.direction ?? "");
+  const origin = String(event.origin ?? "");
   const details = h("details");
   details.append(
     h("summary", {},
       h("span", { class: "seq", text: String(seq) }), " ",
       h("span", { class: `direction direction-${direction.replace(/[^a-z_]/gi, "")}`, text: direction }), " ",
+      // Where the frame was heard: sideband, browser (relay), server (notes). Blank on older rows.
+      origin ? h("span", { class: "origin", text: `(${origin})` }) : null, origin ? " " : null,
       h("span", { class: "type", text: type })),
   );
   // The payload is rendered on first expand: a busy session has hundreds of rows.
@@ -838,7 +841,7 @@ function renderEvent(event) {
       details.append(h("pre", { class: "payload", tabindex: "0", text: json ?? "" }));
     }
   });
-  const li = h("li", { class: "event-row", dataset: { seq: String(seq), type, direction } }, details);
+  const li = h("li", { class: "event-row", dataset: { seq: String(seq), type, direction, origin } }, details);
   li.hidden = !matchesFilter(type);
   const stick = eventsAtEnd();
   // Live events come in order; place an older one (a late snapshot row) where it belongs.

@@ -21,10 +21,12 @@ def wait_for_session(session_id: str, *, timeout: float = 15.0, **expected: Any)
     return wait_until(check, timeout=timeout, what=f"session {session_id} to have {expected}")
 
 
-def event_types(session_id: str, direction: str | None = None) -> list[str]:
+def event_types(session_id: str, direction: str | None = None, origin: str | None = None) -> list[str]:
     from voice.models import SessionEvent
 
     events = SessionEvent.objects.filter(session_id=session_id)
     if direction:
         events = events.filter(direction=direction)
+    if origin:
+        events = events.filter(origin=origin)
     return list(events.order_by("seq").values_list("type", flat=True))

@@ -68,7 +68,8 @@ def test_a_spoken_turn_is_transcribed_answered_on_the_page_and_recorded_after_ha
     # The user's words come before the reply, whatever order the transcription arrived in.
     roles = page.locator("#transcript li.bubble").evaluate_all("els => els.map((e) => e.dataset.role)")
     assert roles == ["user", "assistant"], roles
-    wait_until(lambda: "response.done" in event_types(session_id, SessionEvent.Direction.FROM_BROWSER),
+    # Relayed from the data channel: logged as OpenAI's frame, heard on the browser's socket.
+    wait_until(lambda: "response.done" in event_types(session_id, SessionEvent.Direction.FROM_OPENAI, "browser"),
                timeout=10, what="response.done relayed to the server")
 
     page.click("#hangup")

@@ -16,6 +16,11 @@ API versions, and a cancelled response leaves an ``incomplete`` item whose parti
 a tool). ``response.function_call_arguments.done`` parses to ``FunctionCallArgumentsDone``, which nothing
 executes.
 
+Values are bounded here where a bound needs nothing but the value (the record adds the bounds of its
+columns and settings): a count, a duration or an offset that is not a whole, non-negative number never
+costs its event; it is left out (``None``, or 0 for a token count) and said in ``value_problems``, so that
+whoever keeps the record can note it. Usage is parsed here once, for everyone (``Usage.problems``).
+
 Client events: the ``*Event`` models at the bottom describe every frame the client sends, plus the
 project's ``ag2.init`` / ``ag2.error``; ``validate_client_event`` checks a frame against them.
 """
@@ -23,6 +28,7 @@ project's ``ag2.init`` / ``ag2.error``; ``validate_client_event`` checks a frame
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
@@ -50,8 +56,49 @@ def _from(name: str, *path: str | int) -> Any:
     return Field(default=None, validation_alias=AliasChoices(name, AliasPath(*path)))
 
 
-# Token counts: OpenAI may send null for a count it did not measure; treat that as zero.
+# Token counts: OpenAI may send null for a count it did not measure; treat that as zero. What is not a count
+# at all has already been set aside by ``Usage`` (see ``_usage_checked``), so a plain int is enough here.
 Count = Annotated[int, BeforeValidator(lambda value: 0 if value is None else value)]
+# A token count or a millisecond offset beyond these is not believable; kept bounded so that nothing
+# downstream (sums, a 64-bit column, printing) meets a 4,000-digit integer.
+MAX_COUNT = 2**53
+MAX_MS = 2**31 - 1  # an audio offset of 24 days
+
+
+def whole_number(value: Any, maximum: int) -> int | None:
+    """A whole number between 0 and ``maximum`` (an integral float counts), else ``None``.
+
+    Booleans and strings are not numbers here, whatever pydantic's lax mode would make of them."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float):
+        if not math.isfinite(value) or not value.is_integer():
+            return None
+        value = int(value)
+    if not isinstance(value, int) or not 0 <= value <= maximum:
+        return None
+    return value
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:60] + "…"
+
+
+def _bounded_fields(data: Any, names: tuple[str, ...], maximum: int, what: str) -> Any:
+    """Take out of ``data`` the named values that are not whole numbers in range, saying so in
+    ``value_problems`` (field -> {"problem", "value"}) instead of failing the whole event."""
+    if not isinstance(data, dict):
+        return data
+    problems: dict[str, dict[str, str]] = {}
+    for name in names:
+        value = data.get(name)
+        if value is None or whole_number(value, maximum) is not None:
+            continue
+        problems[name] = {"problem": f"not a whole number of {what} between 0 and {maximum}", "value": _shown(value)}
+    if not problems:
+        return data
+    return {**{k: v for k, v in data.items() if k not in problems}, "value_problems": problems}
 
 
 def _drop_nulls(data: Any) -> Any:
@@ -119,12 +166,87 @@ class OutputTokenDetails(_Lenient):
     audio_tokens: Count = 0
 
 
+USAGE_COUNTS: tuple[tuple[str, str, str], ...] = (
+    # (column name in the record, where in the usage object, the count's name there)
+    ("total_tokens", "", "total_tokens"),
+    ("input_tokens", "", "input_tokens"),
+    ("output_tokens", "", "output_tokens"),
+    ("input_text_tokens", "input_token_details", "text_tokens"),
+    ("input_audio_tokens", "input_token_details", "audio_tokens"),
+    ("input_image_tokens", "input_token_details", "image_tokens"),
+    ("cached_tokens", "input_token_details", "cached_tokens"),
+    ("cached_text_tokens", "input_token_details.cached_tokens_details", "text_tokens"),
+    ("cached_audio_tokens", "input_token_details.cached_tokens_details", "audio_tokens"),
+    ("output_text_tokens", "output_token_details", "text_tokens"),
+    ("output_audio_tokens", "output_token_details", "audio_tokens"),
+)
+
+
+def _usage_checked(data: Any) -> Any:
+    """A usage object with every count a whole number in range (null or absent is 0); what is not is
+    set to 0 and named in ``problems``, so that a forged or broken count never fails ``response.done``
+    (the response still ends) and is never billed either (the record refuses usage with problems)."""
+    if not isinstance(data, dict):
+        return {"problems": [f"usage is {_shown(data)}: not an object"]}
+    problems: list[str] = []
+    cleaned = dict(data)
+    containers: dict[str, dict[str, Any]] = {"": cleaned}
+    for path in ("input_token_details", "input_token_details.cached_tokens_details", "output_token_details"):
+        parent_path, _, name = path.rpartition(".")
+        parent = containers.get(parent_path)
+        value = parent.get(name) if parent is not None else None
+        if value is not None and not isinstance(value, dict):
+            problems.append(f"{name} is not an object")
+            value = None
+        if parent is not None:
+            containers[path] = parent[name] = dict(value) if isinstance(value, dict) else {}
+    for _, path, name in USAGE_COUNTS:
+        source = containers[path]
+        value = source.get(name)
+        if value is None:
+            continue
+        if whole_number(value, MAX_COUNT) is None:
+            label = f"{path.rpartition('.')[2]}.{name}" if path else name
+            problems.append(f"{label} is {_shown(value)}: not a count between 0 and {MAX_COUNT}")
+            source[name] = 0
+    if problems:
+        cleaned["problems"] = problems
+    return cleaned
+
+
 class Usage(_Lenient):
+    """A response's token usage (``response.done``). Counts the server could not believe are 0 and named in
+    ``problems``; ``counts()`` flattens it into the record's columns."""
+
     total_tokens: Count = 0
     input_tokens: Count = 0
     output_tokens: Count = 0
     input_token_details: InputTokenDetails = Field(default_factory=InputTokenDetails)
     output_token_details: OutputTokenDetails = Field(default_factory=OutputTokenDetails)
+    problems: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _counts_are_counts(cls, data: Any) -> Any:
+        return _usage_checked(_drop_nulls(data))
+
+    def counts(self) -> dict[str, int]:
+        """Every count by its column name in the record (``USAGE_COUNTS``)."""
+        inp, out = self.input_token_details, self.output_token_details
+        cached = inp.cached_tokens_details
+        return {
+            "total_tokens": self.total_tokens,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "input_text_tokens": inp.text_tokens,
+            "input_audio_tokens": inp.audio_tokens,
+            "input_image_tokens": inp.image_tokens,
+            "cached_tokens": inp.cached_tokens,
+            "cached_text_tokens": cached.text_tokens,
+            "cached_audio_tokens": cached.audio_tokens,
+            "output_text_tokens": out.text_tokens,
+            "output_audio_tokens": out.audio_tokens,
+        }
 
 
 class RateLimit(_Lenient):
@@ -145,6 +267,8 @@ class RealtimeEvent(BaseModel):
     type: str = ""
     event_id: str | None = None
     raw_message: dict[str, Any] = Field(default_factory=dict, repr=False)
+    # Values left out because they could not be believed: field -> {"problem", "value"} (module docstring).
+    value_problems: dict[str, dict[str, str]] | None = Field(default=None, repr=False)
 
     # Beta names that parse to this class (the GA name is the default of ``type``).
     BETA_ALIASES: ClassVar[tuple[str, ...]] = ()
@@ -208,11 +332,26 @@ class ConversationItemAdded(RealtimeEvent):
 
 
 @_register()
+class ConversationItemRetrieved(RealtimeEvent):
+    """The server's copy of an item, asked for with ``conversation.item.retrieve``. GA gives it no
+    ``previous_item_id`` and does not say it finished anything: it tells what an item holds, no more."""
+
+    type: str = "conversation.item.retrieved"
+    item: ConversationItem = Field(default_factory=ConversationItem)
+    item_id: str | None = _from("item_id", "item", "id")
+
+
+@_register()
 class ConversationItemTruncated(RealtimeEvent):
     type: str = "conversation.item.truncated"
     item_id: str | None = None
     content_index: int | None = None
     audio_end_ms: int | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bounded(cls, data: Any) -> Any:
+        return _bounded_fields(data, ("audio_end_ms",), MAX_MS, "milliseconds")
 
 
 @_register()
@@ -236,12 +375,22 @@ class SpeechStarted(RealtimeEvent):
     audio_start_ms: int | None = None
     item_id: str | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _bounded(cls, data: Any) -> Any:
+        return _bounded_fields(data, ("audio_start_ms",), MAX_MS, "milliseconds")
+
 
 @_register()
 class SpeechStopped(RealtimeEvent):
     type: str = "input_audio_buffer.speech_stopped"
     audio_end_ms: int | None = None
     item_id: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bounded(cls, data: Any) -> Any:
+        return _bounded_fields(data, ("audio_end_ms",), MAX_MS, "milliseconds")
 
 
 @_register()
@@ -367,6 +516,8 @@ class FunctionCall(RealtimeEvent):
     item_id: str | None = None
     response_id: str | None = None
     output_index: int | None = None
+    # The finished function_call item itself, for the record (its arguments as the model wrote them).
+    item: ConversationItem = Field(default_factory=ConversationItem)
 
 
 @_register()
@@ -437,6 +588,10 @@ class InvalidFrame(ErrorEvent):
     excerpt: str = ""
     call_id: str | None = None
     name: str | None = None
+    # invalid_function_arguments: the function_call item as it came (the record keeps it, arguments
+    # unparsed), and the response it belongs to.
+    item: ConversationItem | None = None
+    response_id: str | None = None
 
 
 class SidebandGap(RealtimeEvent):
@@ -467,11 +622,13 @@ def _excerpt(text: str) -> str:
 def _function_call(message: dict[str, Any]) -> RealtimeEvent:
     item = message.get("item") or {}
     raw_arguments = item.get("arguments") or ""
+    typed_item = ConversationItem.model_validate(item)  # raises ValidationError: parse_event reports it
     try:
         # A function without parameters may come with an empty string rather than "{}".
         arguments = json.loads(raw_arguments) if raw_arguments.strip() else {}
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         arguments = None
+    response_id = message.get("response_id")
     if not isinstance(arguments, dict):
         return InvalidFrame(
             code="invalid_function_arguments",
@@ -482,16 +639,19 @@ def _function_call(message: dict[str, Any]) -> RealtimeEvent:
             name=item.get("name"),
             event_id=message.get("event_id"),
             raw_message=message,
+            item=typed_item,
+            response_id=response_id if isinstance(response_id, str) else None,
         )
     return FunctionCall(
         name=item["name"],
         call_id=item["call_id"],
         arguments=arguments,
         item_id=item.get("id"),
-        response_id=message.get("response_id"),
+        response_id=response_id,
         output_index=message.get("output_index"),
         event_id=message.get("event_id"),
         raw_message=message,
+        item=typed_item,
     )
 
 
@@ -667,6 +827,17 @@ def validate_client_event(frame: dict[str, Any]) -> ClientFrame:
     return _CLIENT_FRAMES.validate_python(frame)
 
 
+def parse_client_event(frame: Any) -> ClientFrame | None:
+    """A client event the server sent (read back from the wire for the record), typed; ``None`` for a
+    frame that is not one (logged as it is, and nothing more is made of it)."""
+    if not isinstance(frame, dict):
+        return None
+    try:
+        return _CLIENT_FRAMES.validate_python(frame)
+    except ValidationError:
+        return None
+
+
 __all__ = [
     "BETA_ALIASES",
     "EVENT_CLASSES",
@@ -680,6 +851,7 @@ __all__ = [
     "ConversationItemCreateEvent",
     "ConversationItemDeleted",
     "ConversationItemDone",
+    "ConversationItemRetrieved",
     "ConversationItemTruncateEvent",
     "ConversationItemTruncated",
     "ErrorEvent",
@@ -717,6 +889,8 @@ __all__ = [
     "SpeechStarted",
     "SpeechStopped",
     "Usage",
+    "parse_client_event",
     "parse_event",
     "parse_frame",
+    "whole_number",
 ]
