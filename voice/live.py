@@ -409,20 +409,23 @@ class LiveSession:
 
     async def finish(self, reason: str, *, status: str = VoiceSession.Status.ENDED, error: str = "",
                      close_code: int | None = 1000, notify: bool = True, hang_up: bool = True) -> None:
-        """End the call once, whatever ended it: hang up, close the sideband, end the session, `ag2.close`."""
+        """End the call once, whatever ended it: hang up, close the sideband, end the session.
+
+        The browser hears `ag2.close` first: hanging up closes its data channel, and the page should know
+        why before that happens rather than take it for a failure."""
         if self.ended or self.released:
             return
         self.ended = True
         _registry.pop(self.session_id, None)
         self._cancel_timers()
+        if notify:
+            await self._send({"type": "ag2.close", "reason": reason})
         call_id = self.session.call_id
         if call_id and hang_up:
             await sessions.hang_up_call(call_id)
         await self._stop_agent()
         ended_at = timezone.now()
         self.recorder.update_session(status=status, ended_at=ended_at, end_reason=reason[:64], error=error)
-        if notify:
-            await self._send({"type": "ag2.close", "reason": reason})
         await self.recorder.close()
         session = self.session
         session.status, session.ended_at, session.end_reason = status, ended_at, reason[:64]

@@ -263,6 +263,11 @@ client.addEventListener("state", (e) => {
 });
 
 client.addEventListener("init", (e) => {
+  if (e.detail.resumed) {
+    addDivider("Reconnected: the call went on.");
+    renderSessionInfo();
+    return;
+  }
   sessionsThisCall += 1;
   if (sessionsThisCall > 1) addDivider("Reconnected: a new session has started.");
   renderSessionInfo();
