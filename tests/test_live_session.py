@@ -539,3 +539,29 @@ async def test_a_sideband_drop_reconnects_and_the_gap_is_noted(
     await peer.send({"type": "ag2.hangup"})
     await peer.closed()
     await media.close()
+
+
+async def test_the_users_own_dashboard_never_sees_the_call_id_and_staff_do(
+    owner: User, staff: User, emulator: Emulator
+) -> None:
+    peer, init = await started(owner)
+    own, _ = await open_peer(owner, "/ws/dashboard/?scope=own")
+    await own.send({"type": "subscribe", "session_id": init["session_id"]})
+    await own.until("session.snapshot")
+    media = BrowserPeer()
+    await peer.send({"type": "ag2.offer", "sdp": await media.offer()})
+    await media.answer((await peer.until("ag2.answer"))["sdp"])
+    await peer.send({"type": "ag2.ready"})
+    session = await wait_for(lambda: _with_status(init["session_id"], "active"))
+    # The changes stream after they commit: the call id (set at the offer), then the status.
+    while not any(f["type"] == "session.updated" and f["changes"].get("status") == "active" for f in own.frames):
+        await own.next(timeout=5)
+    await own.send({"type": "subscribe", "session_id": init["session_id"]})
+    await own.until("session.snapshot")
+    assert session.call_id not in json.dumps(own.frames)
+    watcher, _ = await open_peer(staff, "/ws/dashboard/")
+    await watcher.send({"type": "subscribe", "session_id": init["session_id"]})
+    assert (await watcher.until("session.snapshot"))["session"]["call_id"] == session.call_id
+    await peer.send({"type": "ag2.hangup"})
+    await peer.closed()
+    await media.close()

@@ -564,6 +564,10 @@ class DashboardConsumer(_NoPerMessageThreadHop, AsyncJsonWebsocketConsumer):
                 if snapshot is not None:
                     await self.send_json(snapshot)
             return
+        if not self.is_staff and ("session" in payload or "changes" in payload):
+            payload = {**payload, "session": snapshots.without_call_id(payload.get("session")),
+                       "changes": snapshots.without_call_id(payload.get("changes"))}
+            payload = {k: v for k, v in payload.items() if v is not None}
         await self.send_json(payload)
 
     async def disconnect(self, code: int) -> None:
