@@ -305,6 +305,9 @@ VOICE_HEARTBEAT_GRACE_SECONDS = env_float("VOICE_HEARTBEAT_GRACE_SECONDS", 3 * V
                                           minimum=0.1)
 if VOICE_HEARTBEAT_GRACE_SECONDS <= VOICE_HEARTBEAT_SECONDS:
     raise ImproperlyConfigured("VOICE_HEARTBEAT_GRACE_SECONDS must be longer than VOICE_HEARTBEAT_SECONDS")
+# Server mode: a call with no browser attached (its page closed, or its socket dropped and not resumed)
+# is hung up after this long and its session ended as `abandoned`.
+VOICE_RESUME_GRACE_SECONDS = env_float("VOICE_RESUME_GRACE_SECONDS", 30.0, minimum=1.0)
 
 # --- logging --------------------------------------------------------------------------------------
 

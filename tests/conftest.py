@@ -87,6 +87,16 @@ def pg_cluster() -> Iterator[Any]:
         cluster.destroy()
 
 
+@pytest.fixture
+def relay_mode(db: None) -> None:
+    """The seed's relay flow (docs/protocol.md section 2): every config starts relay-mode sessions.
+
+    Configs are server-controlled by default; tests of the relay flow ask for this."""
+    from voice.models import VoiceConfig
+
+    VoiceConfig.objects.update(call_mode=VoiceConfig.CallMode.RELAY)
+
+
 def _make_user(username: str, **extra: object) -> User:
     return User.objects.create_user(username=username, password=f"{username}-pass-2026", **extra)
 

@@ -123,3 +123,17 @@ def test_the_event_log_admin_never_counts_the_whole_table(superuser: User, sessi
     # At most a capped count (voice/paging.py): never COUNT(*) over the table.
     assert all("LIMIT 1001" in sql.upper() for sql in counts), counts
     assert response.context["cl"].result_count == 5
+
+
+def test_the_admin_says_which_mode_each_session_ran_in_and_filters_by_it(superuser: User, owner: User) -> None:
+    config = VoiceConfig.objects.get(slug="default")
+    assert config.call_mode == VoiceConfig.CallMode.SERVER  # the migration moved existing configs
+    VoiceSession.objects.create(user=owner, config=config, mode="server", call_id="rtc_server1")
+    VoiceSession.objects.create(user=owner, config=config, mode="relay", call_id="rtc_relay1")
+    client = _client(superuser)
+    page = client.get("/admin/voice/voicesession/").content.decode()
+    assert "Server-controlled" in page and "Relay (legacy)" in page  # the column and the filter
+    assert [s.call_id for s in client.get("/admin/voice/voicesession/?mode__exact=server").context["cl"].result_list
+            ] == ["rtc_server1"]
+    form = client.get(f"/admin/voice/voiceconfig/{config.pk}/change/").content.decode()
+    assert 'name="call_mode"' in form and 'value="relay"' in form

@@ -29,6 +29,7 @@ def _form_data(**overrides: Any) -> dict[str, Any]:
         "input_transcription_model": "gpt-transcribe", "noise_reduction": "", "tools": [],
         "secret_lifetime_seconds": "600", "max_session_seconds": "900", "truncation": "auto",
         "mcp_require_approval": "never",
+        "call_mode": "server",
     }
     data.update(overrides)
     return data

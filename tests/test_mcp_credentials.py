@@ -14,7 +14,7 @@ from django.test import Client
 
 from tests.record_feed import relay, sent
 from tests.ws_helpers import disconnect_peers, event_types, started, stored  # noqa: F401  (autouse fixture)
-from voice import mcp, sessions
+from voice import mcp
 from voice.emulator.validation import validate_client_secret_request
 from voice.models import SessionEvent, VoiceConfig, VoiceSession
 from voice.realtime.webrtc import OpenAIRealtimeWebRTCClient
@@ -36,18 +36,15 @@ def _config(**fields: Any) -> VoiceConfig:
     return VoiceConfig.objects.create(name="CRM line", slug="crm", **{**MCP, **fields})
 
 
-def _server_mode(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Server-controlled calls arrive with their own work; here the switch they will flip is set directly.
-    monkeypatch.setattr(sessions, "browser_holds_call", lambda config: False)
+RELAY = VoiceConfig.CallMode.RELAY
 
 
 @pytest.mark.django_db
 def test_the_credential_is_never_in_the_config_the_stored_payload_or_the_admin(
-    credential: str, superuser: User, monkeypatch: pytest.MonkeyPatch
+    credential: str, superuser: User
 ) -> None:
-    _server_mode(monkeypatch)
-    config = _config(mcp_credential_env="VOICE_MCP_CRM")
-    session = VoiceSession.objects.create(user=superuser, config=config, model=config.model,
+    config = _config(mcp_credential_env="VOICE_MCP_CRM")  # server mode, the default
+    session = VoiceSession.objects.create(user=superuser, config=config, model=config.model, mode=config.call_mode,
                                           session_payload=config.to_session_payload())
     assert TOKEN not in json.dumps(config.to_session_payload())
     assert TOKEN not in json.dumps(list(VoiceConfig.objects.filter(pk=config.pk).values()), default=str)
@@ -61,13 +58,16 @@ def test_the_credential_is_never_in_the_config_the_stored_payload_or_the_admin(
     sent = llm_config_for(session)["session"]
     assert sent["tools"][-1]["authorization"] == TOKEN
     assert "authorization" not in session.session_payload["tools"][-1]
+    # A session that ran relay keeps none, even if its config was switched to server mode since.
+    session.mode = RELAY
+    assert "authorization" not in llm_config_for(session)["session"]["tools"][-1]
 
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 async def test_where_the_browser_holds_the_call_a_credentialed_config_does_not_start(
     owner: User, credential: str
 ) -> None:
-    await database_sync_to_async(_config)(mcp_credential_env="VOICE_MCP_CRM")
+    await database_sync_to_async(_config)(mcp_credential_env="VOICE_MCP_CRM", call_mode=RELAY)
     with pytest.raises(SessionRefused) as refused:
         await start_session(owner, "crm")
     assert refused.value.code == "credential_needs_server_mode"
@@ -79,7 +79,7 @@ async def test_where_the_browser_holds_the_call_a_credentialed_config_does_not_s
 async def test_a_public_mcp_server_works_in_relay_mode_and_the_agents_update_keeps_it(
     owner: User, emulator: str
 ) -> None:
-    await database_sync_to_async(_config)()
+    await database_sync_to_async(_config)(call_mode=RELAY)
     peer, init = await started(owner, "/ws/voice/?config=crm")
     minted_tools = init["config"]["session"]["tools"]
     assert {"type": "mcp", "server_label": "crm", "server_url": MCP["mcp_server_url"],

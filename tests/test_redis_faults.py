@@ -25,7 +25,8 @@ from realtime_site.settings import REDIS_SOCKET_TIMEOUT_SECONDS, redis_channel_l
 from tests.conftest import IN_CI
 from tests.ws_helpers import Peer, disconnect_peers, event_types, open_peer, started, stored  # noqa: F401
 
-pytestmark = [pytest.mark.django_db(transaction=True, serialized_rollback=True), pytest.mark.redis]
+pytestmark = [pytest.mark.django_db(transaction=True, serialized_rollback=True), pytest.mark.redis,
+              pytest.mark.usefixtures("relay_mode")]
 
 # channels_redis' blocking read lasts `brpop_timeout` (5 s); a dashboard used to drop at the end of the
 # first one. Three full cycles prove the fix; REDIS_IDLE_TEST_SECONDS=60 runs the issue's full minute.

@@ -6,7 +6,17 @@ from typing import Any
 
 import pytest
 
-from voice.schemas import Ag2ClientError, Ag2Hangup, Ag2Ready, FrameError, dashboard_request, parse_browser_frame
+from voice.schemas import (
+    MAX_OFFER_SDP_CHARS,
+    Ag2ClientError,
+    Ag2Hangup,
+    Ag2Offer,
+    Ag2Ready,
+    FrameError,
+    dashboard_request,
+    parse_browser_frame,
+    parse_server_mode_frame,
+)
 
 
 @pytest.mark.parametrize(
@@ -60,3 +70,38 @@ def test_dashboard_requests_are_typed() -> None:
     for bad in ({"type": "subscribe"}, {"type": "subscribe", "session_id": "1"}, {"type": "drop_tables"}):
         with pytest.raises(ValueError):
             dashboard_request.validate_python(bad)
+
+
+# --- server mode: the browser may send four frames only -------------------------------------------------
+
+
+@pytest.mark.parametrize("frame", [
+    {"type": "ag2.offer", "sdp": "v=0\r\n"},
+    {"type": "ag2.ready"},
+    {"type": "ag2.client_error", "stage": "ice", "message": "failed"},
+    {"type": "ag2.hangup"},
+])
+def test_the_four_signalling_frames_are_accepted_in_server_mode(frame: dict) -> None:
+    assert parse_server_mode_frame(frame).type == frame["type"]
+
+
+@pytest.mark.parametrize(("frame", "code"), [
+    ({"type": "response.done", "response": {}}, "unexpected_frame"),
+    ({"type": "conversation.item.create", "item": {}}, "unexpected_frame"),
+    ({"type": "ag2.launch"}, "unexpected_frame"),
+    ([1, 2], "unexpected_frame"),
+    ({"no": "type"}, "unexpected_frame"),
+    ({"type": "ag2.offer"}, "invalid_frame"),
+    ({"type": "ag2.offer", "sdp": ""}, "invalid_frame"),
+    ({"type": "ag2.offer", "sdp": "v" * (MAX_OFFER_SDP_CHARS + 1)}, "invalid_frame"),
+    ({"type": "ag2.client_error", "stage": "kitchen"}, "invalid_frame"),
+])
+def test_anything_else_is_refused_in_server_mode(frame: object, code: str) -> None:
+    with pytest.raises(FrameError) as refused:
+        parse_server_mode_frame(frame)
+    assert refused.value.code == code
+
+
+def test_an_offer_carries_its_sdp() -> None:
+    offer = parse_server_mode_frame({"type": "ag2.offer", "sdp": "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\n"})
+    assert isinstance(offer, Ag2Offer) and offer.sdp.startswith("v=0")

@@ -231,6 +231,7 @@ def _form_data(**overrides: Any) -> dict[str, Any]:
         "vad_threshold": "0.5", "vad_prefix_padding_ms": "300", "vad_silence_duration_ms": "500",
         "vad_eagerness": "auto", "input_transcription_model": "gpt-transcribe", "truncation": "auto",
         "mcp_require_approval": "never", "secret_lifetime_seconds": "600", "max_session_seconds": "900",
+        "call_mode": "server",
     }
     data.update(overrides)
     return data

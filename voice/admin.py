@@ -66,7 +66,8 @@ class VoiceConfigForm(forms.ModelForm):
     class Meta:
         model = VoiceConfig
         fields = (
-            "name", "slug", "description", "is_active", "is_default", "model", "voice", "custom_voice_id", "speed",
+            "name", "slug", "description", "is_active", "is_default", "call_mode", "model", "voice", "custom_voice_id",
+            "speed",
             "output_modality", "instructions", "max_output_tokens", "reasoning_effort", "parallel_tool_calls",
             "truncation", "truncation_retention_ratio", "truncation_token_limit", "turn_detection", "vad_threshold",
             "vad_prefix_padding_ms", "vad_silence_duration_ms", "vad_eagerness", "vad_idle_timeout_ms",
@@ -95,14 +96,15 @@ class VoiceConfigForm(forms.ModelForm):
 @admin.register(VoiceConfig)
 class VoiceConfigAdmin(SimpleHistoryAdmin):
     form = VoiceConfigForm
-    list_display = ("name", "slug", "model", "retirement", "voice", "output_modality", "turn_detection", "is_active",
+    list_display = ("name", "slug", "call_mode", "model", "retirement", "voice", "output_modality", "turn_detection",
+                    "is_active",
                     "is_default", "updated_at", "updated_by")
-    list_filter = ("is_active", "is_default", "model", "voice")
+    list_filter = ("is_active", "is_default", "call_mode", "model", "voice")
     search_fields = ("name", "slug", "instructions")
     prepopulated_fields = {"slug": ("name",)}
     readonly_fields = ("retirement", "created_at", "updated_at", "updated_by", "session_payload_preview")
     fieldsets = (
-        (None, {"fields": ("retirement", "name", "slug", "description", "is_active", "is_default")}),
+        (None, {"fields": ("retirement", "name", "slug", "description", "is_active", "is_default", "call_mode")}),
         ("Model and voice", {"fields": ("model", "voice", "custom_voice_id", "speed", "output_modality",
                                         "instructions", "max_output_tokens")}),
         ("Reasoning and context", {"fields": ("reasoning_effort", "parallel_tool_calls", "truncation",
@@ -432,7 +434,7 @@ class VoiceSessionAdmin(LargeTableAdmin):
     list_display = ("started", "user", "config_and_model", "state", "length", "tokens", "cost")
     # No date_hierarchy: its year/month/day links are a SELECT DISTINCT over every session on each view.
     # The started_at filter below gives the same narrowing at the cost of an index range.
-    list_filter = ("status", "config", ModelFilter, ("started_at", SessionDateFilter))
+    list_filter = ("status", "mode", "config", ModelFilter, ("started_at", SessionDateFilter))
     # What VoiceSession.objects.search() matches (get_search_results below); the search box shows
     # only when this is set.
     search_fields = ("=id", "=call_id", "user__username", "user__email", "transcript_items__text")
@@ -443,12 +445,12 @@ class VoiceSessionAdmin(LargeTableAdmin):
     list_per_page = 50
     inlines = (ToolCallInline, ResponseUsageInline, SessionEventInline)
     actions = ("export_json", "export_text")
-    readonly_fields = ("id", "user", "config", "config_name", "model", "status", "call_id", "openai_session_id",
+    readonly_fields = ("id", "user", "config", "config_name", "mode", "model", "status", "call_id", "openai_session_id",
                        "started_at", "connected_at", "ended_at", "end_reason", "error", "turns", "input_tokens",
                        "output_tokens", "total_tokens", "cost", "transcript", "session_payload_pretty",
                        "duration", "raw_events")
     fieldsets = (
-        (None, {"fields": ("id", "user", "config", "config_name", "model", "status", "end_reason", "error",
+        (None, {"fields": ("id", "user", "config", "config_name", "mode", "model", "status", "end_reason", "error",
                            "raw_events")}),
         ("Transcript", {"fields": ("transcript",)}),
         ("Timing and call", {"fields": ("started_at", "connected_at", "ended_at", "duration", "call_id",
@@ -491,7 +493,8 @@ class VoiceSessionAdmin(LargeTableAdmin):
 
     @admin.display(description="Config · model", ordering="config_name")
     def config_and_model(self, obj: VoiceSession) -> str:
-        return format_html('{}<br><span class="quiet">{}</span>', obj.config_name, obj.model)
+        return format_html('{}<br><span class="quiet">{} · {}</span>', obj.config_name, obj.model,
+                           obj.get_mode_display())
 
     @admin.display(description="Status", ordering="status")
     def state(self, obj: VoiceSession) -> str:

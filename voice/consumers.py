@@ -23,14 +23,24 @@ from django.conf import settings
 from django.utils import timezone
 from redis.exceptions import RedisError
 
+from voice import live as live_sessions
 from voice import sessions, snapshots
 from voice.broadcast import BATCH_TYPE, MESSAGE_TYPE, RESYNC_TYPE, STAFF_GROUP, Broadcaster, session_group
-from voice.models import SessionEvent, VoiceSession
+from voice.models import SessionEvent, VoiceConfig, VoiceSession
 from voice.realtime import boundedjson
 from voice.realtime.client import RawFrame
 from voice.realtime.throttle import Throttle, ThrottledLog
 from voice.recording import Recorder
-from voice.schemas import Ag2ClientError, Ag2Hangup, Ag2Ready, FrameError, dashboard_request, parse_browser_frame
+from voice.schemas import (
+    Ag2ClientError,
+    Ag2Hangup,
+    Ag2Offer,
+    Ag2Ready,
+    FrameError,
+    dashboard_request,
+    parse_browser_frame,
+    parse_server_mode_frame,
+)
 
 logger = logging.getLogger(__name__)
 # Process-wide: when Redis stops, every dashboard of the process fails at once; one line, then a count.
@@ -120,11 +130,21 @@ class VoiceSessionConsumer(_NoPerMessageThreadHop, AsyncJsonWebsocketConsumer):
     # so channels gives the consumer no layer at all.
     channel_layer_alias = "voice-session-publishes-only"
     session: VoiceSession | None = None
+    # Server mode: the call lives in a LiveSession, which this socket is attached to (or was).
+    live: live_sessions.LiveSession | None = None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         try:
             await super().__call__(scope, receive, send)
         except asyncio.CancelledError:
+            if self.live is not None:
+                # daphne is stopping: a server-mode call outlives the process. Release it (record flushed,
+                # lease released, sideband closed without hanging up) and close with 1012: the page
+                # resumes on whichever process answers, which re-opens the sideband to the same call.
+                live_sessions.stopping()
+                if self.live.browser is self:
+                    await self.live.release(reason="server_shutdown", stopping=True)
+                raise
             # daphne cancels every application on shutdown without a disconnect. End the session
             # properly so it does not stay "active", count against the user's limit, or lose its
             # buffered rows. Close the socket first: the browser then reconnects to another process
@@ -163,6 +183,17 @@ class VoiceSessionConsumer(_NoPerMessageThreadHop, AsyncJsonWebsocketConsumer):
         if user is None or not user.is_authenticated:
             await self.close(code=CLOSE_NOT_LOGGED_IN)
             return
+        resume = _query_param(self.scope, "resume")
+        if resume is not None:
+            try:
+                self.live = await live_sessions.resume(self, user, resume)
+            except live_sessions.Refused as refusal:
+                logger.info("Resume of %r refused for %s: %s", resume[:60], user, refusal.code)
+                await self.send_json(refusal.frame())
+                await self.close(code=refusal.close_code)
+                return
+            self.session = self.live.session
+            return
         slug = _query_param(self.scope, "config")
         try:
             self.session = await sessions.start_session(user, slug)
@@ -171,6 +202,9 @@ class VoiceSessionConsumer(_NoPerMessageThreadHop, AsyncJsonWebsocketConsumer):
             await self.send_json({"type": "ag2.error", "code": refusal.code, "message": refusal.message,
                                   "retryable": refusal.retryable})
             await self.close(code=refusal.close_code)
+            return
+        if self.session.mode == VoiceConfig.CallMode.SERVER:
+            self.live = await live_sessions.LiveSession.start(self, self.session)
             return
         session_id = str(self.session.pk)
         self.broadcaster = Broadcaster(session_id)
@@ -249,6 +283,9 @@ class VoiceSessionConsumer(_NoPerMessageThreadHop, AsyncJsonWebsocketConsumer):
             await self._refuse("invalid_frame", "The message holds text that is not valid Unicode (an unpaired "
                                "surrogate escape). It was ignored.", text_data)
             return
+        if self.live is not None:
+            await self._server_mode_frame(data, text_data)
+            return
         try:
             frame = parse_browser_frame(data)
         except FrameError as exc:
@@ -268,6 +305,30 @@ class VoiceSessionConsumer(_NoPerMessageThreadHop, AsyncJsonWebsocketConsumer):
             await self._client_error(frame)
         elif isinstance(frame, Ag2Hangup):
             await self._finish("hangup")
+
+    async def _server_mode_frame(self, data: Any, text_data: str) -> None:
+        """Server mode: the browser is untrusted. Only the four signalling frames act; anything else is
+        answered with ag2.error and logged (once, then counted), and changes nothing in the record: in
+        this mode the consumer has no recorder, so `_refuse` writes no note."""
+        live = self.live
+        assert live is not None
+        try:
+            frame = parse_server_mode_frame(data)
+        except FrameError as exc:
+            await self._refuse(exc.code, exc.message, text_data)
+            return
+        if live.browser is not self or live.ended or live.released:
+            return  # replaced by a newer socket, or the call is over: its close is on the way
+        # Only what the frame means in this mode: extra fields, and a call id the browser cannot know, go.
+        live.recorder.record(FROM_BROWSER, frame.model_dump(include=set(type(frame).model_fields) - {"call_id"}))
+        if isinstance(frame, Ag2Offer):
+            await live.offer(frame.sdp)
+        elif isinstance(frame, Ag2Ready):
+            await live.ready()
+        elif isinstance(frame, Ag2ClientError):
+            await live.client_error(frame.stage, frame.message)
+        elif isinstance(frame, Ag2Hangup):
+            await live.hangup()
 
     async def _rate_limited(self) -> None:
         """A frame over the message rate: ignored. The browser hears of it once per episode, the log and
@@ -396,6 +457,11 @@ class VoiceSessionConsumer(_NoPerMessageThreadHop, AsyncJsonWebsocketConsumer):
                            self._sid(), RELAY_DRAIN_SECONDS)
 
     async def disconnect(self, code: int) -> None:
+        if self.live is not None:
+            # The call goes on without this socket, for the resume grace (or it was replaced, or is over).
+            self.log.flush()
+            await self.live.detach(self)
+            return
         if self.session is not None and not self.ended:
             self.ended = True
             if self.client_failure is not None:
@@ -525,6 +591,10 @@ class DashboardConsumer(_NoPerMessageThreadHop, AsyncJsonWebsocketConsumer):
                 if snapshot is not None:
                     await self.send_json(snapshot)
             return
+        if not self.is_staff and ("session" in payload or "changes" in payload):
+            payload = {**payload, "session": snapshots.without_call_id(payload.get("session")),
+                       "changes": snapshots.without_call_id(payload.get("changes"))}
+            payload = {k: v for k, v in payload.items() if v is not None}
         await self.send_json(payload)
 
     async def disconnect(self, code: int) -> None:

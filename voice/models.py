@@ -99,6 +99,11 @@ class VoiceConfig(models.Model):
         DISABLED = "disabled", "Disabled (a conversation that outgrows the context fails)"
         RETENTION_RATIO = "retention_ratio", "Keep a fraction of the conversation (fewer, larger truncations)"
 
+    class CallMode(models.TextChoices):
+        # docs/architecture.md, "Who owns a call"; docs/protocol.md sections 2 and 3.
+        SERVER = "server", "Server-controlled: the server creates the call and hears the model itself"
+        RELAY = "relay", "Relay (legacy): the browser creates the call and relays the model's events"
+
     class Approval(models.TextChoices):
         NEVER = "never", "Never: the model calls the allowed tools directly"
         ALWAYS = "always", "Always: every call waits for an approval (this app does not give any yet)"
@@ -108,6 +113,12 @@ class VoiceConfig(models.Model):
     description = models.CharField(max_length=300, blank=True)
     is_active = models.BooleanField(default=True, help_text="Inactive configs cannot start new sessions.")
     is_default = models.BooleanField(default=False, help_text="Used when a session names no config.")
+    call_mode = models.CharField(
+        max_length=8, choices=CallMode.choices, default=CallMode.SERVER,
+        help_text="Server-controlled calls keep their record whatever the browser does, survive a dropped "
+                  "connection or a server restart, and may use private MCP credentials. Relay mode is the "
+                  "older flow: what it records is only as trustworthy as the browser.",
+    )
 
     model = models.CharField(
         max_length=64, choices=catalog.realtime_choices, default=catalog.DEFAULT_REALTIME_MODEL,
@@ -566,6 +577,9 @@ class VoiceSession(models.Model):
     config = models.ForeignKey(VoiceConfig, null=True, on_delete=models.SET_NULL, related_name="sessions")
     config_name = models.CharField(max_length=100, blank=True)
     model = models.CharField(max_length=64, blank=True)
+    # The config's call mode, copied when the session starts (voice.sessions.start_session). A row made
+    # without one, like every session from before modes existed, is relay: the server owns no call for it.
+    mode = models.CharField(max_length=8, choices=VoiceConfig.CallMode.choices, default=VoiceConfig.CallMode.RELAY)
     session_payload = models.JSONField(default=dict, blank=True, help_text="Exactly what OpenAI was sent.")
     max_duration_seconds = models.PositiveIntegerField(default=900, help_text="The cap this session runs under.")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.CONNECTING)
@@ -585,6 +599,10 @@ class VoiceSession(models.Model):
     # Renewed by the process serving the session (voice.recording's writer); a live session whose
     # heartbeat is older than VOICE_HEARTBEAT_GRACE_SECONDS has nobody serving it.
     heartbeat_at = models.DateTimeField(default=timezone.now)
+    # Server mode's ownership lease (voice.lease): the process holding the call's sideband, and a process
+    # that asked to take it over (a browser resumed there). The holder renews heartbeat_at.
+    served_by = models.CharField(max_length=64, blank=True)
+    handoff_to = models.CharField(max_length=64, blank=True)
 
     objects = VoiceSessionQuerySet.as_manager()
 
@@ -617,26 +635,42 @@ class VoiceSession(models.Model):
         one of them (it was only cut off from the database for longer than the grace) revives it at its
         next heartbeat (voice.recording), so this can never end a conversation that is still going on.
         """
-        stale = cls.objects.unserved(grace_seconds)
+        # A server-mode call OpenAI still runs (its id is known) is not ended: a serving process adopts it
+        # (voice.live), re-attaches its sideband, and the resume grace decides its end.
+        stale = cls.objects.unserved(grace_seconds).exclude(Q(mode=VoiceConfig.CallMode.SERVER) & ~Q(call_id=""))
         if user is not None:
             stale = stale.filter(user=user)
         return stale.update(status=cls.Status.ENDED, ended_at=models.F("heartbeat_at"), end_reason=reason)
 
     @classmethod
-    def renew_heartbeats(cls, session_ids: list[str]) -> int:
+    def renew_heartbeats(cls, session_ids: list[str], holder: str | None = None) -> int:
         """The serving process says it still serves these sessions: one UPDATE for all of them.
 
         A session another process ended as `server_lost` while this one was cut off from the database
-        (longer than the grace) is still being served: it is brought back to life.
+        (longer than the grace) is still being served: it is brought back to life. With `holder` (the
+        process's lease token), a server-mode session is renewed only while this process holds its lease.
         """
         if not session_ids:
             return 0
         now = timezone.now()
-        renewed = cls.objects.filter(pk__in=session_ids).live().update(heartbeat_at=now)
-        revived = cls.objects.filter(pk__in=session_ids, status=cls.Status.ENDED, end_reason="server_lost").update(
+        mine = cls.objects.filter(pk__in=session_ids)
+        if holder is not None:
+            mine = mine.filter(Q(mode=VoiceConfig.CallMode.RELAY) | Q(served_by=holder))
+        renewed = mine.live().update(heartbeat_at=now)
+        revived = mine.filter(status=cls.Status.ENDED, end_reason="server_lost").update(
             status=cls.Status.ACTIVE, ended_at=None, end_reason="", heartbeat_at=now
         )
         return renewed + revived
+
+    @classmethod
+    def leases_to_give_up(cls, session_ids: list[str], holder: str) -> list[str]:
+        """Server-mode sessions among these that this process must stop serving: another process asked to
+        take one over (a browser resumed there), or holds it now, or it ended."""
+        if not session_ids:
+            return []
+        rows = cls.objects.filter(pk__in=session_ids, mode=VoiceConfig.CallMode.SERVER).exclude(
+            served_by=holder, handoff_to="", status__in=[cls.Status.CONNECTING, cls.Status.ACTIVE])
+        return [str(pk) for pk in rows.values_list("pk", flat=True)]
 
     @property
     def is_live(self) -> bool:

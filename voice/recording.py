@@ -36,7 +36,7 @@ import json
 import logging
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -201,6 +201,23 @@ class Recorder:
         self._in_flight: dict[int, _Batch] = {}  # taken for a write whose outcome is not known yet
         self._origin = ""  # where OpenAI's frames are heard (the last tap's origin), for rows on_event logs
         self._last_event: RealtimeEvent | None = None
+        # A server-mode session outlives its process (another adopts the call): never ended at exit.
+        self.survives_process = False
+
+    # --- resuming ----------------------------------------------------------------------------------
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Go on with a session another process recorded until now (a server-mode call taken over):
+        the next event seq, the items and tool calls (so late deltas and outputs fold into them), the
+        totals and the responses already counted. `state` comes from `load_state`."""
+        self._seq = max(self._seq, state["last_seq"])
+        self._items.update(state["items"])
+        self._tools.update(state["tools"])
+        self._counted_responses.update(state["response_ids"])
+        self._text_chars = sum(len(item["text"]) for item in self._items.values())
+        self.turns, self.input_tokens = state["turns"], state["input_tokens"]
+        self.output_tokens, self.total_tokens = state["output_tokens"], state["total_tokens"]
+        self.cost_usd = state["cost_usd"]
 
     # --- lifecycle ---------------------------------------------------------------------------------
 
@@ -1089,7 +1106,7 @@ class _Writer:
         self.housekeeping_at = now + settings.VOICE_HEARTBEAT_SECONDS
         served = [r.session_id for r in self.recorders if not r._closed]
         try:
-            await database_sync_to_async(_heartbeat)(served, settings.VOICE_HEARTBEAT_GRACE_SECONDS)
+            give_up = await database_sync_to_async(_heartbeat)(served, settings.VOICE_HEARTBEAT_GRACE_SECONDS)
         except Exception as exc:
             if _is_outage(exc):
                 self._outage(exc)
@@ -1097,6 +1114,11 @@ class _Writer:
                 logger.exception("Heartbeat of %d session(s) failed", len(served))
             return
         self._recovered()
+        for hook in heartbeat_hooks:
+            try:
+                await hook(give_up)
+            except Exception:
+                logger.exception("Heartbeat hook %r failed", hook)
         self.housekeeping_at = now + settings.VOICE_HEARTBEAT_SECONDS
         if self.spool_pending:
             if not spool.pending():  # listing a directory: no thread hop when there is nothing
@@ -1110,6 +1132,25 @@ class _Writer:
             self.spool_pending = report.files_left > 0
 
 
+def load_state(session_id: str) -> dict[str, Any]:
+    """What `Recorder.restore` needs of a session recorded so far (ORM thread)."""
+    from django.db.models import Max
+
+    session = VoiceSession.objects.get(pk=session_id)
+    items = {row["item_id"]: row for row in TranscriptItem.objects.filter(session_id=session_id).values(
+        "item_id", *ITEM_FIELDS, "created_at")}
+    tools = {row["call_id"]: row for row in ToolCall.objects.filter(session_id=session_id).values(
+        "call_id", *TOOL_FIELDS, "started_at")}
+    return {
+        "last_seq": SessionEvent.objects.filter(session_id=session_id).aggregate(m=Max("seq"))["m"] or 0,
+        "items": items,
+        "tools": tools,
+        "response_ids": set(ResponseUsage.objects.filter(session_id=session_id).values_list("response_id", flat=True)),
+        "turns": session.turns, "input_tokens": session.input_tokens, "output_tokens": session.output_tokens,
+        "total_tokens": session.total_tokens, "cost_usd": session.cost_usd,
+    }
+
+
 def _database_answers() -> bool:
     try:
         with connection.cursor() as cursor:
@@ -1119,12 +1160,22 @@ def _database_answers() -> bool:
     return True
 
 
-def _heartbeat(served: list[str], grace: float) -> None:
-    """In the ORM thread: one UPDATE renews every session this process serves; then the sweep."""
-    VoiceSession.renew_heartbeats(served)
+def _heartbeat(served: list[str], grace: float) -> list[str]:
+    """In the ORM thread: one UPDATE renews every session this process serves; then the sweep. Returns
+    the server-mode sessions whose lease this process must give up (voice.lease: a hand-off was asked)."""
+    from voice.lease import PROCESS_TOKEN
+
+    VoiceSession.renew_heartbeats(served, holder=PROCESS_TOKEN)
     ended = VoiceSession.end_unserved(grace)
     if ended:
         logger.warning("Ended %d session(s) no process served for %.0fs (server_lost)", ended, grace)
+    return VoiceSession.leases_to_give_up(served, PROCESS_TOKEN)
+
+
+# Run on the event loop after each heartbeat, with the sessions whose lease must be given up: voice.live
+# registers the one that releases those and adopts orphaned server-mode calls.
+HeartbeatHook = Callable[[list[str]], Awaitable[None]]
+heartbeat_hooks: list[HeartbeatHook] = []
 
 
 _writers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Writer] = weakref.WeakKeyDictionary()
@@ -1152,7 +1203,7 @@ def _spool_unwritten_at_exit() -> None:
     """
     for writer in list(_writers.values()):
         for recorder in [*writer.recorders, *writer.closing]:
-            if not recorder._closed:
+            if not recorder._closed and not recorder.survives_process:
                 # Still live as the process exits (the consumer's own shutdown path did not get to end
                 # it): nobody serves it any more.
                 recorder.update_session(status=VoiceSession.Status.ENDED, ended_at=timezone.now(),

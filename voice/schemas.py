@@ -70,6 +70,39 @@ def parse_browser_frame(data: Any) -> dict[str, Any] | Ag2Ready | Ag2ClientError
     return data
 
 
+# --- server mode (protocol 2): the browser is untrusted ---------------------------------------------
+
+MAX_OFFER_SDP_CHARS = 64 * 1024  # a browser's audio + data channel offer is a few kilobytes
+
+
+class Ag2Offer(_Frame):
+    type: Literal["ag2.offer"]
+    sdp: Annotated[str, Field(min_length=1, max_length=MAX_OFFER_SDP_CHARS)]
+
+
+ServerModeFrame = Ag2Offer | Ag2Ready | Ag2ClientError | Ag2Hangup
+_server_mode_adapter: TypeAdapter[ServerModeFrame] = TypeAdapter(
+    Annotated[ServerModeFrame, Field(discriminator="type")])
+SERVER_MODE_FRAMES = ("ag2.offer", "ag2.ready", "ag2.client_error", "ag2.hangup")
+
+
+def parse_server_mode_frame(data: Any) -> ServerModeFrame:
+    """Validate one decoded frame of a server-mode browser: only the four signalling frames exist.
+
+    Anything else, OpenAI events above all, is `unexpected_frame`: in this mode nothing the browser says
+    reaches the record, the cost or the tools (docs/architecture.md)."""
+    kind = data.get("type") if isinstance(data, dict) else None
+    if kind not in SERVER_MODE_FRAMES:
+        shown = kind[:60] if isinstance(kind, str) else type(data).__name__
+        raise FrameError("unexpected_frame", f"This connection accepts only {', '.join(SERVER_MODE_FRAMES)}; "
+                         f"{shown!r} was ignored.")
+    try:
+        return _server_mode_adapter.validate_python(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'][1:])) or 'frame'}: {e['msg']}" for e in exc.errors())
+        raise FrameError("invalid_frame", f"Invalid {kind}: {problems}.") from None
+
+
 class Subscribe(_Frame):
     type: Literal["subscribe"]
     session_id: uuid.UUID

@@ -10,10 +10,10 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.utils import timezone
 
-from voice import catalog, mcp
-from voice.agent import ToolContext, VoiceAgent
+from voice import catalog, lease, mcp
+from voice.agent import Observer, ToolContext, VoiceAgent
 from voice.models import VoiceConfig, VoiceSession
-from voice.realtime import OpenAIRealtimeWebRTCClient
+from voice.realtime import OpenAIRealtimeWebRTCClient, RealtimeClientProtocol
 from voice.realtime.calls import hangup
 from voice.recording import Recorder, RecorderObserver
 from voice.tools import get_tool
@@ -36,8 +36,7 @@ def api_key() -> str:
 
 def browser_holds_call(config: VoiceConfig) -> bool:
     """Relay mode: the browser creates the call and sees the session on its own data channel."""
-    # Server-controlled calls (a config's mode) arrive with the server-mode work; until then, all are relay.
-    return getattr(config, "mode", "relay") != "server"
+    return config.call_mode == VoiceConfig.CallMode.RELAY
 
 
 def check_config_can_start(config: VoiceConfig, today: date | None = None) -> None:
@@ -90,11 +89,15 @@ def start_session(user: Any, slug: str | None, *, today: date | None = None) -> 
             close_code=4429,
             retryable=True,
         )
+    server_mode = config.call_mode == VoiceConfig.CallMode.SERVER
     return VoiceSession.objects.create(
         user=user,
         config=config,
         config_name=config.name,
         model=config.model,
+        mode=config.call_mode,
+        # Server mode: this process holds the call from the start (voice.lease).
+        served_by=lease.PROCESS_TOKEN if server_mode else "",
         session_payload=config.to_session_payload(),
         max_duration_seconds=config.max_session_seconds,
     )
@@ -106,8 +109,9 @@ def llm_config_for(session: VoiceSession) -> dict[str, Any]:
     if isinstance(voice, dict):  # a custom voice {"id": "voice_..."}
         voice = str(voice.get("id") or "marin")
     config = session.config
-    # The stored payload holds no credential. Only a request the server sends itself may carry one.
-    if config is not None and not browser_holds_call(config):
+    # The stored payload holds no credential. Only a request the server sends itself may carry one: the
+    # session's own mode decides (its config may have been switched since).
+    if config is not None and session.mode == VoiceConfig.CallMode.SERVER:
         payload = mcp.with_credentials(payload, config)
     return {
         "config_list": [{"model": session.model, "voice": voice, "api_key": api_key(),
@@ -127,8 +131,15 @@ RecordToolCalls = RecorderObserver
 
 
 def build_agent(session: VoiceSession, websocket: Any, recorder: Recorder) -> VoiceAgent:
+    """Relay mode: the agent's client talks through the browser's websocket."""
     llm_config = llm_config_for(session)
     client = OpenAIRealtimeWebRTCClient(llm_config=llm_config, websocket=websocket, logger=logger)
+    return agent_for(session, llm_config, client, recorder)
+
+
+def agent_for(session: VoiceSession, llm_config: dict[str, Any], client: RealtimeClientProtocol,
+              recorder: Recorder, observers: list[Observer] | None = None) -> VoiceAgent:
+    """The session's agent over any client (relay: the browser's websocket; server mode: the sideband)."""
     session_tools = llm_config["session"].get("tools", [])
     tool_names = [t["name"] for t in session_tools if t.get("type", "function") == "function"]
     # OpenAI runs MCP servers itself; the agent re-declares them so that its session update keeps them.
@@ -138,7 +149,7 @@ def build_agent(session: VoiceSession, websocket: Any, recorder: Recorder) -> Vo
         system_message=session.session_payload.get("instructions"),
         tools=[get_tool(name) for name in tool_names],
         # The Recorder hears the session through the agent: the typed events, whichever client parsed them.
-        observers=[recorder.observer()],
+        observers=[recorder.observer(), *(observers or [])],
         hosted_tools=hosted,
         # Tools act for the session's user, whatever a (possibly forged) function call says.
         context=ToolContext(user_id=session.user_id, username=session.user.get_username(),

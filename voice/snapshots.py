@@ -41,7 +41,8 @@ def session_snapshot(session_id: str, user: Any) -> dict[str, Any] | None:
     return {
         "type": "session.snapshot",
         "session_id": session_id,
-        "session": session.to_dict(),
+        # The call id is OpenAI's handle on the call: staff see it; the user's own pages never do.
+        "session": session.to_dict() if user.is_staff else without_call_id(session.to_dict()),
         "items": [item.to_dict() for item in items],
         "tool_calls": [
             {"call_id": t.call_id, "name": t.name, "arguments": t.arguments, "output": t.output, "status": t.status,
@@ -54,3 +55,10 @@ def session_snapshot(session_id: str, user: Any) -> dict[str, Any] | None:
         "transcript_url": reverse("admin:voice_voicesession_change", args=[session.pk]) if user.is_staff
         else session.get_absolute_url(),
     }
+
+
+def without_call_id(fields: Any) -> Any:
+    """A session summary (or a set of changes) as a non-staff user may see it: without the call id."""
+    if isinstance(fields, dict) and "call_id" in fields:
+        return {k: v for k, v in fields.items() if k != "call_id"}
+    return fields

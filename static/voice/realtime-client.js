@@ -1,16 +1,24 @@
 // Browser side of a voice call (ES module, no build step, no dependencies).
 //
-// The browser holds the WebRTC call with OpenAI (microphone up, model audio down, the
+// The browser holds the WebRTC media with OpenAI (microphone up, model audio down, the
 // "oai-events" data channel); the Django server holds the session. The two talk over the
-// project websocket /ws/voice/ (see PROTOCOL.md section 2):
+// project websocket /ws/voice/ (docs/protocol.md), in one of two modes the server chooses:
 //
+// Server mode (protocol 2, ag2.init {mode: "server"}): the server creates the call and hears the
+// model on its own connection. The browser sends only signalling and reads the channel for display:
+//   server -> browser  ag2.init | ag2.answer {sdp} | ag2.error | ag2.close
+//   browser -> server  ag2.offer {sdp} | ag2.ready | ag2.client_error | ag2.hangup
+// A dropped websocket is reopened with ?resume=<session id> while the call goes on.
+//
+// Relay mode (protocol 1, the older flow): the browser creates the call with a client secret.
 //   server -> browser  ag2.init | ag2.error | ag2.close | OpenAI client events (put on the channel)
 //   browser -> server  ag2.ready | ag2.client_error | ag2.hangup | every OpenAI server event, verbatim
 //
 // This module knows nothing of the page beyond audio playback. It reports through DOM events
 // (EventTarget + CustomEvent) that a page controller listens to; see the EVENTS comment below.
 
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 1;          // relay mode
+export const SERVER_PROTOCOL_VERSION = 2;   // server mode
 
 export const STATES = Object.freeze(["idle", "connecting", "connected", "reconnecting", "ended", "failed"]);
 
@@ -21,6 +29,8 @@ export const CLOSE_CODES = Object.freeze({
   4408: { code: "session_limit", state: "ended", message: "The call ended: the session time limit or idle timeout was reached, or you have too many calls open." },
   4429: { code: "rate_limited", state: "failed", message: "Too many calls or messages in a short time. Please wait a minute and try again." },
   4413: { code: "frame_too_large", state: "failed", message: "A message was too large for the server; the call was ended." },
+  4404: { code: "not_found", state: "failed", message: "The call could not be found on the server; start a new one." },
+  4409: { code: "replaced", state: "ended", message: "This call continues in another window or connection." },
 });
 
 // Friendlier words for ag2.error codes we know; anything else shows the server's own message, which is
@@ -40,7 +50,8 @@ const MIC_RELAY_RATE = 24000;
 /*
  * EVENTS (all CustomEvent; read event.detail):
  *   "state"        {state, previous, reason}            one of STATES
- *   "init"         {sessionId, model, protocol, session} ag2.init received
+ *   "init"         {sessionId, model, protocol, session, mode: "server"|"relay", resumed}
+ *                                                        ag2.init received (resumed: the same call, new socket)
  *   "ready"        {sessionId, callId}                   data channel open, ag2.ready sent
  *   "transcript"   {itemId, role: "user"|"assistant", text, final, truncated, failed,
  *                   previousItemId, sessionId}           interim or final text of one item
@@ -67,6 +78,18 @@ function defaultWebSocketUrl(path, slug) {
   const query = slug ? `?config=${encodeURIComponent(slug)}` : "";
   return `${scheme}://${window.location.host}${path}${query}`;
 }
+
+// The same socket URL, asking to resume a server-mode session instead of starting one.
+function resumeUrl(url, sessionId) {
+  const resumed = new URL(url, window.location.href);
+  resumed.search = "";
+  resumed.searchParams.set("resume", sessionId);
+  return resumed.toString();
+}
+
+// How long a closed data channel waits for the server's ag2.close before it counts as a failure
+// (in server mode the server hangs up the call itself, and says why just before or after).
+const SERVER_CLOSE_WAIT_MS = 1500;
 
 function waitForIceGathering(pc, timeoutMs) {
   if (pc.iceGatheringState === "complete") return Promise.resolve();
@@ -136,6 +159,7 @@ export class RealtimeVoiceClient extends EventTarget {
     this.sessionId = null;
     this.callId = null;
     this.model = null;
+    this.mode = null;          // "server" | "relay", from ag2.init
     this.muted = false;
     this.reconnectAttempt = 0;
     this.lastError = null;
@@ -156,6 +180,7 @@ export class RealtimeVoiceClient extends EventTarget {
     this._relayNode = null;
 
     this._socketServerError = null; // last ag2.error on the current socket
+    this._resumeId = null;          // server mode: the session a reopened socket resumes
     this._onPageHide = () => this.hangup("page_unload");
   }
 
@@ -171,6 +196,8 @@ export class RealtimeVoiceClient extends EventTarget {
       return;
     }
     this.slug = slug || "";
+    this._resumeId = null;
+    this.mode = null;
     this._ending = false;
     this.reconnectAttempt = 0;
     this.lastError = null;
@@ -231,6 +258,7 @@ export class RealtimeVoiceClient extends EventTarget {
       sessionId: this.sessionId,
       callId: this.callId,
       model: this.model,
+      mode: this.mode,
       muted: this.muted,
       reconnectAttempt: this.reconnectAttempt,
       pcState: this.pc ? this.pc.connectionState : null,
@@ -247,7 +275,8 @@ export class RealtimeVoiceClient extends EventTarget {
 
   _openSocket() {
     const gen = ++this._gen;
-    const url = this.options.wsUrl ? this.options.wsUrl(this.slug) : defaultWebSocketUrl(this.options.wsPath, this.slug);
+    let url = this.options.wsUrl ? this.options.wsUrl(this.slug) : defaultWebSocketUrl(this.options.wsPath, this.slug);
+    if (this._resumeId) url = resumeUrl(url, this._resumeId);
     let ws;
     try {
       ws = new WebSocket(url);
@@ -300,10 +329,16 @@ export class RealtimeVoiceClient extends EventTarget {
     if (msg.type.startsWith("ag2.")) {
       switch (msg.type) {
         case "ag2.init": this._onInit(msg); break;
+        case "ag2.answer": this._onAnswer(msg); break;
         case "ag2.error": this._onServerError(msg); break;
         case "ag2.close": this._onServerClose(msg); break;
         default: this._warn(`Unknown server frame ${msg.type}; ignored.`);
       }
+      return;
+    }
+    if (this.mode === "server") {
+      // The server talks to the model itself in this mode; it never asks the page to relay anything.
+      this._warn(`The server sent ${msg.type} to a server-controlled call; ignored.`);
       return;
     }
     this._toChannel(msg);
@@ -357,8 +392,16 @@ export class RealtimeVoiceClient extends EventTarget {
       this._emit("closed", { reason: known.code, code: ev.code });
       return;
     }
+    if (this.mode === "server" && this.sessionId && this.pc) {
+      // Server mode: the call does not depend on this socket (the media never went through it), and
+      // the server keeps the session for a while. Reconnect and resume it; keep the call going.
+      this._resumeId = this.sessionId;
+      this._scheduleReconnect(ev);
+      return;
+    }
     // Unexpected drop: the server session behind this socket is gone, so the call is too.
     // Tear it down now (no zombie call) and start a fresh session on a new socket.
+    this._resumeId = null;
     this._teardownCall();
     this._scheduleReconnect(ev);
   }
@@ -367,6 +410,7 @@ export class RealtimeVoiceClient extends EventTarget {
     const { maxAttempts, baseDelayMs, maxDelayMs } = this.reconnectPolicy;
     if (this.reconnectAttempt >= maxAttempts) {
       this._ending = true;
+      this._teardownCall(); // a server-mode call kept for a resume that never came
       this._listenForUnload(false);
       this._emitError({
         source: "socket",
@@ -382,10 +426,11 @@ export class RealtimeVoiceClient extends EventTarget {
     }
     const delayMs = Math.min(maxDelayMs, baseDelayMs * 2 ** this.reconnectAttempt);
     this.reconnectAttempt++;
+    const goesOn = this._resumeId ? " The call goes on." : "";
     this._emitError({
       source: "socket",
       code: "network_lost",
-      message: `Connection to the server was lost. Reconnecting (attempt ${this.reconnectAttempt} of ${maxAttempts})…`,
+      message: `Connection to the server was lost.${goesOn} Reconnecting (attempt ${this.reconnectAttempt} of ${maxAttempts})…`,
       detail: `close code ${ev.code}`,
       status: ev.code,
       retryable: true,
@@ -408,6 +453,12 @@ export class RealtimeVoiceClient extends EventTarget {
   // ------------------------------------------------------------------ the call
 
   async _onInit(msg) {
+    if (msg.mode === "server") {
+      this._onServerInit(msg);
+      return;
+    }
+    this.mode = "relay";
+    this._resumeId = null;
     const gen = this._gen;
     if (this.pc) {
       this._warn("A second ag2.init arrived; starting over with the new session.");
@@ -425,7 +476,7 @@ export class RealtimeVoiceClient extends EventTarget {
     this._items = new Map();
     this._toolsByCallId = new Map();
     this._transcriptionOn = Boolean(config.session?.audio?.input?.transcription);
-    this._emit("init", { sessionId: this.sessionId, model: this.model, protocol: msg.protocol, session: config.session || null });
+    this._emit("init", { sessionId: this.sessionId, model: this.model, protocol: msg.protocol, session: config.session || null, mode: "relay", resumed: false });
     if (!config.value || !config.calls_url) {
       this._failCall("sdp", "The server did not send what is needed to start the call.", "ag2.init without config.value or config.calls_url");
       return;
@@ -438,6 +489,70 @@ export class RealtimeVoiceClient extends EventTarget {
     }
   }
 
+  // ------------------------------------------------------------------ server mode (protocol 2)
+
+  _onServerInit(msg) {
+    const session = msg.session || {};
+    if (msg.resumed) {
+      this._resumeId = null;
+      if (this.pc && msg.session_id === this.sessionId) {
+        // The same call, seen from a new socket: nothing to set up again.
+        this.reconnectAttempt = 0;
+        this._emit("init", { sessionId: this.sessionId, model: this.model, protocol: msg.protocol, session, mode: "server", resumed: true });
+        if (this.dc && this.dc.readyState === "open") this._setState("connected", "resumed");
+        return;
+      }
+      // The server kept a call this page no longer holds (the media is gone): end it there.
+      this._warn("The server resumed a call this page no longer holds; ending it.");
+      this._sendToServer({ type: "ag2.hangup" });
+      return;
+    }
+    const gen = this._gen;
+    if (this.pc) {
+      this._warn("A second ag2.init arrived; starting over with the new session.");
+      this._teardownCall();
+    }
+    if (msg.protocol !== SERVER_PROTOCOL_VERSION) {
+      this._warn(`The server speaks protocol ${msg.protocol}, this page speaks ${SERVER_PROTOCOL_VERSION} for server-controlled calls.`);
+    }
+    this.mode = "server";
+    this.sessionId = msg.session_id || null;
+    this.callId = null; // the server keeps the call id to itself
+    this.model = session.model || null;
+    this._initEvents = [];
+    this.transcript = new Map();
+    this._items = new Map();
+    this._toolsByCallId = new Map();
+    this._transcriptionOn = false;
+    this._emit("init", { sessionId: this.sessionId, model: this.model, protocol: msg.protocol, session, mode: "server", resumed: false });
+    this._startCall(gen, null).catch((err) => {
+      if (gen !== this._gen) return;
+      this._failCall("sdp", "The call could not be set up.", String(err && err.message || err));
+    });
+  }
+
+  async _onAnswer(msg) {
+    const pc = this.pc;
+    if (this.mode !== "server" || !pc || pc.signalingState !== "have-local-offer") {
+      this._warn("An unexpected ag2.answer arrived; ignored.");
+      return;
+    }
+    if (typeof msg.sdp !== "string" || !msg.sdp) {
+      this._failCall("sdp", "The server sent an empty call answer.", "ag2.answer without sdp");
+      return;
+    }
+    try {
+      await pc.setRemoteDescription({ type: "answer", sdp: msg.sdp });
+    } catch (err) {
+      if (pc !== this.pc) return;
+      this._failCall("sdp", "The call could not be set up.", String(err && err.message || err));
+    }
+  }
+
+  // ------------------------------------------------------------------ both modes
+
+  /** Media, channel and offer. `config` (relay mode) holds the client secret for OpenAI's /calls;
+   *  without it (server mode) the offer goes to the server, which answers with ag2.answer. */
   async _startCall(gen, config) {
     const pc = new RTCPeerConnection(this.options.rtcConfiguration);
     this.pc = pc;
@@ -500,6 +615,14 @@ export class RealtimeVoiceClient extends EventTarget {
       // The server went away first (a restart closes our socket, then hangs up the call): let the
       // socket's close handler reconnect rather than reporting the call as failed.
       if (this._socketGone()) return;
+      if (this.mode === "server") {
+        // The server hangs up server-mode calls itself and says why: give its ag2.close a moment.
+        setTimeout(() => {
+          if (dc !== this.dc || this._ending || this._socketGone()) return;
+          this._failCall("datachannel", "The voice service closed the call unexpectedly.", "data channel closed");
+        }, SERVER_CLOSE_WAIT_MS);
+        return;
+      }
       this._failCall("datachannel", "The voice service closed the call unexpectedly.", "data channel closed");
     });
     dc.addEventListener("error", (ev) => {
@@ -508,11 +631,17 @@ export class RealtimeVoiceClient extends EventTarget {
       this._failCall("datachannel", "The call's event channel failed.", detail);
     });
 
-    // Offer -> OpenAI /calls -> answer.
+    // Offer -> OpenAI /calls -> answer (server mode: through the server).
     const offer = await pc.createOffer();
     await pc.setLocalDescription(offer);
     await waitForIceGathering(pc, ICE_GATHERING_TIMEOUT_MS);
     if (pc !== this.pc) return;
+    if (!config) {
+      if (!this._sendToServer({ type: "ag2.offer", sdp: pc.localDescription.sdp })) {
+        this._failCall("sdp", "The connection to the server closed before the call could start.", "socket closed before ag2.offer");
+      }
+      return;
+    }
 
     let response;
     try {
@@ -549,6 +678,13 @@ export class RealtimeVoiceClient extends EventTarget {
   }
 
   _onChannelOpen() {
+    if (this.mode === "server") {
+      this._sendToServer({ type: "ag2.ready" });
+      this.reconnectAttempt = 0;
+      this._setState("connected");
+      this._emit("ready", { sessionId: this.sessionId, callId: null });
+      return;
+    }
     for (const event of this._initEvents) this._sendOnChannel(event);
     this._initEvents = [];
     const queued = this._queue;
@@ -587,7 +723,7 @@ export class RealtimeVoiceClient extends EventTarget {
       this._warn("The voice service sent an event that is not JSON; not forwarded.", data.slice(0, 200));
       return;
     }
-    this._sendRawToServer(data); // verbatim
+    if (this.mode !== "server") this._sendRawToServer(data); // relay mode: verbatim; server mode: display only
     if (event && typeof event === "object" && typeof event.type === "string") this._handleModelEvent(event);
   }
 

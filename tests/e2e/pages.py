@@ -17,7 +17,7 @@ INSTRUMENT_WEBRTC = """
 (() => {
   const Native = window.RTCPeerConnection;
   if (!Native || window.__e2e) return;
-  const e2e = { pcs: [], channelEvents: [], states: [], log: [] };
+  const e2e = { pcs: [], channelEvents: [], states: [], log: [], sentToServer: [] };
   window.__e2e = e2e;
   // A timeline of what the call went through, saved with the screenshots when a test fails.
   const note = (...what) => e2e.log.push([Math.round(performance.now()), ...what]);
@@ -43,6 +43,11 @@ INSTRUMENT_WEBRTC = """
       super(...args);
       note("ws-open", String(args[0]));
       this.addEventListener("close", (ev) => note("ws-close", ev.code, ev.reason));
+    }
+    send(data) {
+      // The type of every frame the page sends the server (server mode: only ag2.* signalling).
+      try { e2e.sentToServer.push(JSON.parse(data).type); } catch (_) { e2e.sentToServer.push("?"); }
+      return super.send(data);
     }
   }
   window.WebSocket = TrackedWebSocket;
@@ -106,6 +111,11 @@ def snapshot(page: Page) -> dict[str, Any]:
 
 def channel_events(page: Page) -> list[str]:
     return page.evaluate("window.__e2e.channelEvents")
+
+
+def sent_to_server(page: Page) -> list[str]:
+    """The types of the frames the page sent over its websocket(s)."""
+    return page.evaluate("window.__e2e.sentToServer")
 
 
 def live_peer_connections(page: Page) -> int:

@@ -159,6 +159,10 @@ class Emulator(ChildProcess):
     def active_calls(self) -> list[dict[str, Any]]:
         return [c for c in self.calls() if c["status"] == "active"]
 
+    def drop_sideband(self, call_id: str, **body: Any) -> dict[str, Any]:
+        """Cut the call's sideband sockets while the call goes on (`refuse`: refuse that many reconnections)."""
+        return self._call("POST", f"/_emulator/calls/{call_id}/sideband/drop", body)
+
     def try_say(self, call_id: str, text: str) -> str | None:
         """A user turn without microphone; None while the call is busy (a turn or reply in progress)."""
         data = self._call("POST", f"/_emulator/calls/{call_id}/turn", {"text": text}, (202, 409))
