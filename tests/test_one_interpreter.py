@@ -385,3 +385,23 @@ async def test_what_was_relayed_before_the_hang_up_still_reaches_the_record(
     record = await _record(session_id)
     assert len(record["usages"]) == 400 and record["session"]["total_tokens"] == 4000
     assert len([e for e in record["events"] if e["type"] == "response.done"]) == 400
+
+
+def test_the_admin_lists_and_filters_events_by_direction_and_origin(owner: User, superuser: User) -> None:
+    from django.test import Client
+
+    config = VoiceConfig.objects.get(slug="default")
+    session = VoiceSession.objects.create(user=owner, config=config, model="gpt-realtime")
+    SessionEvent.objects.bulk_create([
+        SessionEvent(session=session, seq=1, direction="from_openai", origin="sideband", type="session.created"),
+        SessionEvent(session=session, seq=2, direction="to_openai", origin="browser", type="response.create"),
+        SessionEvent(session=session, seq=3, direction="from_browser", type="ag2.ready"),  # logged before origins
+    ])
+    client = Client()
+    client.force_login(superuser)
+    page = client.get("/admin/voice/sessionevent/").content.decode()
+    assert "from OpenAI" in page and "to OpenAI" in page and "sideband" in page
+    filtered = client.get("/admin/voice/sessionevent/?origin__exact=sideband").content.decode()
+    assert "session.created" in filtered and "response.create" not in filtered and "ag2.ready" not in filtered
+    by_direction = client.get("/admin/voice/sessionevent/?direction__exact=to_openai").content.decode()
+    assert "response.create" in by_direction and "session.created" not in by_direction
