@@ -22,12 +22,12 @@ from django.contrib.auth.models import User
 
 from tests.record_feed import relay
 from tests.test_recording import USAGE, conversation
-from tests.ws_helpers import disconnect_peers, started, wait_for  # noqa: F401  (autouse fixture)
+from tests.ws_helpers import disconnect_peers, open_peer, started, wait_for  # noqa: F401  (autouse fixture)
 from voice import sessions
 from voice.models import ResponseUsage, SessionEvent, ToolCall, TranscriptItem, VoiceConfig, VoiceSession
 from voice.realtime.client import ClientEventsMixin, FrameTap, RawFrame, RealtimeClientBase
 from voice.realtime.events import ConversationItemDone, ResponseDone, parse_event, parse_frame
-from voice.recording import Recorder
+from voice.recording import Recorder, RecorderObserver
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
@@ -352,3 +352,56 @@ def test_a_sideband_gap_is_noted_in_the_record() -> None:
     (row,) = recorder._pending.events
     assert (row["direction"], row["origin"], row["type"]) == ("internal", "sideband", "ag2.sideband_gap")
     assert row["payload"]["reason"] == "close 1006"
+
+
+async def test_what_was_relayed_before_the_hang_up_still_reaches_the_record(
+    owner: User, emulator: str, settings: Any, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The record is derived from the agent's typed events, which trail the raw frames: a hang-up right
+    after a burst must not stop the agent before it has read what was relayed."""
+    settings.VOICE_MAX_MESSAGES_PER_SECOND = 100_000
+    on_event = RecorderObserver.on_event
+
+    async def slow_observer(observer: RecorderObserver, event: Any) -> None:
+        await asyncio.sleep(0.002)  # an agent slower than the browser: relayed events queue up behind it
+        await on_event(observer, event)
+
+    monkeypatch.setattr(RecorderObserver, "on_event", slow_observer)
+    peer, connected = await open_peer(owner)
+    assert connected
+    usage = {"total_tokens": 10, "input_tokens": 10, "output_tokens": 0}
+    for i in range(400):
+        await peer.ws.send_to(text_data=json.dumps(
+            {"type": "response.done", "response": {"id": f"resp_{i}", "status": "completed", "usage": usage}}))
+    await peer.send({"type": "ag2.hangup"})
+    init = await peer.until("ag2.init", timeout=15)
+    assert await peer.closed(timeout=15) == 1000
+    session_id = init["session_id"]
+
+    async def ended() -> bool:
+        return (await database_sync_to_async(VoiceSession.objects.get)(pk=session_id)).status == "ended"
+
+    assert await wait_for(ended, timeout=10)
+    record = await _record(session_id)
+    assert len(record["usages"]) == 400 and record["session"]["total_tokens"] == 4000
+    assert len([e for e in record["events"] if e["type"] == "response.done"]) == 400
+
+
+def test_the_admin_lists_and_filters_events_by_direction_and_origin(owner: User, superuser: User) -> None:
+    from django.test import Client
+
+    config = VoiceConfig.objects.get(slug="default")
+    session = VoiceSession.objects.create(user=owner, config=config, model="gpt-realtime")
+    SessionEvent.objects.bulk_create([
+        SessionEvent(session=session, seq=1, direction="from_openai", origin="sideband", type="session.created"),
+        SessionEvent(session=session, seq=2, direction="to_openai", origin="browser", type="response.create"),
+        SessionEvent(session=session, seq=3, direction="from_browser", type="ag2.ready"),  # logged before origins
+    ])
+    client = Client()
+    client.force_login(superuser)
+    page = client.get("/admin/voice/sessionevent/").content.decode()
+    assert "from OpenAI" in page and "to OpenAI" in page and "sideband" in page
+    filtered = client.get("/admin/voice/sessionevent/?origin__exact=sideband").content.decode()
+    assert "session.created" in filtered and "response.create" not in filtered and "ag2.ready" not in filtered
+    by_direction = client.get("/admin/voice/sessionevent/?direction__exact=to_openai").content.decode()
+    assert "response.create" in by_direction and "session.created" not in by_direction

@@ -177,6 +177,7 @@ class VoiceSessionConsumer(_NoPerMessageThreadHop, AsyncJsonWebsocketConsumer):
         self.bucket = _TokenBucket(settings.VOICE_MAX_MESSAGES_PER_SECOND, settings.VOICE_MAX_MESSAGES_PER_SECOND * 2)
         self.log = ThrottledLog(logger)
         self.flood_refused = 0  # frames ignored over the rate since the last accepted one
+        self.relayed = 0  # OpenAI events the browser relayed (then the call is up and the agent reads them)
         self.flood_notice = Throttle(FLOOD_NOTICE_SECONDS)
         user = self.scope.get("user")
         await self.accept()
@@ -297,6 +298,7 @@ class VoiceSessionConsumer(_NoPerMessageThreadHop, AsyncJsonWebsocketConsumer):
             assert self.recorder is not None
             self.recorder.tap(RawFrame(direction="from_openai", origin="browser", text=text_data), frame)
             self.socket.feed(text_data)
+            self.relayed += 1
             return
         self.recorder.record(FROM_BROWSER, frame.model_dump())  # type: ignore[union-attr]
         if isinstance(frame, Ag2Ready):
@@ -449,8 +451,8 @@ class VoiceSessionConsumer(_NoPerMessageThreadHop, AsyncJsonWebsocketConsumer):
         Recorder and the tools work from the agent's typed events), within RELAY_DRAIN_SECONDS."""
         self.socket.feed(None)
         task = self.agent_task
-        if from_agent or task is None or task.done() or task is asyncio.current_task():
-            return
+        if not self.relayed or from_agent or task is None or task.done() or task is asyncio.current_task():
+            return  # nothing relayed: nothing to wait for (the agent may still be creating the session)
         await asyncio.wait({task}, timeout=RELAY_DRAIN_SECONDS)
         if not task.done():
             logger.warning("Session %s: relayed events still unread after %.0f s; the agent is stopped",

@@ -371,7 +371,7 @@ class Recorder:
         if handler is None:
             return
         try:
-            handler(self, event, timezone.now())
+            handler(self, event)
         except Exception:  # a surprising shape must cost us the derivation, never the session
             logger.exception("Session %s: could not interpret %s", self.session_id, event.type)
         if len(self._pending.events) >= self.batch_size:
@@ -491,11 +491,11 @@ class Recorder:
         if finished:
             item["_publish"] = True
 
-    def _complete(self, item: dict[str, Any], now: datetime, status: str = "completed") -> None:
+    def _complete(self, item: dict[str, Any], status: str = "completed") -> None:
         # A truncation or a failure is final: a late "done" must not paper over it.
         if item["status"] not in (TranscriptItem.Status.TRUNCATED, TranscriptItem.Status.FAILED):
             item["status"] = status
-        item["completed_at"] = item["completed_at"] or now
+        item["completed_at"] = item["completed_at"] or timezone.now()
 
     def _text_room(self, item: dict[str, Any]) -> int:
         """How long this item's text may be: its own bound, and what the session has left."""
@@ -561,7 +561,7 @@ class Recorder:
         for field_name, problem in (event.value_problems or {}).items():
             self._value_note(field_name, problem.get("problem", ""), problem.get("value", ""))
 
-    def _apply_item(self, data: ConversationItem, now: datetime, *, previous: str | None, done: bool,
+    def _apply_item(self, data: ConversationItem, *, previous: str | None, done: bool,
                     response_id: str | None = None) -> None:
         kind = data.type if data.type in KINDS else "message"
         item = self._item(data.id, kind=kind, role=data.role or "", response_id=response_id or "")
@@ -594,59 +594,59 @@ class Recorder:
                 self._set_text(item, text)
         status = data.status
         if done or status == "completed":
-            self._complete(item, now, "failed" if status == "incomplete" and not item["text"] else "completed")
+            self._complete(item, "failed" if status == "incomplete" and not item["text"] else "completed")
         self._mark_item(item, finished=done)
 
     # One handler per typed event class (exact class: FunctionCall and InvalidFrame included).
 
-    def _on_session(self, event: SessionCreated | SessionUpdated, now: datetime) -> None:
+    def _on_session(self, event: SessionCreated | SessionUpdated) -> None:
         session_id = self._id("openai_session_id", event.session_id)
         if session_id:
             self._pending.session["openai_session_id"] = session_id
 
-    def _on_item_added(self, event: ConversationItemAdded, now: datetime) -> None:
-        self._apply_item(event.item, now, previous=event.previous_item_id, done=False)
+    def _on_item_added(self, event: ConversationItemAdded) -> None:
+        self._apply_item(event.item, previous=event.previous_item_id, done=False)
 
-    def _on_item_done(self, event: ConversationItemDone, now: datetime) -> None:
+    def _on_item_done(self, event: ConversationItemDone) -> None:
         # Beta's conversation.item.created parses to this class (PROTOCOL.md): the same final notice.
-        self._apply_item(event.item, now, previous=event.previous_item_id, done=True)
+        self._apply_item(event.item, previous=event.previous_item_id, done=True)
 
-    def _on_item_retrieved(self, event: ConversationItemRetrieved, now: datetime) -> None:
+    def _on_item_retrieved(self, event: ConversationItemRetrieved) -> None:
         # The server's copy of an item (GA): what it holds, no place in the chain, nothing finished by it.
-        self._apply_item(event.item, now, previous=None, done=False)
+        self._apply_item(event.item, previous=None, done=False)
 
-    def _on_output_item_added(self, event: ResponseOutputItemAdded, now: datetime) -> None:
-        self._apply_item(event.item, now, previous=None, done=False, response_id=event.response_id)
+    def _on_output_item_added(self, event: ResponseOutputItemAdded) -> None:
+        self._apply_item(event.item, previous=None, done=False, response_id=event.response_id)
 
-    def _on_output_item_done(self, event: ResponseOutputItemDone | FunctionCall, now: datetime) -> None:
-        self._apply_item(event.item, now, previous=None, done=True, response_id=event.response_id)
+    def _on_output_item_done(self, event: ResponseOutputItemDone | FunctionCall) -> None:
+        self._apply_item(event.item, previous=None, done=True, response_id=event.response_id)
 
-    def _on_invalid(self, event: InvalidFrame, now: datetime) -> None:
+    def _on_invalid(self, event: InvalidFrame) -> None:
         if event.code == "invalid_function_arguments" and event.item is not None:
             # The call is kept with its arguments as written (the tool observer answers it as rejected).
-            self._apply_item(event.item, now, previous=None, done=True, response_id=event.response_id)
+            self._apply_item(event.item, previous=None, done=True, response_id=event.response_id)
         elif event.frame_type in FOLDED_DELTAS and event.raw_message.get("type") == event.frame_type:
             self._log_unfolded(event.raw_message)  # a delta tap left out, and unreadable: keep it as it came
 
-    def _on_input_delta(self, event: InputTranscriptionDelta, now: datetime) -> None:
+    def _on_input_delta(self, event: InputTranscriptionDelta) -> None:
         self._fold(event, "user", None)
 
-    def _on_output_delta(self, event: OutputTranscriptDelta | OutputTextDelta, now: datetime) -> None:
+    def _on_output_delta(self, event: OutputTranscriptDelta | OutputTextDelta) -> None:
         self._fold(event, "assistant", event.response_id)
 
-    def _on_transcription_completed(self, event: InputTranscriptionCompleted, now: datetime) -> None:
+    def _on_transcription_completed(self, event: InputTranscriptionCompleted) -> None:
         if (item := self._item(event.item_id, role="user")) is not None:
             if event.transcript:
                 self._set_text(item, event.transcript)
-            self._complete(item, now)
+            self._complete(item)
             self._mark_item(item, finished=True)
 
-    def _on_transcription_failed(self, event: InputTranscriptionFailed, now: datetime) -> None:
+    def _on_transcription_failed(self, event: InputTranscriptionFailed) -> None:
         if (item := self._item(event.item_id, role="user")) is not None:
             item["status"] = TranscriptItem.Status.FAILED
             self._mark_item(item, finished=True)
 
-    def _on_transcript_done(self, event: OutputTranscriptDone | OutputTextDone, now: datetime) -> None:
+    def _on_transcript_done(self, event: OutputTranscriptDone | OutputTextDone) -> None:
         item = self._item(event.item_id, role="assistant", response_id=event.response_id or "")
         if item is None:
             return
@@ -656,7 +656,7 @@ class Recorder:
             self._set_text(item, getattr(event, name))
         self._mark_item(item)
 
-    def _on_truncated(self, event: ConversationItemTruncated, now: datetime) -> None:
+    def _on_truncated(self, event: ConversationItemTruncated) -> None:
         self._note_problems(event)
         if (item := self._item(event.item_id, role="assistant")) is not None:
             item["status"] = TranscriptItem.Status.TRUNCATED
@@ -664,33 +664,34 @@ class Recorder:
                 item["audio_end_ms"] = event.audio_end_ms
             self._mark_item(item, finished=True)
 
-    def _on_speech_started(self, event: SpeechStarted, now: datetime) -> None:
+    def _on_speech_started(self, event: SpeechStarted) -> None:
         self._note_problems(event)
         if (item := self._item(event.item_id, role="user")) is not None:
             item["audio_start_ms"] = event.audio_start_ms
             self._mark_item(item)
 
-    def _on_speech_stopped(self, event: SpeechStopped, now: datetime) -> None:
+    def _on_speech_stopped(self, event: SpeechStopped) -> None:
         self._note_problems(event)
         if (item := self._item(event.item_id, role="user")) is not None:
             item["audio_end_ms"] = event.audio_end_ms
             self._mark_item(item)
 
-    def _on_arguments_done(self, event: FunctionCallArgumentsDone, now: datetime) -> None:
+    def _on_arguments_done(self, event: FunctionCallArgumentsDone) -> None:
         tool = self._tool(event.call_id, name=event.name or "", item_id=event.item_id or "")
         if tool is not None:
             tool["arguments"] = _parse_arguments(event.arguments)
             self._mark_tool(tool)
 
-    def _on_response_done(self, event: ResponseDone, now: datetime) -> None:
+    def _on_response_done(self, event: ResponseDone) -> None:
         if event.response_id is None and event.usage is None:
             return  # no response named, nothing used: nothing to count
-        self._apply_usage(event, now)
+        self._apply_usage(event)
 
-    def _on_sideband_gap(self, event: SidebandGap, now: datetime) -> None:
+    def _on_sideband_gap(self, event: SidebandGap) -> None:
         # The sideband missed the call's events for a while (OpenAI does not replay them): the record says so.
         stored, _ = values.storable(event.raw_message or {"type": event.type})
-        self._log(INTERNAL, event.type, {**stored, "type": event.type}, now, origin=SessionEvent.Origin.SIDEBAND)
+        self._log(INTERNAL, event.type, {**stored, "type": event.type}, timezone.now(),
+                  origin=SessionEvent.Origin.SIDEBAND)
 
     def _apply_client_event(self, message: dict[str, Any]) -> None:
         """What the record needs of a client event the server sent: the output of a tool call."""
@@ -733,7 +734,7 @@ class Recorder:
     def _mark_tool(self, tool: dict[str, Any]) -> None:
         self._pending.tools[tool["call_id"]] = tool
 
-    def _apply_usage(self, event: ResponseDone, now: datetime) -> None:
+    def _apply_usage(self, event: ResponseDone) -> None:
         """A response's usage, counted once and only if it is believable: it is what the session costs.
         Parsed once, by the typed event (`Usage`); only the bounds of this session are checked here."""
         response_id = self._id("response_id", event.response_id) or f"unknown-{self._seq}"
@@ -754,7 +755,7 @@ class Recorder:
         # The cost is worked out at write time, where the ORM may run (never on the event loop).
         self._pending.usages.append(
             {"response_id": response_id, "status": values.bounded_text(event.status, STATUS_CHARS),
-             "model": self.model, "created_at": now, **counts}
+             "model": self.model, "created_at": timezone.now(), **counts}
         )
         self.turns += 1
         self.input_tokens += counts["input_tokens"]
@@ -864,7 +865,7 @@ class Recorder:
                 "total_tokens": self.total_tokens, "cost_usd": pricing.format_cost(self.cost_usd)}
 
 
-_HANDLERS: dict[type[RealtimeEvent], Callable[[Recorder, Any, datetime], None]] = {
+_HANDLERS: dict[type[RealtimeEvent], Callable[[Recorder, Any], None]] = {
     SessionCreated: Recorder._on_session,
     SessionUpdated: Recorder._on_session,
     ConversationItemAdded: Recorder._on_item_added,
