@@ -29,7 +29,7 @@ from voice.realtime.client import ClientEventsMixin, FrameTap, RawFrame, Realtim
 from voice.realtime.events import ConversationItemDone, ResponseDone, parse_event, parse_frame
 from voice.recording import Recorder, RecorderObserver
 
-pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+pytestmark = [pytest.mark.django_db(transaction=True, serialized_rollback=True), pytest.mark.usefixtures("relay_mode")]
 
 TOOL_USAGE = {"total_tokens": 90, "input_tokens": 70, "output_tokens": 20,
               "input_token_details": {"text_tokens": 30, "audio_tokens": 40, "cached_tokens": 0},
@@ -190,7 +190,7 @@ def _openai_rows(events: list[dict[str, Any]], direction: str) -> list[tuple[str
 
 
 async def test_the_same_conversation_makes_the_same_record_relayed_or_heard_on_a_sideband(
-    owner: User, emulator: str,
+    owner: User, emulator: str, relay_mode: None,
 ) -> None:
     relayed = await _record(await _relayed_through_the_consumer(owner))
     heard = await _record(await _heard_on_a_sideband(owner))

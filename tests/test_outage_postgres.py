@@ -38,6 +38,9 @@ import json, django
 django.setup()
 from django.core.management import call_command
 call_command("migrate", verbosity=0)
+from voice.models import VoiceConfig
+# These browsers relay the model's events (the seed's flow); server mode is tested in test_live_session.py.
+VoiceConfig.objects.update(call_mode=VoiceConfig.CallMode.RELAY)
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
 from django.contrib.auth.models import User
 from django.contrib.sessions.backends.db import SessionStore

@@ -450,8 +450,10 @@ client.addEventListener("state", (e) => {
 client.addEventListener("init", (e) => {
   serverMode = e.detail.protocol === 2 || e.detail.mode === "server";
   renderTyping(client.state);
-  // A resumed session is the same conversation going on: no divider, nothing announced twice.
-  if (!e.detail.resumed) {
+  // A resumed session is the same conversation going on: say so once, announce nothing twice.
+  if (e.detail.resumed) {
+    addDivider("Reconnected: the call went on.");
+  } else {
     sessionsThisCall += 1;
     if (sessionsThisCall > 1) addDivider("Reconnected: a new session has started.");
   }
