@@ -33,7 +33,8 @@ print(json.dumps({
 
 
 def _clean_env(**overrides: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "OPENAI_", "REDIS_", "DATABASE_"))}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("DJANGO_", "OPENAI_", "REDIS_", "DATABASE_", "AZURE_OPENAI_", "VOICE_PROVIDER"))}
     env["DJANGO_SETTINGS_MODULE"] = "realtime_site.settings"
     env.update(overrides)
     return env

@@ -62,6 +62,8 @@ class VoiceConfigForm(forms.ModelForm):
         "mcp_allowed_tools").help_text)
     mcp_server_url = forms.URLField(required=False, max_length=500, assume_scheme="https",
                                     help_text=VoiceConfig._meta.get_field("mcp_server_url").help_text)
+    azure_endpoint = forms.URLField(required=False, max_length=200, assume_scheme="https",
+                                    help_text=VoiceConfig._meta.get_field("azure_endpoint").help_text)
 
     class Meta:
         model = VoiceConfig

@@ -849,5 +849,6 @@ def run(
     """Serve the emulator until interrupted (``python -m voice.emulator`` / ``manage.py realtime_emulator``)."""
     app = create_app(api_key=api_key, script=script, max_call_seconds=max_call_seconds, azure_api_key=azure_api_key,
                      azure_deployments=azure_deployments)
-    print(f"Realtime emulator on http://{host}:{port}/v1 and /openai/v1 (Azure) (script {app[STATE].script.name!r}); Ctrl+C to stop")
+    print(f"Realtime emulator on http://{host}:{port}/v1 and /openai/v1 (Azure) (script {app[STATE].script.name!r}); "
+          "Ctrl+C to stop")
     web.run_app(app, host=host, port=port, print=None)

@@ -185,7 +185,8 @@ def raise_for_status(response: httpx.Response, secrets: list[str], *, action: st
     if 200 <= status < 300:
         return
     upstream_code, upstream_message = upstream_error(response, secrets)
-    detail = f": {upstream_message}" if upstream_message else ""
+    # Upstream messages end with a full stop; ours follow on after the detail.
+    detail = f": {upstream_message.rstrip().rstrip('.')}" if upstream_message else ""
     azure = service == "Azure OpenAI"
     credential = "Azure OpenAI key (or Entra ID token) and endpoint" if azure else "OpenAI API key"
     if status == 401:
