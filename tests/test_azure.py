@@ -373,3 +373,20 @@ async def test_the_config_refuses_a_bad_endpoint_and_azure_fields_on_openai(azur
     with pytest.raises(ValidationError) as mixed:
         await _use_azure(provider="openai")
     assert "provider" in mixed.value.message_dict
+
+
+@pytestmark_db
+async def test_the_recorder_takes_azure_credentials_out_of_what_it_stores(owner: User, settings: Any) -> None:
+    from tests.test_recording import relay
+    from voice.models import SessionEvent, VoiceSession
+    from voice.recording import Recorder
+
+    settings.AZURE_OPENAI_API_KEY, settings.AZURE_OPENAI_AD_TOKEN = AZURE_KEY, ENTRA_TOKEN
+    config = await database_sync_to_async(VoiceConfig.objects.get)(slug="default")
+    session = await database_sync_to_async(VoiceSession.objects.create)(user=owner, config=config, model="gpt-realtime")
+    recorder = Recorder(str(session.pk), model="gpt-realtime")
+    relay(recorder, {"type": "error", "error": {"message": f"key {AZURE_KEY} and token {ENTRA_TOKEN} refused"}})
+    await recorder.close()
+    stored_payloads = json.dumps(await database_sync_to_async(
+        lambda: list(SessionEvent.objects.filter(session=session).values_list("payload", flat=True)))())
+    assert "refused" in stored_payloads and AZURE_KEY not in stored_payloads and ENTRA_TOKEN not in stored_payloads
