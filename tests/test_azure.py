@@ -390,3 +390,19 @@ async def test_the_recorder_takes_azure_credentials_out_of_what_it_stores(owner:
     stored_payloads = json.dumps(await database_sync_to_async(
         lambda: list(SessionEvent.objects.filter(session=session).values_list("payload", flat=True)))())
     assert "refused" in stored_payloads and AZURE_KEY not in stored_payloads and ENTRA_TOKEN not in stored_payloads
+
+
+@pytest.mark.django_db
+def test_the_config_admin_says_whether_this_server_can_reach_the_chosen_service(
+    superuser: User, settings: Any, client: Any
+) -> None:
+    settings.USING_EMULATOR, settings.OPENAI_API_KEY = False, "sk-real-looking"
+    settings.AZURE_OPENAI_ENDPOINT = settings.AZURE_OPENAI_API_KEY = settings.AZURE_OPENAI_AD_TOKEN = ""
+    config = VoiceConfig.objects.get(is_default=True)
+    client.force_login(superuser)
+    url = f"/admin/voice/voiceconfig/{config.pk}/change/"
+    assert "OpenAI: configured" in client.get(url).content.decode()
+    VoiceConfig.objects.filter(pk=config.pk).update(provider="azure", azure_deployment="voice-prod")
+    page = client.get(url).content.decode()
+    assert "Azure OpenAI: Azure OpenAI has no endpoint" in page
+    assert 'name="azure_deployment"' in page and 'value="voice-prod"' in page
