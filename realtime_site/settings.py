@@ -9,6 +9,7 @@ production should stop the deploy rather than quietly fall back to a default.
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from pathlib import Path
 from urllib.parse import urlparse
@@ -276,9 +277,44 @@ OPENAI_API_KEY = env_str("OPENAI_API_KEY")
 OPENAI_BASE_URL = env_url("OPENAI_BASE_URL", "https://api.openai.com/v1", schemes=("http", "https"))
 # With no key, the app talks to the local emulator (python manage.py realtime_emulator).
 EMULATOR_URL = env_url("REALTIME_EMULATOR_URL", "http://127.0.0.1:8765/v1", schemes=("http", "https"))
-USING_EMULATOR = not OPENAI_API_KEY
+# Azure OpenAI (voice/providers.py): the resource's endpoint and a credential, both from the environment
+# only (a config may name another endpoint of the same tenant; the key or token never enters the
+# database). An Entra ID token is used when no key is set; it expires, so whatever renews it must
+# restart the process or (better) use a key.
+AZURE_OPENAI_ENDPOINT = env_url("AZURE_OPENAI_ENDPOINT", "", schemes=("https",))
+if AZURE_OPENAI_ENDPOINT and urlparse(AZURE_OPENAI_ENDPOINT).path.rstrip("/") not in ("", "/openai", "/openai/v1"):
+    raise ImproperlyConfigured(
+        f"AZURE_OPENAI_ENDPOINT must be the resource's address (https://my-resource.openai.azure.com), "
+        f"got {AZURE_OPENAI_ENDPOINT!r}"
+    )
+if AZURE_OPENAI_ENDPOINT and (urlparse(AZURE_OPENAI_ENDPOINT).query or urlparse(AZURE_OPENAI_ENDPOINT).fragment):
+    raise ImproperlyConfigured(f"AZURE_OPENAI_ENDPOINT must carry no query or fragment, got {AZURE_OPENAI_ENDPOINT!r}")
+AZURE_OPENAI_API_KEY = env_str("AZURE_OPENAI_API_KEY").strip()
+AZURE_OPENAI_AD_TOKEN = env_str("AZURE_OPENAI_AD_TOKEN").strip()
+AZURE_OPENAI_DEPLOYMENT = env_str("AZURE_OPENAI_DEPLOYMENT").strip()
+if AZURE_OPENAI_DEPLOYMENT and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", AZURE_OPENAI_DEPLOYMENT):
+    raise ImproperlyConfigured(f"AZURE_OPENAI_DEPLOYMENT must be a deployment name, got {AZURE_OPENAI_DEPLOYMENT!r}")
+_azure_credential = bool(AZURE_OPENAI_API_KEY or AZURE_OPENAI_AD_TOKEN)
+if AZURE_OPENAI_ENDPOINT and not _azure_credential:
+    raise ImproperlyConfigured(
+        "AZURE_OPENAI_ENDPOINT is set but neither AZURE_OPENAI_API_KEY nor AZURE_OPENAI_AD_TOKEN is: Azure OpenAI "
+        "would refuse every call"
+    )
+# With no credential at all, the app talks to the local emulator (python manage.py realtime_emulator),
+# which serves OpenAI's paths and Azure's.
+USING_EMULATOR = not OPENAI_API_KEY and not _azure_credential
 if USING_EMULATOR and "OPENAI_BASE_URL" not in os.environ:
     OPENAI_BASE_URL = EMULATOR_URL
+# Where configs that name no provider send their calls: Azure when only Azure is configured.
+VOICE_PROVIDER = env_str("VOICE_PROVIDER", "azure" if _azure_credential and not OPENAI_API_KEY else "openai")
+VOICE_PROVIDER = VOICE_PROVIDER.strip().lower()
+if VOICE_PROVIDER not in ("openai", "azure"):
+    raise ImproperlyConfigured(f"VOICE_PROVIDER must be 'openai' or 'azure', got {VOICE_PROVIDER!r}")
+if VOICE_PROVIDER == "azure" and not USING_EMULATOR and not (AZURE_OPENAI_ENDPOINT and _azure_credential):
+    raise ImproperlyConfigured(
+        "VOICE_PROVIDER is azure but AZURE_OPENAI_ENDPOINT and a credential (AZURE_OPENAI_API_KEY or "
+        "AZURE_OPENAI_AD_TOKEN) are not both set"
+    )
 OPENAI_TIMEOUT_SECONDS = env_float("OPENAI_TIMEOUT_SECONDS", 10.0, minimum=0.1)
 
 VOICE_MAX_FRAME_BYTES = env_int("VOICE_MAX_FRAME_BYTES", 256 * 1024, minimum=1024)

@@ -31,7 +31,12 @@ if ! port_free "$PORT"; then
   say "Port $PORT is already in use (another 'make run'?). Stop that, or start on another port: PORT=8001 make run"
   exit 1
 fi
-if [ -z "${OPENAI_API_KEY:-}" ] && ! port_free "$EMULATOR_PORT"; then
+# The emulator plays both services; any real credential (OpenAI's, or Azure's key or token) replaces it.
+use_emulator=0
+if [ -z "${OPENAI_API_KEY:-}" ] && [ -z "${AZURE_OPENAI_API_KEY:-}" ] && [ -z "${AZURE_OPENAI_AD_TOKEN:-}" ]; then
+  use_emulator=1
+fi
+if [ "$use_emulator" -eq 1 ] && ! port_free "$EMULATOR_PORT"; then
   say "Port $EMULATOR_PORT (the local emulator) is already in use. Stop what uses it, or: EMULATOR_PORT=8766 make run"
   exit 1
 fi
@@ -71,8 +76,8 @@ start_emulator() {
   emulator_pid=$!
 }
 
-if [ -z "${OPENAI_API_KEY:-}" ]; then
-  say "No OPENAI_API_KEY: starting the local OpenAI Realtime emulator on 127.0.0.1:$EMULATOR_PORT${EMULATOR_SCRIPT:+ (conversation: $EMULATOR_SCRIPT)}"
+if [ "$use_emulator" -eq 1 ]; then
+  say "No OPENAI_API_KEY (nor Azure OpenAI key): starting the local OpenAI Realtime emulator on 127.0.0.1:$EMULATOR_PORT${EMULATOR_SCRIPT:+ (conversation: $EMULATOR_SCRIPT)}"
   start_emulator
   export REALTIME_EMULATOR_URL="http://127.0.0.1:$EMULATOR_PORT/v1"
 fi

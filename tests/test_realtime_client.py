@@ -747,7 +747,7 @@ def test_get_client_says_what_was_given_and_what_is_supported() -> None:
     message = str(excinfo.value)
     assert "api_type='google'" in message and "model='gemini-live'" in message
     assert "['extra', 'websocket']" in message
-    assert "OpenAIRealtimeWebRTCClient (api_type 'openai' or absent" in message
+    assert "OpenAIRealtimeWebRTCClient (api_type 'openai', 'azure' or absent" in message
     assert API_KEY not in message
 
 

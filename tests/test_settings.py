@@ -26,6 +26,7 @@ print(json.dumps({
     "layer_hosts": settings.CHANNEL_LAYERS["default"].get("CONFIG", {}).get("hosts"),
     "openai_base": settings.OPENAI_BASE_URL,
     "emulator": settings.USING_EMULATOR,
+    "provider": settings.VOICE_PROVIDER,
     "allowed_hosts": settings.ALLOWED_HOSTS,
     "first_app": settings.INSTALLED_APPS[0],
 }, default=repr))
@@ -33,7 +34,8 @@ print(json.dumps({
 
 
 def _clean_env(**overrides: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "OPENAI_", "REDIS_", "DATABASE_"))}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("DJANGO_", "OPENAI_", "REDIS_", "DATABASE_", "AZURE_OPENAI_", "VOICE_PROVIDER"))}
     env["DJANGO_SETTINGS_MODULE"] = "realtime_site.settings"
     env.update(overrides)
     return env
@@ -69,6 +71,37 @@ def test_with_an_openai_key_the_default_base_is_openai() -> None:
     values = _values(OPENAI_API_KEY="sk-test-not-real")
     assert values["emulator"] is False
     assert values["openai_base"] == "https://api.openai.com/v1"
+
+
+def test_azure_alone_makes_azure_the_default_provider_and_no_emulator() -> None:
+    values = _values(AZURE_OPENAI_ENDPOINT="https://res.openai.azure.com", AZURE_OPENAI_API_KEY="k" * 32)
+    assert (values["emulator"], values["provider"]) == (False, "azure")
+    values = _values(AZURE_OPENAI_ENDPOINT="https://res.openai.azure.com", AZURE_OPENAI_AD_TOKEN="a.b.c",
+                     OPENAI_API_KEY="sk-test-not-real")
+    assert (values["emulator"], values["provider"]) == (False, "openai")  # both: OpenAI unless told
+    assert _values()["provider"] == "openai"
+
+
+def test_an_azure_setup_that_cannot_work_stops_start_up_naming_what_is_missing() -> None:
+    cases = [
+        ({"AZURE_OPENAI_ENDPOINT": "https://res.openai.azure.com"}, "AZURE_OPENAI_API_KEY"),
+        ({"VOICE_PROVIDER": "azure", "OPENAI_API_KEY": "sk-test-not-real"}, "AZURE_OPENAI_ENDPOINT"),
+        ({"VOICE_PROVIDER": "azure", "AZURE_OPENAI_API_KEY": "k" * 32}, "AZURE_OPENAI_ENDPOINT"),
+        ({"VOICE_PROVIDER": "gemini"}, "VOICE_PROVIDER"),
+        ({"AZURE_OPENAI_ENDPOINT": "http://res.openai.azure.com", "AZURE_OPENAI_API_KEY": "k" * 32},
+         "AZURE_OPENAI_ENDPOINT"),
+        ({"AZURE_OPENAI_ENDPOINT": "https://res.openai.azure.com/openai/deployments/x",
+          "AZURE_OPENAI_API_KEY": "k" * 32}, "AZURE_OPENAI_ENDPOINT"),
+        ({"AZURE_OPENAI_DEPLOYMENT": "no spaces"}, "AZURE_OPENAI_DEPLOYMENT"),
+    ]
+    for env, named in cases:
+        result = _settings(**env)
+        assert result.returncode != 0, f"{env} was accepted"
+        assert "ImproperlyConfigured" in result.stderr and named in result.stderr, (env, result.stderr[-300:])
+
+
+def test_with_no_credential_at_all_azure_is_emulated_too() -> None:
+    assert _values(VOICE_PROVIDER="azure")["emulator"] is True
 
 
 def test_database_url_switches_to_postgresql() -> None:

@@ -23,7 +23,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from simple_history.admin import SimpleHistoryAdmin
 
-from voice import catalog
+from voice import catalog, providers
 from voice.models import (
     REALTIME_MODELS,
     ModelPrice,
@@ -62,6 +62,8 @@ class VoiceConfigForm(forms.ModelForm):
         "mcp_allowed_tools").help_text)
     mcp_server_url = forms.URLField(required=False, max_length=500, assume_scheme="https",
                                     help_text=VoiceConfig._meta.get_field("mcp_server_url").help_text)
+    azure_endpoint = forms.URLField(required=False, max_length=200, assume_scheme="https",
+                                    help_text=VoiceConfig._meta.get_field("azure_endpoint").help_text)
 
     class Meta:
         model = VoiceConfig
@@ -74,7 +76,7 @@ class VoiceConfigForm(forms.ModelForm):
             "input_transcription_model", "transcription_languages", "transcription_keywords", "transcription_delay",
             "noise_reduction", "noise_reduction_strength", "tools", "mcp_server_label", "mcp_server_url",
             "mcp_allowed_tools", "mcp_require_approval", "mcp_credential_env", "secret_lifetime_seconds",
-            "max_session_seconds",
+            "max_session_seconds", "provider", "azure_endpoint", "azure_deployment",
         )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -102,7 +104,8 @@ class VoiceConfigAdmin(SimpleHistoryAdmin):
     list_filter = ("is_active", "is_default", "call_mode", "model", "voice")
     search_fields = ("name", "slug", "instructions")
     prepopulated_fields = {"slug": ("name",)}
-    readonly_fields = ("retirement", "created_at", "updated_at", "updated_by", "session_payload_preview")
+    readonly_fields = ("retirement", "provider_status", "created_at", "updated_at", "updated_by",
+                       "session_payload_preview")
     fieldsets = (
         (None, {"fields": ("retirement", "name", "slug", "description", "is_active", "is_default", "call_mode")}),
         ("Model and voice", {"fields": ("model", "voice", "custom_voice_id", "speed", "output_modality",
@@ -117,9 +120,19 @@ class VoiceConfigAdmin(SimpleHistoryAdmin):
         ("Tools", {"fields": ("tools",)}),
         ("Remote MCP server", {"fields": ("mcp_server_label", "mcp_server_url", "mcp_allowed_tools",
                                           "mcp_require_approval", "mcp_credential_env")}),
+        ("Voice service", {"fields": ("provider", "provider_status", "azure_endpoint", "azure_deployment")}),
         ("Limits", {"fields": ("secret_lifetime_seconds", "max_session_seconds")}),
         ("Audit", {"fields": ("created_at", "updated_at", "updated_by", "session_payload_preview")}),
     )
+
+    @admin.display(description="On this server")
+    def provider_status(self, obj: VoiceConfig) -> str:
+        """Whether this server has what the config's provider needs (read from its environment)."""
+        problem = providers.problems(obj)
+        service = providers.service_name(providers.kind_of(obj))
+        if problem:
+            return format_html('<strong class="retirement-warning">⚠ {}: {}</strong>', service, problem)
+        return f"{service}: configured"
 
     @admin.display(description="Model retirement")
     def retirement(self, obj: VoiceConfig) -> str:
@@ -445,13 +458,14 @@ class VoiceSessionAdmin(LargeTableAdmin):
     list_per_page = 50
     inlines = (ToolCallInline, ResponseUsageInline, SessionEventInline)
     actions = ("export_json", "export_text")
-    readonly_fields = ("id", "user", "config", "config_name", "mode", "model", "status", "call_id", "openai_session_id",
+    readonly_fields = ("id", "user", "config", "config_name", "mode", "provider", "model", "status", "call_id",
+                       "openai_session_id",
                        "started_at", "connected_at", "ended_at", "end_reason", "error", "turns", "input_tokens",
                        "output_tokens", "total_tokens", "cost", "transcript", "session_payload_pretty",
                        "duration", "raw_events")
     fieldsets = (
-        (None, {"fields": ("id", "user", "config", "config_name", "mode", "model", "status", "end_reason", "error",
-                           "raw_events")}),
+        (None, {"fields": ("id", "user", "config", "config_name", "mode", "provider", "model", "status", "end_reason",
+                           "error", "raw_events")}),
         ("Transcript", {"fields": ("transcript",)}),
         ("Timing and call", {"fields": ("started_at", "connected_at", "ended_at", "duration", "call_id",
                                         "openai_session_id")}),

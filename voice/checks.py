@@ -1,4 +1,5 @@
-"""Start-up checks: warn operators about configs on models that OpenAI is shutting down."""
+"""Start-up checks: warn operators about configs on models that OpenAI is shutting down, or on a voice
+service this server has no credentials for."""
 
 from __future__ import annotations
 
@@ -44,4 +45,33 @@ def retiring_models(app_configs: Any = None, today: date | None = None, **kwargs
                 id="voice.W001" if not retired else "voice.W002",
             )
         )
+    return warnings
+
+
+@register(Tags.database)
+def providers_configured(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """One warning per active config whose voice service (OpenAI or Azure OpenAI) this server has no
+    endpoint or credential for: its sessions would be refused. The server-wide default is checked when
+    settings load (a missing Azure endpoint or key there stops start-up)."""
+    from voice import providers
+    from voice.models import VoiceConfig
+
+    try:
+        configs = list(VoiceConfig.objects.active().order_by("name"))
+    except (OperationalError, ProgrammingError):
+        return []
+    warnings: list[CheckMessage] = []
+    for config in configs:
+        problem = providers.problems(config)
+        if problem:
+            warnings.append(
+                Warning(
+                    f"Voice config {config.name!r} uses {providers.service_name(providers.kind_of(config))}, which "
+                    f"this server is not set up for: {problem}",
+                    hint="Set the variables in the server's environment, or edit the config and choose another "
+                    "voice service; sessions of this config are refused until then.",
+                    obj=config,
+                    id="voice.W003",
+                )
+            )
     return warnings

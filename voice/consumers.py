@@ -444,7 +444,7 @@ class VoiceSessionConsumer(_NoPerMessageThreadHop, AsyncJsonWebsocketConsumer):
         await self.broadcaster.close()
         if self.session.call_id and reason not in ("hangup",) and not reason.startswith("client_error"):
             # The browser may be gone without hanging up: end the call at OpenAI so it cannot linger.
-            await sessions.hang_up_call(self.session.call_id)
+            await sessions.hang_up_call(self.session)
 
     async def _drain_relayed(self, from_agent: bool) -> None:
         """End the relayed stream after what the browser sent, and let the agent take it all in (the

@@ -8,9 +8,10 @@ docs/architecture.md ("Who owns a call") and docs/protocol.md section 3 say what
   (voice.lease).
 * Browser sockets attach and detach (`attach`, `detach`); at most one is attached, a newer one replaces
   the older. With none attached, the call is hung up after VOICE_RESUME_GRACE_SECONDS (`abandoned`).
-* Signalling: `ag2.offer` -> `POST /realtime/calls` (multipart, standard key, the session with its
-  server-side credentials) -> the call id is kept (never sent to the browser) -> the sideband opens ->
-  `ag2.answer`. Any failure: `ag2.error` (stable code, a sentence a person can act on) and `ag2.close`,
+* Signalling: `ag2.offer` -> `POST /realtime/calls` (multipart, the server's credential for the
+  session's provider, OpenAI or Azure OpenAI (voice.providers), the session with its server-side
+  credentials) -> the call id is kept (never sent to the browser) -> the sideband opens -> `ag2.answer`.
+  Any failure: `ag2.error` (stable code, a sentence a person can act on) and `ag2.close`,
   and nothing is left running at OpenAI.
 * A process that stops releases its sessions instead of ending them (`release`); a browser that resumes
   elsewhere, or a serving process's sweep (`adopt_orphans`), takes the call over and re-opens the
@@ -264,10 +265,12 @@ class LiveSession:
             self.signalling = False
 
     async def _create_and_attach(self, sdp: str) -> None:
-        config = self.llm_config["config_list"][0]
         try:
-            created = await create_call(config["base_url"], config["api_key"] or None, sdp, self.llm_config["session"],
-                                        timeout=settings.OPENAI_TIMEOUT_SECONDS)
+            provider = sessions.provider_for(self.session)
+            # Azure: ?webrtcfilter=on, so the browser's data channel carries only what the page shows.
+            created = await create_call(provider.api_base, None, sdp, self.llm_config["session"],
+                                        timeout=settings.OPENAI_TIMEOUT_SECONDS, auth=provider.auth(),
+                                        params=provider.calls_params(server_mode=True), service=provider.service)
         except Exception as exc:
             await self._fail(exc, stage="create the call")
             return
@@ -276,7 +279,7 @@ class LiveSession:
         self.recorder.update_session(call_id=call_id)
         if self.ended or self.released:  # hung up (or the process stopped) while OpenAI answered
             if self.ended:
-                await sessions.hang_up_call(call_id)
+                await sessions.hang_up_call(self.session, call_id)
             return
         try:
             await self._attach_sideband(call_id)
@@ -416,7 +419,7 @@ class LiveSession:
             await self._send({"type": "ag2.close", "reason": reason})
         call_id = self.session.call_id
         if call_id and hang_up:
-            await sessions.hang_up_call(call_id)
+            await sessions.hang_up_call(self.session, call_id)
         await self._stop_agent()
         ended_at = timezone.now()
         self.recorder.update_session(status=status, ended_at=ended_at, end_reason=reason[:64], error=error)

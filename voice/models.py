@@ -104,6 +104,12 @@ class VoiceConfig(models.Model):
         SERVER = "server", "Server-controlled: the server creates the call and hears the model itself"
         RELAY = "relay", "Relay (legacy): the browser creates the call and relays the model's events"
 
+    class Provider(models.TextChoices):
+        # voice/providers.py; README "OpenAI and Azure OpenAI".
+        DEFAULT = "", "The server's default (VOICE_PROVIDER)"
+        OPENAI = "openai", "OpenAI"
+        AZURE = "azure", "Azure OpenAI"
+
     class Approval(models.TextChoices):
         NEVER = "never", "Never: the model calls the allowed tools directly"
         ALWAYS = "always", "Always: every call waits for an approval (this app does not give any yet)"
@@ -118,6 +124,22 @@ class VoiceConfig(models.Model):
         help_text="Server-controlled calls keep their record whatever the browser does, survive a dropped "
                   "connection or a server restart, and may use private MCP credentials. Relay mode is the "
                   "older flow: what it records is only as trustworthy as the browser.",
+    )
+
+    provider = models.CharField(
+        max_length=8, choices=Provider.choices, default=Provider.DEFAULT, blank=True,
+        help_text="Where calls go. The credentials come from the server's environment, never from here.",
+    )
+    azure_endpoint = models.URLField(
+        max_length=200, blank=True,
+        help_text="Azure OpenAI: the resource's address, e.g. https://my-resource.openai.azure.com. Blank: the "
+                  "server's AZURE_OPENAI_ENDPOINT.",
+    )
+    azure_deployment = models.CharField(
+        max_length=64, blank=True,
+        validators=[RegexValidator(r"^[A-Za-z0-9][A-Za-z0-9._-]*$", "Letters, digits, '.', '_' and '-' only.")],
+        help_text="Azure OpenAI: the name of the deployment of the model below (it is what Azure calls the model). "
+                  "Blank: the server's AZURE_OPENAI_DEPLOYMENT, else the model's name.",
     )
 
     model = models.CharField(
@@ -273,6 +295,7 @@ class VoiceConfig(models.Model):
                 errors.setdefault("tools", []).append("Each tool may be listed once.")
         self._clean_models(errors, catalog.today())
         self._clean_session_options(errors)
+        self._clean_provider(errors)
         if self.is_default:
             others = VoiceConfig.objects.filter(is_default=True).exclude(pk=self.pk)
             if others.exists():
@@ -349,6 +372,24 @@ class VoiceConfig(models.Model):
             add("mcp_allowed_tools", "Set the MCP server first.")
         if self.mcp_credential_env and not mcp_set:
             add("mcp_credential_env", "Set the MCP server first.")
+
+    def _clean_provider(self, errors: dict[str, list[str]]) -> None:
+        if self.provider not in self.Provider.values:
+            errors.setdefault("provider", []).append("Choose OpenAI, Azure OpenAI or the server's default.")
+        if self.azure_endpoint:
+            from voice.realtime.errors import RealtimeConfigError
+            from voice.realtime.providers import azure_api_base
+
+            try:
+                azure_api_base(self.azure_endpoint)
+            except RealtimeConfigError as exc:
+                errors.setdefault("azure_endpoint", []).append(exc.message)
+            if not self.azure_endpoint.startswith("https://"):
+                errors.setdefault("azure_endpoint", []).append("The endpoint must start with https://.")
+        if self.provider == self.Provider.OPENAI and (self.azure_endpoint or self.azure_deployment):
+            errors.setdefault("provider", []).append(
+                "The Azure endpoint and deployment apply only to Azure OpenAI; clear them or choose Azure OpenAI."
+            )
 
     def voice_payload(self) -> str | dict[str, str]:
         return {"id": self.custom_voice_id} if self.custom_voice_id else self.voice
@@ -580,6 +621,10 @@ class VoiceSession(models.Model):
     # The config's call mode, copied when the session starts (voice.sessions.start_session). A row made
     # without one, like every session from before modes existed, is relay: the server owns no call for it.
     mode = models.CharField(max_length=8, choices=VoiceConfig.CallMode.choices, default=VoiceConfig.CallMode.RELAY)
+    # Where the call went, fixed when the session starts: a process that adopts the call later (or hangs
+    # it up) must reach the same service even if the config was switched since. No credential here.
+    provider = models.CharField(max_length=8, default="openai", blank=True)
+    api_base = models.CharField(max_length=200, blank=True, help_text="The Azure OpenAI API base, for Azure calls.")
     session_payload = models.JSONField(default=dict, blank=True, help_text="Exactly what OpenAI was sent.")
     max_duration_seconds = models.PositiveIntegerField(default=900, help_text="The cap this session runs under.")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.CONNECTING)

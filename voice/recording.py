@@ -194,6 +194,9 @@ class Recorder:
         self.max_response_tokens: int = settings.VOICE_MAX_RESPONSE_TOKENS
         self.max_session_tokens: int = settings.VOICE_MAX_SESSION_TOKENS
         self._api_key: str = settings.OPENAI_API_KEY
+        # Azure's credentials do not look like OpenAI's (`sk-`): redacted by value, like the OpenAI key.
+        self._other_secrets: list[str] = [s for s in (settings.AZURE_OPENAI_API_KEY, settings.AZURE_OPENAI_AD_TOKEN)
+                                          if s]
         self._text_chars = 0  # all items' text together, against max_session_chars
         self._counted_responses: set[str] = set()  # a response's usage counts once
         self._noted: set[tuple[str, ...]] = set()  # conditions already noted in the record
@@ -389,6 +392,10 @@ class Recorder:
         if text is None or values.may_hold_secret(text, self._api_key):
             redacted = values.redact_secrets(frame, self._api_key)
             frame, text = redacted, (text if redacted is frame else None)
+        for secret in self._other_secrets:
+            if text is None or secret in text:
+                redacted = values.redact_secrets(frame, secret)
+                frame, text = redacted, (text if redacted is frame else None)
         payload = _bounded(frame, text)
         self._pending.events.append(
             {"seq": self._seq, "direction": direction, "origin": origin, "type": kind[:TYPE_CHARS],

@@ -10,7 +10,7 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.utils import timezone
 
-from voice import catalog, lease, mcp
+from voice import catalog, lease, mcp, providers
 from voice.agent import Observer, ToolContext, VoiceAgent
 from voice.models import VoiceConfig, VoiceSession
 from voice.realtime import OpenAIRealtimeWebRTCClient, RealtimeClientProtocol
@@ -21,7 +21,7 @@ from voice.tools import get_tool
 logger = logging.getLogger(__name__)
 
 # The emulator accepts any standard-looking key; it never sees a real one.
-EMULATOR_KEY = "sk-emulator-local"
+EMULATOR_KEY = providers.EMULATOR_KEY
 
 
 class SessionRefused(Exception):
@@ -31,7 +31,13 @@ class SessionRefused(Exception):
 
 
 def api_key() -> str:
+    """The OpenAI key (the emulator's without one); Azure's credential is ``providers.resolve``'s."""
     return settings.OPENAI_API_KEY or (EMULATOR_KEY if settings.USING_EMULATOR else "")
+
+
+def provider_for(session: VoiceSession) -> providers.Provider:
+    """The service this session's call lives on, with today's credential (raises ProviderNotConfigured)."""
+    return providers.resolve(session.provider or "openai", session.api_base)
 
 
 def browser_holds_call(config: VoiceConfig) -> bool:
@@ -52,6 +58,11 @@ def check_config_can_start(config: VoiceConfig, today: date | None = None) -> No
                 "start. Ask an administrator to switch the assistant to a current model.",
                 close_code=4410,
             )
+    try:
+        providers.for_config(config)
+    except providers.ProviderNotConfigured as exc:
+        logger.warning("Voice config %r cannot start: %s", config.name, exc.detail)
+        raise SessionRefused("provider_not_configured", exc.message, close_code=4403) from None
     if config.mcp_credential_env and browser_holds_call(config):
         raise SessionRefused(
             "credential_needs_server_mode",
@@ -90,15 +101,22 @@ def start_session(user: Any, slug: str | None, *, today: date | None = None) -> 
             retryable=True,
         )
     server_mode = config.call_mode == VoiceConfig.CallMode.SERVER
+    provider = providers.for_config(config)
+    payload = config.to_session_payload()
+    if provider.kind == "azure":
+        # Azure names the model by its deployment; the session row keeps the model (prices, retirements).
+        payload["model"] = providers.deployment_for(config)
     return VoiceSession.objects.create(
         user=user,
         config=config,
         config_name=config.name,
         model=config.model,
         mode=config.call_mode,
+        provider=provider.kind,
+        api_base=provider.api_base if provider.kind == "azure" else "",
         # Server mode: this process holds the call from the start (voice.lease).
         served_by=lease.PROCESS_TOKEN if server_mode else "",
-        session_payload=config.to_session_payload(),
+        session_payload=payload,
         max_duration_seconds=config.max_session_seconds,
     )
 
@@ -113,15 +131,16 @@ def llm_config_for(session: VoiceSession) -> dict[str, Any]:
     # session's own mode decides (its config may have been switched since).
     if config is not None and session.mode == VoiceConfig.CallMode.SERVER:
         payload = mcp.with_credentials(payload, config)
+    provider = provider_for(session)
     return {
-        "config_list": [{"model": session.model, "voice": voice, "api_key": api_key(),
-                         "base_url": settings.OPENAI_BASE_URL, "api_type": "openai"}],
+        # The model the service knows: Azure's deployment name is in the payload, OpenAI's model too.
+        "config_list": [{"model": payload.get("model") or session.model, "voice": voice, **provider.llm_entry()}],
         "session": payload,
         "session_id": str(session.pk),
         "timeout": settings.OPENAI_TIMEOUT_SECONDS,
         "expires_after_seconds": config.secret_lifetime_seconds if config else 600,
         # Without a key the app talks to the local emulator; a failure to reach it then says so.
-        "emulator": bool(settings.USING_EMULATOR and not settings.OPENAI_API_KEY),
+        "emulator": provider.emulator,
     }
 
 
@@ -158,5 +177,13 @@ def agent_for(session: VoiceSession, llm_config: dict[str, Any], client: Realtim
     )
 
 
-async def hang_up_call(call_id: str) -> bool:
-    return await hangup(settings.OPENAI_BASE_URL, api_key(), call_id, timeout=settings.OPENAI_TIMEOUT_SECONDS)
+async def hang_up_call(session: VoiceSession, call_id: str | None = None) -> bool:
+    """Hang up the session's call on the service it lives on (its own stored call id by default)."""
+    call_id = call_id or session.call_id
+    try:
+        provider = provider_for(session)
+    except providers.ProviderNotConfigured as exc:
+        logger.warning("Session %s: cannot hang up call %s: %s", session.pk, call_id, exc.detail)
+        return False
+    return await hangup(provider.api_base, None, call_id, auth=provider.auth(),
+                        timeout=settings.OPENAI_TIMEOUT_SECONDS)

@@ -159,6 +159,10 @@ class Emulator(ChildProcess):
     def active_calls(self) -> list[dict[str, Any]]:
         return [c for c in self.calls() if c["status"] == "active"]
 
+    def set_azure(self, **body: Any) -> dict[str, Any]:
+        """The emulated Azure resource: ``webrtc`` (its region offers realtime calls), extra ``deployments``."""
+        return self._call("POST", "/_emulator/azure", body)
+
     def drop_sideband(self, call_id: str, **body: Any) -> dict[str, Any]:
         """Cut the call's sideband sockets while the call goes on (`refuse`: refuse that many reconnections)."""
         return self._call("POST", f"/_emulator/calls/{call_id}/sideband/drop", body)

@@ -15,6 +15,19 @@ OpenAI endpoints (under ``/v1``, the project's ``OPENAI_BASE_URL`` points here):
 
 A "standard key" is any bearer token starting with ``sk-`` unless ``create_app(api_key=...)`` names one.
 
+Azure OpenAI endpoints (the same, under ``/openai/v1``, as a resource ``https://<res>.openai.azure.com``
+serves them): ``POST /openai/v1/realtime/client_secrets``, ``POST /openai/v1/realtime/calls`` (with
+``?webrtcfilter=on`` the browser's data channel then carries only ``AZURE_FILTERED_EVENTS``),
+``GET /openai/v1/realtime?call_id=`` (sideband), ``POST /openai/v1/realtime/calls/{id}/hangup``.
+Authentication as Azure's: an ``api-key`` header (any 32+ letters and digits unless
+``create_app(azure_api_key=...)`` names one) or ``Authorization: Bearer <Entra ID token>`` (any
+JWT-shaped token); the client secret (``ek_...``) on ``/calls`` only. A refusal is Azure's 401 body
+(``{"error": {"code": "401", "message": "Access denied ..."}}``). The session's ``model`` is a
+*deployment name*: deployments are ``create_app(azure_deployments={name: model})`` plus, by default,
+one per realtime model named after it; another name is Azure's 404 ``DeploymentNotFound``. With
+``create_app(azure_webrtc=False)`` (or the control below) the resource is in a region without realtime
+calls: every Azure realtime path answers Azure's plain 404.
+
 Test controls (no auth; the emulator listens on loopback):
 
 * ``GET  /healthz`` -> ``{"status": "ok", "script": ..., "active_calls": n}``
@@ -33,6 +46,8 @@ Test controls (no auth; the emulator listens on loopback):
 * ``GET /_emulator/scripts``; ``POST /_emulator/script`` ``{"script": name}``: script of new calls
   (``"call_id"`` too: switch that live call, restarting its turns).
 * ``POST /_emulator/reset``: hang up every call, forget secrets, calls and faults, restore the script.
+* ``POST /_emulator/azure`` ``{"webrtc"?: bool, "deployments"?: {name: model}}``: Azure's region support
+  and extra deployments (``GET`` shows them; reset restores the defaults).
 """
 
 from __future__ import annotations
@@ -40,6 +55,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
@@ -52,6 +68,7 @@ from multidict import CIMultiDict
 from .peer import EmulatedCall
 from .script import Script, available_scripts, load_script
 from .validation import (
+    MODEL_PATTERN,
     RealtimeError,
     beta_shape,
     default_session,
@@ -65,11 +82,48 @@ logger = logging.getLogger("voice.emulator")
 MAX_REMEMBERED_CALLS = 200
 CORS_HEADERS = {
     "Access-Control-Allow-Methods": "GET, POST, DELETE, OPTIONS",
-    "Access-Control-Allow-Headers": "Authorization, Content-Type",
+    "Access-Control-Allow-Headers": "Authorization, Content-Type, api-key",
     # Without this the browser cannot read Location, which is where the call id is.
     "Access-Control-Expose-Headers": "Location",
     "Access-Control-Max-Age": "600",
 }
+
+
+# What Azure puts on the browser's data channel with ?webrtcfilter=on (as its WebRTC guide lists them).
+AZURE_FILTERED_EVENTS = frozenset({
+    "input_audio_buffer.speech_started",
+    "input_audio_buffer.speech_stopped",
+    "output_audio_buffer.started",
+    "output_audio_buffer.stopped",
+    "conversation.item.input_audio_transcription.completed",
+    "conversation.item.added",
+    "conversation.item.created",
+    "response.output_text.delta",
+    "response.output_text.done",
+    "response.output_audio_transcript.delta",
+    "response.output_audio_transcript.done",
+})
+AZURE_KEY_PATTERN = re.compile(r"^[A-Za-z0-9]{32,}$")
+ENTRA_TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$")
+AZURE_ACCESS_DENIED = (
+    "Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide a valid key for an "
+    "active subscription and use a correct regional API endpoint for your resource."
+)
+AZURE_DEPLOYMENT_NOT_FOUND = (
+    "The API deployment for this resource does not exist. If you created the deployment within the last 5 "
+    "minutes, please wait a moment and try again."
+)
+
+
+class AzureError(Exception):
+    """An Azure-shaped refusal: ``{"error": {"code", "message"}}`` (not OpenAI's four fields)."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+    def response(self) -> web.Response:
+        return web.json_response({"error": {"code": self.code, "message": self.message}}, status=self.status)
 
 
 @dataclass
@@ -77,6 +131,7 @@ class ClientSecret:
     value: str
     expires_at: int
     session: dict[str, Any]
+    azure: bool = False
 
 
 @dataclass(eq=False)
@@ -116,8 +171,15 @@ class Faults:
 class EmulatorState:
     """Everything one emulator instance knows: secrets, calls, faults and the active script."""
 
-    def __init__(self, *, api_key: str | None, script: Script, max_call_seconds: float, connect_timeout: float) -> None:
+    def __init__(self, *, api_key: str | None, script: Script, max_call_seconds: float, connect_timeout: float,
+                 azure_api_key: str | None = None, azure_deployments: dict[str, str] | None = None,
+                 azure_webrtc: bool = True) -> None:
         self.api_key = api_key
+        self.azure_api_key = azure_api_key
+        self.default_azure_deployments = dict(azure_deployments or {})
+        self.azure_deployments = dict(self.default_azure_deployments)
+        self.default_azure_webrtc = azure_webrtc
+        self.azure_webrtc = azure_webrtc
         self.connect_timeout = connect_timeout
         self.default_script = script
         self.script = script
@@ -135,6 +197,17 @@ class EmulatorState:
         if self.api_key is not None:
             return token == self.api_key
         return token.startswith("sk-")
+
+    def is_azure_key(self, key: str) -> bool:
+        if self.azure_api_key is not None:
+            return key == self.azure_api_key
+        return bool(AZURE_KEY_PATTERN.match(key))
+
+    def azure_model(self, deployment: str) -> str | None:
+        """The model behind a deployment: a named one, or a realtime model's own name."""
+        if deployment in self.azure_deployments:
+            return self.azure_deployments[deployment]
+        return deployment if MODEL_PATTERN.match(deployment) else None
 
     def remember(self, call: EmulatedCall) -> None:
         self.calls[call.id] = call
@@ -219,6 +292,8 @@ async def cors_and_errors(request: web.Request, handler: Any) -> web.StreamRespo
         if "realtime" in request.headers.get("OpenAI-Beta", "").lower():
             raise beta_shape("OpenAI-Beta", "drop the OpenAI-Beta header and use the GA endpoints")
         response = await handler(request)
+    except AzureError as err:
+        response = err.response()
     except RealtimeError as err:
         response = error_response(err)
     except web.HTTPException as exc:
@@ -241,15 +316,32 @@ async def cors_and_errors(request: web.Request, handler: Any) -> web.StreamRespo
 
 
 async def client_secrets(request: web.Request) -> web.Response:
-    state = request.app[STATE]
     token = _bearer(request)
     if token is not None and token.startswith("ek_"):
         raise _auth_error("Client secrets cannot mint client secrets; use a standard API key.")
     _require_standard_key(request)
+    return await _mint(request, azure=False)
+
+
+async def azure_client_secrets(request: web.Request) -> web.Response:
+    _require_azure_resource(request)
+    _require_azure_credential(request)
+    return await _mint(request, azure=True)
+
+
+async def _mint(request: web.Request, *, azure: bool) -> web.Response:
+    state = request.app[STATE]
     fault = _fault_response(state, "client_secrets")
     if fault is not None:
         return fault
-    seconds, session = validate_client_secret_request(await _json_body(request))
+    body = await _json_body(request)
+    deployment = None
+    if azure and isinstance(body, dict) and isinstance(body.get("session"), dict):
+        deployment = _azure_deployment(state, body["session"])
+        body = {**body, "session": {**body["session"], "model": state.azure_model(deployment)}}
+    seconds, session = validate_client_secret_request(body)
+    if deployment is not None:
+        session["model"] = deployment  # Azure answers with the deployment name it was given
     now = int(time.time())
     expires_at = now + seconds
     if state.faults.expired_secrets > 0:
@@ -257,9 +349,40 @@ async def client_secrets(request: web.Request) -> web.Response:
         state.faults.expired_secrets -= 1
         expires_at = now - 1
     session["id"] = new_id("sess")
-    secret = ClientSecret(value=new_id("ek", 16), expires_at=expires_at, session=session)
+    secret = ClientSecret(value=new_id("ek", 16), expires_at=expires_at, session=session, azure=azure)
     state.secrets[secret.value] = secret
     return web.json_response({"value": secret.value, "expires_at": expires_at, "session": session})
+
+
+def _require_azure_resource(request: web.Request) -> None:
+    """A resource in a region without realtime calls answers Azure's plain 404 on these paths."""
+    if not request.app[STATE].azure_webrtc:
+        raise AzureError(404, "404", "Resource not found")
+
+
+def _require_azure_credential(request: web.Request) -> None:
+    """Azure's server credentials: ``api-key``, or an Entra ID token as Bearer. Never a client secret."""
+    state = request.app[STATE]
+    key = request.headers.get("api-key")
+    if key is not None:
+        if state.is_azure_key(key.strip()):
+            return
+        raise AzureError(401, "401", AZURE_ACCESS_DENIED)
+    token = _bearer(request)
+    if token is not None and ENTRA_TOKEN_PATTERN.match(token):
+        return
+    raise AzureError(401, "401", AZURE_ACCESS_DENIED)
+
+
+def _azure_deployment(state: EmulatorState, session: dict[str, Any]) -> str:
+    """The deployment a session names in ``model``; Azure's 404 when the resource has none of that name."""
+    deployment = session.get("model")
+    if not isinstance(deployment, str) or not deployment:
+        raise RealtimeError("Missing required parameter: 'session.model'.", code="missing_required_parameter",
+                            param="session.model")
+    if state.azure_model(deployment) is None:
+        raise AzureError(404, "DeploymentNotFound", AZURE_DEPLOYMENT_NOT_FOUND)
+    return deployment
 
 
 async def beta_sessions(request: web.Request) -> web.Response:
@@ -279,22 +402,26 @@ def _form_text(value: Any) -> str:
     return value.file.read().decode("utf-8")
 
 
-async def _read_offer(request: web.Request) -> tuple[str, dict[str, Any]]:
+async def _read_offer(request: web.Request, *, azure: bool = False) -> tuple[str, dict[str, Any]]:
     """Authenticate a /calls request and return (offer SDP, session of the call)."""
     state = request.app[STATE]
     token = _bearer(request)
-    if token is None:
+    if token is None and not azure:
         raise _auth_error("You didn't provide an API key or client secret.", code="missing_api_key")
     base: dict[str, Any] | None = None
-    if token.startswith("ek_"):
+    if token is not None and token.startswith("ek_"):
         secret = state.secrets.get(token)
+        if secret is not None and secret.azure != azure:
+            secret = None  # minted by the other service: unknown here
         if secret is None:
             raise _auth_error(f"Incorrect API key provided: {_masked(token)}. The client secret is unknown.")
         if secret.expires_at <= time.time():
             raise _auth_error("The client secret has expired. Mint a new one and try again.")
         base = secret.session
-    elif not state.is_standard_key(token):
-        raise _auth_error(f"Incorrect API key provided: {_masked(token)}.")
+    elif azure:
+        _require_azure_credential(request)
+    elif token is None or not state.is_standard_key(token):
+        raise _auth_error(f"Incorrect API key provided: {_masked(token or '')}.")
 
     content_type = request.content_type
     if content_type == "application/sdp":
@@ -322,7 +449,12 @@ async def _read_offer(request: web.Request) -> tuple[str, dict[str, Any]]:
                 raise RealtimeError(
                     "The 'session' part is not valid JSON.", code="invalid_json", param="session"
                 ) from exc
-            session = validate_session(session_json)
+            if azure and isinstance(session_json, dict):
+                deployment = _azure_deployment(state, session_json)
+                session = validate_session({**session_json, "model": state.azure_model(deployment)})
+                session["model"] = deployment
+            else:
+                session = validate_session(session_json)
     else:
         raise RealtimeError(
             f"Unsupported Content-Type '{content_type}'. Use application/sdp or multipart/form-data.",
@@ -336,11 +468,21 @@ async def _read_offer(request: web.Request) -> tuple[str, dict[str, Any]]:
 
 
 async def create_call(request: web.Request) -> web.Response:
+    return await _create_call(request, azure=False)
+
+
+async def azure_create_call(request: web.Request) -> web.Response:
+    _require_azure_resource(request)
+    return await _create_call(request, azure=True)
+
+
+async def _create_call(request: web.Request, *, azure: bool) -> web.Response:
     state = request.app[STATE]
     fault = _fault_response(state, "calls")
     if fault is not None:
         return fault
-    sdp, session = await _read_offer(request)
+    sdp, session = await _read_offer(request, azure=azure)
+    filtered = azure and request.query.get("webrtcfilter", "").lower() == "on"
     call = EmulatedCall(
         new_id("rtc", 12),
         session,
@@ -348,14 +490,17 @@ async def create_call(request: web.Request) -> web.Response:
         max_call_seconds=state.max_call_seconds,
         connect_timeout=state.connect_timeout,
     )
+    if filtered:
+        call.dc_filter = AZURE_FILTERED_EVENTS
     answer = await call.accept(sdp)
     state.remember(call)
-    logger.info("call %s started (script %s)", call.id, call.script.name)
+    logger.info("call %s started (script %s%s)", call.id, call.script.name, ", Azure" if azure else "")
+    prefix = "/openai/v1" if azure else "/v1"
     return web.Response(
         status=201,
         text=answer,
         content_type="application/sdp",
-        headers={"Location": f"/v1/realtime/calls/{call.id}"},
+        headers={"Location": f"{prefix}/realtime/calls/{call.id}"},
     )
 
 
@@ -368,6 +513,16 @@ def _live_call(request: web.Request, call_id: str) -> EmulatedCall:
 
 async def hangup(request: web.Request) -> web.Response:
     _require_standard_key(request)
+    return await _hangup(request)
+
+
+async def azure_hangup(request: web.Request) -> web.Response:
+    _require_azure_resource(request)
+    _require_azure_credential(request)
+    return await _hangup(request)
+
+
+async def _hangup(request: web.Request) -> web.Response:
     call = _live_call(request, request.match_info["call_id"])
     # Idempotent: hanging up a call that already ended (browser closed first) is not an error.
     await call.close("hangup")
@@ -375,6 +530,15 @@ async def hangup(request: web.Request) -> web.Response:
 
 
 async def sideband(request: web.Request) -> web.StreamResponse:
+    return await _sideband(request, azure=False)
+
+
+async def azure_sideband(request: web.Request) -> web.StreamResponse:
+    _require_azure_resource(request)
+    return await _sideband(request, azure=True)
+
+
+async def _sideband(request: web.Request, *, azure: bool) -> web.StreamResponse:
     call_id = request.query.get("call_id")
     if not call_id:
         if "model" in request.query:
@@ -386,9 +550,12 @@ async def sideband(request: web.Request) -> web.StreamResponse:
             "Missing required parameter: 'call_id'.", code="missing_required_parameter", param="call_id"
         )
     token = _bearer(request)
-    if token is not None and token.startswith("ek_"):
+    if azure:
+        _require_azure_credential(request)
+    elif token is not None and token.startswith("ek_"):
         raise _auth_error("The sideband connection needs a standard API key, not a client secret.")
-    _require_standard_key(request)
+    else:
+        _require_standard_key(request)
     call = _live_call(request, call_id)
     if not call.active:
         raise RealtimeError(f"Call '{call_id}' has ended.", code="call_not_found", param="call_id", status=404)
@@ -573,7 +740,36 @@ async def reset(request: web.Request) -> web.Response:
     state.faults = Faults()
     state.sideband_faults.clear()
     state.script = state.default_script
+    state.azure_webrtc = state.default_azure_webrtc
+    state.azure_deployments = dict(state.default_azure_deployments)
     return web.json_response({"status": "reset"})
+
+
+def _azure_view(state: EmulatorState) -> dict[str, Any]:
+    return {"webrtc": state.azure_webrtc, "deployments": state.azure_deployments}
+
+
+async def show_azure(request: web.Request) -> web.Response:
+    return web.json_response(_azure_view(request.app[STATE]))
+
+
+async def set_azure(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    body = await _json_body(request)
+    if not isinstance(body, dict) or set(body) - {"webrtc", "deployments"}:
+        raise RealtimeError('Expected {"webrtc"?: bool, "deployments"?: {name: model}}.', code="invalid_value")
+    if "webrtc" in body:
+        if not isinstance(body["webrtc"], bool):
+            raise RealtimeError("'webrtc' must be true or false.", code="invalid_value", param="webrtc")
+        state.azure_webrtc = body["webrtc"]
+    deployments = body.get("deployments", {})
+    if not isinstance(deployments, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and MODEL_PATTERN.match(v) for k, v in deployments.items()
+    ):
+        raise RealtimeError("'deployments' maps deployment names to realtime model names.", code="invalid_value",
+                            param="deployments")
+    state.azure_deployments.update(deployments)
+    return web.json_response(_azure_view(state))
 
 
 async def _close_calls(state: EmulatorState, reason: str) -> None:
@@ -589,6 +785,9 @@ def create_app(
     script: str | Path | Script = "default",
     max_call_seconds: float = 3600.0,
     connect_timeout: float = 20.0,
+    azure_api_key: str | None = None,
+    azure_deployments: dict[str, str] | None = None,
+    azure_webrtc: bool = True,
 ) -> web.Application:
     """Build the emulator application.
 
@@ -596,11 +795,14 @@ def create_app(
     name, a path to a script file, or a :class:`Script`. ``max_call_seconds``: OpenAI's 60-minute cap,
     shorter in tests that exercise ``session_expired``. ``connect_timeout``: a call whose peer has not
     connected by then ends with ``connect_timeout`` (an abandoned offer is not left as a live call).
+    ``azure_api_key``, ``azure_deployments``, ``azure_webrtc``: the emulated Azure resource (module
+    docstring).
     """
     loaded = script if isinstance(script, Script) else load_script(script)
     app = web.Application(middlewares=[cors_and_errors])
     app[STATE] = EmulatorState(
-        api_key=api_key, script=loaded, max_call_seconds=max_call_seconds, connect_timeout=connect_timeout
+        api_key=api_key, script=loaded, max_call_seconds=max_call_seconds, connect_timeout=connect_timeout,
+        azure_api_key=azure_api_key, azure_deployments=azure_deployments, azure_webrtc=azure_webrtc,
     )
 
     async def on_shutdown(app: web.Application) -> None:
@@ -613,6 +815,12 @@ def create_app(
     app.router.add_post("/v1/realtime/calls/{call_id}/hangup", hangup)
     app.router.add_get("/v1/realtime", sideband)
     app.router.add_post("/v1/realtime", beta_realtime_post)
+    app.router.add_post("/openai/v1/realtime/client_secrets", azure_client_secrets)
+    app.router.add_post("/openai/v1/realtime/calls", azure_create_call)
+    app.router.add_post("/openai/v1/realtime/calls/{call_id}/hangup", azure_hangup)
+    app.router.add_get("/openai/v1/realtime", azure_sideband)
+    app.router.add_get("/_emulator/azure", show_azure)
+    app.router.add_post("/_emulator/azure", set_azure)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/_emulator/calls", list_calls)
     app.router.add_get("/_emulator/calls/{call_id}", show_call)
@@ -635,8 +843,12 @@ def run(
     api_key: str | None = None,
     script: str = "default",
     max_call_seconds: float = 3600.0,
+    azure_api_key: str | None = None,
+    azure_deployments: dict[str, str] | None = None,
 ) -> None:
     """Serve the emulator until interrupted (``python -m voice.emulator`` / ``manage.py realtime_emulator``)."""
-    app = create_app(api_key=api_key, script=script, max_call_seconds=max_call_seconds)
-    print(f"Realtime emulator on http://{host}:{port}/v1 (script {app[STATE].script.name!r}); Ctrl+C to stop")
+    app = create_app(api_key=api_key, script=script, max_call_seconds=max_call_seconds, azure_api_key=azure_api_key,
+                     azure_deployments=azure_deployments)
+    print(f"Realtime emulator on http://{host}:{port}/v1 and /openai/v1 (Azure) (script {app[STATE].script.name!r}); "
+          "Ctrl+C to stop")
     web.run_app(app, host=host, port=port, print=None)

@@ -237,6 +237,8 @@ class EmulatedCall:
         self._expect_dc = True
         self._session_announced = False
         self._dc_backlog: list[str] = []
+        # Azure's ?webrtcfilter=on: the data channel carries only these events (None: every event).
+        self.dc_filter: frozenset[str] | None = None
         self._sidebands: list[asyncio.Queue[dict[str, Any] | None]] = []
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -409,7 +411,9 @@ class EmulatedCall:
         event = {"type": type_, "event_id": new_id("event", 10), **fields}
         self.server_events.append(event)
         text = json.dumps(event)
-        if self._dc is not None and self._session_announced and self._dc.readyState == "open":
+        if self.dc_filter is not None and type_ not in self.dc_filter:
+            pass  # filtered off the browser's channel; the sidebands still hear it
+        elif self._dc is not None and self._session_announced and self._dc.readyState == "open":
             self._send_dc(text)
         elif self._expect_dc and self.ended_at is None:
             # Before the channel opens (e.g. a sideband update): keep order, deliver once it opens.
@@ -1215,6 +1219,7 @@ class EmulatedCall:
             "end_reason": self.end_reason,
             "script": self.script.name,
             "session": self.session,
+            "webrtc_filter": self.dc_filter is not None,
             "client_events": self.client_events,
             "server_event_types": [event["type"] for event in self.server_events],
         }

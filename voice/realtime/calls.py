@@ -29,11 +29,13 @@ import httpx
 from voice.realtime.errors import (
     RealtimeAuthError,
     RealtimeConfigError,
+    RealtimeDeploymentNotFoundError,
     RealtimeProtocolError,
     RealtimeRateLimitedError,
     RealtimeRequestRejectedError,
     RealtimeTimeoutError,
     RealtimeUpstreamUnavailableError,
+    RealtimeWebRTCUnavailableError,
     redact,
 )
 from voice.realtime.session import validate_session
@@ -107,6 +109,8 @@ async def create_call(
     timeout: float = DEFAULT_TIMEOUT_SECONDS,
     auth: AuthProvider | None = None,
     http: httpx.AsyncClient | None = None,
+    params: Mapping[str, str] | None = None,
+    service: str = "OpenAI",
 ) -> CreatedCall:
     """Create a WebRTC call for the browser's offer; return ``(answer_sdp, call_id)``.
 
@@ -116,6 +120,9 @@ async def create_call(
     ``RealtimeRateLimitedError`` (429), ``RealtimeUpstreamUnavailableError`` (5xx, network),
     ``RealtimeTimeoutError``, ``RealtimeRequestRejectedError`` (other 4xx) or ``RealtimeProtocolError``
     (a 2xx without an SDP answer or a call id).
+
+    ``params``: the query of the calls URL (Azure's ``webrtcfilter=on``, see ``providers.py``).
+    ``service``: what the service is called in error sentences ("OpenAI", "Azure OpenAI").
     """
     if not isinstance(offer_sdp, str) or not offer_sdp.lstrip().startswith("v=0"):
         raise RealtimeRequestRejectedError(
@@ -127,6 +134,7 @@ async def create_call(
     url = f"{api_base.rstrip('/')}/realtime/calls"
     headers = await auth_headers(auth or bearer_auth(api_key))
     secrets = secrets_of(api_key, headers)
+    query = dict(params or {})
     files = {
         "sdp": (None, offer_sdp.encode(), "application/sdp"),
         "session": (None, json.dumps(checked).encode(), "application/json"),
@@ -134,76 +142,108 @@ async def create_call(
     try:
         async with asyncio.timeout(timeout):
             if http is not None:
-                response = await http.post(url, headers=headers, files=files, timeout=timeout)
+                response = await http.post(url, headers=headers, files=files, params=query, timeout=timeout)
             else:
                 async with httpx.AsyncClient(timeout=timeout, verify=tls_context()) as own:
-                    response = await own.post(url, headers=headers, files=files)
+                    response = await own.post(url, headers=headers, files=files, params=query)
     except (TimeoutError, httpx.TimeoutException):
         raise RealtimeTimeoutError(
-            f"OpenAI did not answer the call request within {timeout:g} s. Try again; if it keeps happening, "
+            f"{service} did not answer the call request within {timeout:g} s. Try again; if it keeps happening, "
             "check the network."
         ) from None
     except httpx.HTTPError as exc:
         raise RealtimeUpstreamUnavailableError(
-            f"Could not reach OpenAI to start the call ({type(exc).__name__}: {redact(str(exc), secrets)}). "
+            f"Could not reach {service} to start the call ({type(exc).__name__}: {redact(str(exc), secrets)}). "
             "Try again in a moment."
         ) from None
-    raise_for_status(response, secrets, action="start the call", model=checked.get("model"))
+    raise_for_status(response, secrets, action="start the call", model=checked.get("model"), service=service)
     answer = response.text
     if not answer.lstrip().startswith("v=") or len(answer) > MAX_ANSWER_CHARS:
         raise RealtimeProtocolError(
-            f"OpenAI answered HTTP {response.status_code} without an SDP answer. Check that the API base points "
-            "at OpenAI (or the emulator).",
+            f"{service} answered HTTP {response.status_code} without an SDP answer. Check that the API base points "
+            f"at {service} (or the emulator).",
             status_code=response.status_code,
         )
     call_id = call_id_from_location(response.headers.get("location"))
     if call_id is None:
         raise RealtimeProtocolError(
-            f"OpenAI answered HTTP {response.status_code} without a usable call id in its Location header. "
-            "Check that the API base points at OpenAI (or the emulator).",
+            f"{service} answered HTTP {response.status_code} without a usable call id in its Location header. "
+            f"Check that the API base points at {service} (or the emulator).",
             status_code=response.status_code,
         )
     return CreatedCall(answer, call_id)
 
 
-def raise_for_status(response: httpx.Response, secrets: list[str], *, action: str, model: str | None = None) -> None:
-    """Turn a non-2xx answer into the typed error (PROTOCOL.md's stable codes); 2xx returns."""
+def raise_for_status(response: httpx.Response, secrets: list[str], *, action: str, model: str | None = None,
+                     service: str = "OpenAI") -> None:
+    """Turn a non-2xx answer into the typed error (PROTOCOL.md's stable codes); 2xx returns.
+
+    ``service`` names the service in the sentences ("OpenAI" or "Azure OpenAI"); Azure's own refusals
+    (an unknown deployment, a resource without realtime calls) get their own error and words.
+    """
     status = response.status_code
     if 200 <= status < 300:
         return
     upstream_code, upstream_message = upstream_error(response, secrets)
-    detail = f": {upstream_message}" if upstream_message else ""
+    # Upstream messages end with a full stop; ours follow on after the detail.
+    detail = f": {upstream_message.rstrip().rstrip('.')}" if upstream_message else ""
+    azure = service == "Azure OpenAI"
+    credential = "Azure OpenAI key (or Entra ID token) and endpoint" if azure else "OpenAI API key"
     if status == 401:
         raise RealtimeAuthError(
-            f"OpenAI refused the server's API key (HTTP 401){detail}. An administrator must check the server's "
-            "OpenAI API key.",
+            f"{service} refused the server's credentials (HTTP 401){detail}. An administrator must check the "
+            f"server's {credential}.",
             status_code=status,
             upstream_code=upstream_code,
         )
     if status == 403:
         model_note = f" model {model!r}" if model else " this model"
         raise RealtimeAuthError(
-            f"The server's API key may not use{model_note} (HTTP 403){detail}. An administrator must check the "
-            "key's project permissions.",
+            f"The server's credentials may not use{model_note} (HTTP 403){detail}. An administrator must check the "
+            + ("identity's role on the Azure OpenAI resource." if azure else "key's project permissions."),
+            status_code=status,
+            upstream_code=upstream_code,
+        )
+    if status == 404 and upstream_code == "DeploymentNotFound":
+        raise RealtimeDeploymentNotFoundError(
+            f"The Azure OpenAI resource has no deployment named {model!r} (HTTP 404){detail}. An administrator must "
+            "check the deployment name in the voice configuration (it is the deployment's name, not the model's).",
+            status_code=status,
+            upstream_code=upstream_code,
+        )
+    if status == 404 and azure and upstream_code in (None, "404", "NotFound"):
+        # The resource exists but does not serve realtime calls: a region without WebRTC, or an endpoint
+        # that is not an Azure OpenAI resource.
+        raise RealtimeWebRTCUnavailableError(
+            f"This Azure OpenAI resource does not offer realtime calls (HTTP 404){detail}. An administrator must "
+            "use a resource in a region that supports the Realtime API over WebRTC, with a realtime model "
+            "deployed.",
             status_code=status,
             upstream_code=upstream_code,
         )
     if status == 429:
         raise RealtimeRateLimitedError(
-            f"OpenAI is rate limiting this server (HTTP 429){detail}. Wait a moment and try again.",
+            f"{service} is rate limiting this server (HTTP 429){detail}. Wait a moment and try again.",
             retry_after=_retry_after(response),
             status_code=status,
             upstream_code=upstream_code,
         )
     if status >= 500:
         raise RealtimeUpstreamUnavailableError(
-            f"OpenAI is unavailable (HTTP {status}). Try again in a moment.",
+            f"{service} is unavailable (HTTP {status}). Try again in a moment.",
             status_code=status,
             upstream_code=upstream_code,
         )
     code_note = f", {upstream_code}" if upstream_code else ""
+    if upstream_code == "model_not_found":
+        raise RealtimeRequestRejectedError(
+            f"{service} does not offer the model {model!r} (HTTP {status}{code_note}){detail}. It may have been "
+            "retired: an administrator must choose a current model in the voice configuration.",
+            status_code=status,
+            upstream_code=upstream_code,
+        )
     raise RealtimeRequestRejectedError(
-        f"OpenAI refused to {action} (HTTP {status}{code_note}){detail}. Check the voice configuration "
+        f"{service} refused to {action} (HTTP {status}{code_note}){detail}. Check the voice configuration "
         "(model, voice, session options).",
         status_code=status,
         upstream_code=upstream_code,

@@ -94,6 +94,19 @@ class RealtimeRequestRejectedError(RealtimeError):
     code = "openai_request_rejected"
 
 
+class RealtimeDeploymentNotFoundError(RealtimeRequestRejectedError):
+    """Azure OpenAI has no deployment of that name on the resource (HTTP 404 ``DeploymentNotFound``)."""
+
+    code = "deployment_not_found"
+
+
+class RealtimeWebRTCUnavailableError(RealtimeRequestRejectedError):
+    """The resource answers, but not on the realtime WebRTC paths: typically an Azure region (or an API
+    surface) without realtime calls."""
+
+    code = "webrtc_unavailable"
+
+
 class RealtimeProtocolError(RealtimeError):
     """OpenAI answered, but with a body this client cannot read."""
 
@@ -111,11 +124,13 @@ __all__ = [
     "InvalidFrameError",
     "RealtimeAuthError",
     "RealtimeConfigError",
+    "RealtimeDeploymentNotFoundError",
     "RealtimeError",
     "RealtimeProtocolError",
     "RealtimeRateLimitedError",
     "RealtimeRequestRejectedError",
     "RealtimeTimeoutError",
     "RealtimeUpstreamUnavailableError",
+    "RealtimeWebRTCUnavailableError",
     "redact",
 ]

@@ -60,7 +60,6 @@ from voice.realtime.calls import (
     CALL_ID_PATTERN,
     AuthProvider,
     auth_headers,
-    bearer_auth,
     raise_for_status,
     secrets_of,
     tls_context,
@@ -94,6 +93,7 @@ from voice.realtime.events import (
     parse_frame,
     validate_client_event,
 )
+from voice.realtime.providers import auth_for, credential_secrets, service_name
 from voice.realtime.session import first_config, normalise_api_base
 
 _module_logger = logging.getLogger(__name__)
@@ -185,7 +185,9 @@ class OpenAIRealtimeSidebandClient(ClientEventsMixin, RealtimeClientBase):
 
     ``llm_config["config_list"][0]``: ``model`` (required, as for every client), ``api_key`` (the
     standard key; without one no Authorization header is sent, which suits the emulator), ``api_type``
-    (``"openai"``), ``base_url`` (default ``https://api.openai.com/v1``).
+    (``"openai"``, or ``"azure"``: then ``api_key`` goes in an ``api-key`` header, or ``azure_ad_token``
+    as a Bearer token, and ``base_url`` is the resource's ``.../openai/v1``), ``base_url`` (default
+    ``https://api.openai.com/v1``).
 
     Top-level ``llm_config`` keys, all optional: ``session_id`` (ours, for the logs), ``timeout`` (seconds
     to open the socket, default 10), ``event_queue_size`` (default 1000), ``max_frame_bytes`` (default
@@ -197,7 +199,7 @@ class OpenAIRealtimeSidebandClient(ClientEventsMixin, RealtimeClientBase):
     """
 
     supports: ClassVar[str] = (
-        "api_type 'openai' or absent, with the keyword call_id (and optionally on_frame, on_gap, auth)"
+        "api_type 'openai', 'azure' or absent, with the keyword call_id (and optionally on_frame, on_gap, auth)"
     )
     origin: ClassVar[Literal["sideband"]] = "sideband"
 
@@ -219,6 +221,7 @@ class OpenAIRealtimeSidebandClient(ClientEventsMixin, RealtimeClientBase):
         config = first_config(llm_config)
         self._model: str = config["model"]
         self._api_key: str | None = config.get("api_key") or None
+        self._service = service_name(config.get("api_type"))
         self._base_url = normalise_api_base(config.get("base_url"), self.logger)
         self._session_id = str(llm_config.get("session_id") or uuid.uuid4())
         self._timeout = _number(llm_config.get("timeout", DEFAULT_CONNECT_TIMEOUT_SECONDS), "timeout", 0.001)
@@ -236,10 +239,10 @@ class OpenAIRealtimeSidebandClient(ClientEventsMixin, RealtimeClientBase):
         queue_size = int(_number(llm_config.get("event_queue_size", DEFAULT_EVENT_QUEUE_SIZE), "event_queue_size", 1))
         super().__init__(event_queue_size=queue_size)
 
-        self._auth = auth or bearer_auth(self._api_key)
+        self._auth = auth or auth_for(config)
         self._on_frame = on_frame
         self._on_gap = on_gap
-        self._secrets: list[str] = [self._api_key] if self._api_key else []
+        self._secrets: list[str] = credential_secrets(config)
 
         self._state: Literal["new", "open", "closed"] = "new"
         self._ws: ClientConnection | None = None  # None during a gap
@@ -452,18 +455,19 @@ class OpenAIRealtimeSidebandClient(ClientEventsMixin, RealtimeClientBase):
             # The handshake's HTTP answer, read with the same rules as any other OpenAI answer.
             kept = {name: value for name, value in response.headers.raw_items() if name.lower() in _KEPT_HEADERS}
             as_http = httpx.Response(response.status_code, headers=kept, content=bytes(response.body or b""))
-            raise_for_status(as_http, secrets, action="attach to the call", model=self._model)
+            raise_for_status(as_http, secrets, action="attach to the call", model=self._model, service=self._service)
             raise RealtimeProtocolError(
-                f"OpenAI answered the sideband request with HTTP {response.status_code} instead of a websocket.",
+                f"{self._service} answered the sideband request with HTTP {response.status_code} instead of a "
+                "websocket.",
                 status_code=response.status_code,
             ) from None
         except TimeoutError:
             raise RealtimeTimeoutError(
-                f"OpenAI did not accept the call's sideband connection within {self._timeout:g} s. Try again."
+                f"{self._service} did not accept the call's sideband connection within {self._timeout:g} s. Try again."
             ) from None
         except (OSError, WebSocketException) as exc:
             raise RealtimeUpstreamUnavailableError(
-                f"Could not reach OpenAI for the call's sideband ({type(exc).__name__}: "
+                f"Could not reach {self._service} for the call's sideband ({type(exc).__name__}: "
                 f"{redact(str(exc), secrets)[:200]}). Try again in a moment."
             ) from None
 
@@ -633,13 +637,13 @@ class OpenAIRealtimeSidebandClient(ClientEventsMixin, RealtimeClientBase):
     def get_factory(
         cls, llm_config: dict[str, Any], logger: logging.Logger, **kwargs: Any
     ) -> Callable[[], RealtimeClientProtocol] | None:
-        """A factory when ``api_type`` is ``"openai"`` or absent and ``call_id`` is given (with at most
+        """A factory when ``api_type`` is ``"openai"``, ``"azure"`` or absent and ``call_id`` is given (with at most
         ``on_frame``, ``on_gap`` and ``auth`` besides); else ``None``."""
         try:
             api_type = llm_config["config_list"][0].get("api_type", "openai")
         except (KeyError, IndexError, TypeError, AttributeError):
             return None
-        if api_type != "openai" or "call_id" not in kwargs or not set(kwargs) <= _FACTORY_KEYWORDS:
+        if api_type not in ("openai", "azure") or "call_id" not in kwargs or not set(kwargs) <= _FACTORY_KEYWORDS:
             return None
         return lambda: cls(llm_config=llm_config, logger=logger, **kwargs)
 

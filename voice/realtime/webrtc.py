@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 import httpx
 
+from voice.realtime.calls import auth_headers
 from voice.realtime.calls import tls_context as _tls_context
 from voice.realtime.client import (
     DEFAULT_EVENT_QUEUE_SIZE,
@@ -34,15 +35,18 @@ from voice.realtime.errors import (
     InvalidFrameError,
     RealtimeAuthError,
     RealtimeConfigError,
+    RealtimeDeploymentNotFoundError,
     RealtimeError,
     RealtimeProtocolError,
     RealtimeRateLimitedError,
     RealtimeRequestRejectedError,
     RealtimeTimeoutError,
     RealtimeUpstreamUnavailableError,
+    RealtimeWebRTCUnavailableError,
     redact,
 )
 from voice.realtime.events import InvalidFrame, parse_frame
+from voice.realtime.providers import auth_for, credential_secrets, service_name
 from voice.realtime.session import first_config, normalise_api_base, session_from_llm_config, without_secrets
 from voice.realtime.throttle import ThrottledLog
 
@@ -65,7 +69,9 @@ class OpenAIRealtimeWebRTCClient(ClientEventsMixin, RealtimeClientBase):
     ``llm_config["config_list"][0]``:
 
     - ``model`` (required), ``voice`` (default ``"alloy"``), ``api_key`` (the server's key; without one no
-      Authorization header is sent, which suits the local emulator), ``api_type`` (``"openai"``),
+      Authorization header is sent, which suits the local emulator), ``api_type`` (``"openai"``, or
+      ``"azure"``: the key then goes in an ``api-key`` header, or ``azure_ad_token`` as a Bearer token,
+      ``base_url`` is the resource's ``.../openai/v1`` and ``model`` the deployment name),
       ``base_url``: the API base, default ``https://api.openai.com/v1``. A seed-era value ending in
       ``/realtime/sessions`` is cut back to its base and logged once as deprecated.
 
@@ -84,7 +90,7 @@ class OpenAIRealtimeWebRTCClient(ClientEventsMixin, RealtimeClientBase):
     One ``connect()`` per client. The API key never appears in a frame, an exception or a log line.
     """
 
-    supports: ClassVar[str] = "api_type 'openai' or absent, and exactly one extra argument: websocket"
+    supports: ClassVar[str] = "api_type 'openai', 'azure' or absent, and exactly one extra argument: websocket"
 
     def __init__(
         self,
@@ -104,6 +110,8 @@ class OpenAIRealtimeWebRTCClient(ClientEventsMixin, RealtimeClientBase):
         self._voice: str = config.get("voice") or "alloy"
         self._api_key: str | None = config.get("api_key") or None
         self._api_type: str = config.get("api_type") or "openai"
+        self._auth = auth_for(config)
+        self._secrets = credential_secrets(config)
         # Kept because the seed read it; GA has no temperature, so it is never sent (session.py logs it).
         self._temperature: float | None = llm_config.get("temperature")
         self._base_url = normalise_api_base(config.get("base_url"), self.logger)
@@ -221,9 +229,7 @@ class OpenAIRealtimeWebRTCClient(ClientEventsMixin, RealtimeClientBase):
 
     async def _mint_client_secret(self) -> dict[str, Any]:
         url = f"{self._base_url}/realtime/client_secrets"
-        headers = {"Content-Type": "application/json"}
-        if self._api_key:
-            headers["Authorization"] = f"Bearer {self._api_key}"
+        headers = {"Content-Type": "application/json", **await auth_headers(self._auth)}
         body = {
             "expires_after": {"anchor": "created_at", "seconds": self._expires_after_seconds},
             "session": self._session,
@@ -247,15 +253,15 @@ class OpenAIRealtimeWebRTCClient(ClientEventsMixin, RealtimeClientBase):
             raise RealtimeUpstreamUnavailableError(
                 "The local OpenAI emulator is not running. Start it with `make run` (or `python manage.py "
                 "realtime_emulator`) and try again." if self._emulator else
-                "The voice service (OpenAI) could not be reached. Please try again in a moment; if it keeps "
-                "failing, tell your administrator.",
+                f"The voice service ({service_name(self._api_type)}) could not be reached. Please try again in a "
+                "moment; if it keeps failing, tell your administrator.",
                 detail=f"POST {url}: {type(exc).__name__}: {self._redact(str(exc))}",
             ) from None
         return self._read_mint_response(response, url)
 
     @property
     def _service(self) -> str:
-        return "The local OpenAI emulator" if self._emulator else "The voice service (OpenAI)"
+        return "The local OpenAI emulator" if self._emulator else f"The voice service ({service_name(self._api_type)})"
 
     def _read_mint_response(self, response: httpx.Response, url: str) -> dict[str, Any]:
         status = response.status_code
@@ -263,18 +269,35 @@ class OpenAIRealtimeWebRTCClient(ClientEventsMixin, RealtimeClientBase):
         # What OpenAI said, for the logs and the record: it may name fields and parameters.
         detail = f"POST {url}: HTTP {status}" + (f", {upstream_code}" if upstream_code else "") + (
             f": {upstream_message}" if upstream_message else "")
+        azure = self._api_type == "azure"
         if status == 401:
             raise RealtimeAuthError(
                 f"{self._service} refused this server's credentials. An administrator must check the server's "
-                "OpenAI API key.",
+                + ("Azure OpenAI key (or Entra ID token) and endpoint." if azure else "OpenAI API key."),
+                detail=detail,
+                status_code=status,
+                upstream_code=upstream_code,
+            )
+        if status == 404 and upstream_code == "DeploymentNotFound":
+            raise RealtimeDeploymentNotFoundError(
+                f"The Azure OpenAI resource has no deployment named {self._model!r}. An administrator must check the "
+                "deployment name in the voice configuration (it is the deployment's name, not the model's).",
+                detail=detail,
+                status_code=status,
+                upstream_code=upstream_code,
+            )
+        if status == 404 and azure:
+            raise RealtimeWebRTCUnavailableError(
+                "This Azure OpenAI resource does not offer realtime calls. An administrator must use a resource in "
+                "a region that supports the Realtime API over WebRTC, with a realtime model deployed.",
                 detail=detail,
                 status_code=status,
                 upstream_code=upstream_code,
             )
         if status == 403:
             raise RealtimeAuthError(
-                f"This server's OpenAI account may not use the model {self._model!r}. An administrator must check "
-                "the account's permissions or choose another model.",
+                f"This server's {service_name(self._api_type)} account may not use the model {self._model!r}. An "
+                "administrator must check the account's permissions or choose another model.",
                 detail=detail,
                 status_code=status,
                 upstream_code=upstream_code,
@@ -290,6 +313,14 @@ class OpenAIRealtimeWebRTCClient(ClientEventsMixin, RealtimeClientBase):
         if status >= 500:
             raise RealtimeUpstreamUnavailableError(
                 f"{self._service} is unavailable right now. Please try again in a moment.",
+                detail=detail,
+                status_code=status,
+                upstream_code=upstream_code,
+            )
+        if not 200 <= status < 300 and upstream_code == "model_not_found":
+            raise RealtimeRequestRejectedError(
+                f"{self._service} does not offer the model {self._model!r}; it may have been retired. An administrator "
+                "must choose a current model in the voice configuration.",
                 detail=detail,
                 status_code=status,
                 upstream_code=upstream_code,
@@ -347,7 +378,7 @@ class OpenAIRealtimeWebRTCClient(ClientEventsMixin, RealtimeClientBase):
         return (self._redact(code) if code else None), message
 
     def _redact(self, text: str) -> str:
-        return redact(text, [self._api_key])
+        return redact(text, self._secrets)
 
     def _init_frame(self, minted: dict[str, Any]) -> dict[str, Any]:
         # The browser sees the session it starts, never a credential a tool of it carries.
@@ -447,13 +478,13 @@ class OpenAIRealtimeWebRTCClient(ClientEventsMixin, RealtimeClientBase):
     def get_factory(
         cls, llm_config: dict[str, Any], logger: logging.Logger, **kwargs: Any
     ) -> Callable[[], RealtimeClientProtocol] | None:
-        """A factory when ``api_type`` is ``"openai"`` or absent and the only extra argument is
+        """A factory when ``api_type`` is ``"openai"``, ``"azure"`` or absent and the only extra argument is
         ``websocket``; else ``None``."""
         try:
             api_type = llm_config["config_list"][0].get("api_type", "openai")
         except (KeyError, IndexError, TypeError, AttributeError):
             return None
-        if api_type == "openai" and list(kwargs) == ["websocket"]:
+        if api_type in ("openai", "azure") and list(kwargs) == ["websocket"]:
             return lambda: cls(llm_config=llm_config, logger=logger, **kwargs)
         return None
 
