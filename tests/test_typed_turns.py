@@ -15,14 +15,32 @@ from django.contrib.auth.models import User
 
 from tests.server_mode import BrowserPeer, Emulator, eventually, running_emulator
 from tests.test_emulator_call import FAST, fast_script
-from tests.test_live_session import _events, _items, _set_up_call, _user_and_reply, emulator  # noqa: F401
+from tests.test_live_session import _events, _set_up_call, _user_and_reply
 from tests.ws_helpers import disconnect_peers, started, stored  # noqa: F401
 from voice import live
-from voice.emulator.script import load_script
+from voice.emulator.script import Script, load_script
 from voice.models import VoiceConfig
 from voice.schemas import MAX_TEXT_CHARS
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+
+
+async def _serving(settings: Any, script: Script) -> AsyncIterator[Emulator]:
+    async with running_emulator(script) as emulator:
+        settings.OPENAI_BASE_URL = emulator.base
+        settings.USING_EMULATOR = True
+        settings.OPENAI_API_KEY = ""
+        settings.VOICE_RESUME_GRACE_SECONDS = 30
+        yield emulator
+        for session in live.live_sessions():  # nothing outlives its test
+            await session.finish("test_over", notify=False, close_code=None)
+
+
+@pytest.fixture
+async def server(settings: Any) -> AsyncIterator[Emulator]:
+    """The emulator with quick replies, and the site pointed at it (server mode is the default)."""
+    async for emulator in _serving(settings, fast_script("default")):
+        yield emulator
 
 
 def _typed_items(call: dict[str, Any]) -> list[dict[str, Any]]:
@@ -37,7 +55,7 @@ async def _hang_up(peer: Any, media: BrowserPeer) -> None:
     await media.close()
 
 
-async def test_a_typed_turn_goes_over_the_sideband_and_is_recorded_from_it(owner: User, emulator: Emulator) -> None:
+async def test_a_typed_turn_goes_over_the_sideband_and_is_recorded_from_it(owner: User, server: Emulator) -> None:
     peer, init, media, call_id = await _set_up_call(owner)
     session_id = init["session_id"]
     await peer.send({"type": "ag2.text", "text": "  Hello, can you hear me?\n"})
@@ -46,7 +64,7 @@ async def test_a_typed_turn_goes_over_the_sideband_and_is_recorded_from_it(owner
     assert (user.kind, user.text, user.status) == ("message", "Hello, can you hear me?", "completed")
     assert items[-1].role == "assistant" and items[-1].text.startswith("Yes, I can hear you")
 
-    call = await emulator.call(call_id)
+    call = await server.call(call_id)
     typed = _typed_items(call)
     assert [t["source"] for t in typed] == ["sideband"]  # the server sent it, not the browser
     assert typed[0]["event"]["item"]["content"] == [{"type": "input_text", "text": "Hello, can you hear me?"}]
@@ -79,7 +97,7 @@ async def test_a_typed_turn_goes_over_the_sideband_and_is_recorded_from_it(owner
     ('{"type": "ag2.text", "text": "half a pair \\ud83d here"}', "invalid_frame", "not valid Unicode"),
 ])
 async def test_bad_text_is_refused_and_the_call_goes_on(
-    owner: User, emulator: Emulator, raw: str, code: str, words: str
+    owner: User, server: Emulator, raw: str, code: str, words: str
 ) -> None:
     peer, init, media, call_id = await _set_up_call(owner)
     await peer.ws.send_to(text_data=raw)
@@ -87,20 +105,20 @@ async def test_bad_text_is_refused_and_the_call_goes_on(
     assert error["code"] == code and words in error["message"], error
     assert "Traceback" not in error["message"] and "ag2" not in error["message"]
     await asyncio.sleep(0.2)
-    assert _typed_items(await emulator.call(call_id)) == []
+    assert _typed_items(await server.call(call_id)) == []
     # The call goes on: a good line after the bad one is answered.
     await peer.send({"type": "ag2.text", "text": "Hello, can you hear me?"})
     await _user_and_reply(init["session_id"], 1)
     await _hang_up(peer, media)
 
 
-async def test_text_before_the_call_is_up_is_refused(owner: User, emulator: Emulator) -> None:
+async def test_text_before_the_call_is_up_is_refused(owner: User, server: Emulator) -> None:
     peer, init = await started(owner)
     await peer.send({"type": "ag2.text", "text": "Anyone there?"})
     error = await peer.until("ag2.error")
     assert error["code"] == "call_not_ready" and error["retryable"] is True
     assert "not connected yet" in error["message"]
-    assert (await emulator.control("GET", "/_emulator/calls")).json()["calls"] == []
+    assert (await server.control("GET", "/_emulator/calls")).json()["calls"] == []
     # The session is still there to be set up.
     media = BrowserPeer()
     await peer.send({"type": "ag2.offer", "sdp": await media.offer()})
@@ -109,7 +127,7 @@ async def test_text_before_the_call_is_up_is_refused(owner: User, emulator: Emul
     assert (await stored(init["session_id"])).end_reason == "hangup"
 
 
-async def test_relay_mode_keeps_typing_on_the_data_channel(owner: User, emulator: Emulator, relay_mode: None) -> None:
+async def test_relay_mode_keeps_typing_on_the_data_channel(owner: User, server: Emulator, relay_mode: None) -> None:
     peer, init = await started(owner)
     assert init["protocol"] == 1
     await peer.send({"type": "ag2.text", "text": "Hello?"})
@@ -120,34 +138,28 @@ async def test_relay_mode_keeps_typing_on_the_data_channel(owner: User, emulator
     await peer.closed()
 
 
-async def test_typed_turns_over_the_rate_are_refused(owner: User, emulator: Emulator) -> None:
-    peer, init, media, call_id = await _set_up_call(owner)
+async def test_typed_turns_over_the_rate_are_refused(owner: User, server: Emulator) -> None:
+    peer, _init, media, call_id = await _set_up_call(owner)
     for n in range(live.TEXT_TURN_BURST + 1):
         await peer.send({"type": "ag2.text", "text": f"line {n}"})
     error = await peer.until("ag2.error")
     assert error["code"] == "rate_limited" and "Wait a moment" in error["message"]
     await eventually(lambda: True)
     await asyncio.sleep(0.5)
-    assert len(_typed_items(await emulator.call(call_id))) == live.TEXT_TURN_BURST
+    assert len(_typed_items(await server.call(call_id))) == live.TEXT_TURN_BURST
     await _hang_up(peer, media)
 
 
 @pytest.fixture
-async def slow_emulator(settings: Any) -> AsyncIterator[Emulator]:
+async def slow_server(settings: Any) -> AsyncIterator[Emulator]:
     """Replies generated slowly (a word every 150 ms), so that a line can be typed while one is under way."""
     script = load_script("multi_turn")
-    script = script.model_copy(update={"timing": FAST.model_copy(update={"delta_ms": 150})})
-    async with running_emulator(script) as emulator:
-        settings.OPENAI_BASE_URL = emulator.base
-        settings.USING_EMULATOR = True
-        settings.OPENAI_API_KEY = ""
-        settings.VOICE_RESUME_GRACE_SECONDS = 30
+    async for emulator in _serving(settings, script.model_copy(
+            update={"timing": FAST.model_copy(update={"delta_ms": 150})})):
         yield emulator
-        for session in live.live_sessions():
-            await session.finish("test_over", notify=False, close_code=None)
 
 
-async def test_typing_over_an_answer_interrupts_it(owner: User, slow_emulator: Emulator) -> None:
+async def test_typing_over_an_answer_interrupts_it(owner: User, slow_server: Emulator) -> None:
     peer, init, media, call_id = await _set_up_call(owner)
     session_id = init["session_id"]
     await peer.send({"type": "ag2.text", "text": "Hi there."})
@@ -160,7 +172,7 @@ async def test_typing_over_an_answer_interrupts_it(owner: User, slow_emulator: E
     await peer.send({"type": "ag2.text", "text": "Tell me something about the weather."})
     await eventually(lambda: not answering() and len([e for e in media.events if e["type"] == "response.done"]) == 2,
                      "both answers to end", within=15)
-    call = await slow_emulator.call(call_id)
+    call = await slow_server.call(call_id)
     sent = [e["event"]["type"] for e in call["client_events"] if e["source"] == "sideband"]
     tail = sent[sent.index("response.cancel"):]
     assert tail[:4] == ["response.cancel", "output_audio_buffer.clear", "conversation.item.create", "response.create"]
