@@ -143,7 +143,7 @@ async def test_typed_turns_over_the_rate_are_refused(owner: User, server: Emulat
     for n in range(live.TEXT_TURN_BURST + 1):
         await peer.send({"type": "ag2.text", "text": f"line {n}"})
     error = await peer.until("ag2.error")
-    assert error["code"] == "rate_limited" and "Wait a moment" in error["message"]
+    assert error["code"] == "text_rate_limited" and "Wait a moment" in error["message"]
     await eventually(lambda: True)
     await asyncio.sleep(0.5)
     assert len(_typed_items(await server.call(call_id))) == live.TEXT_TURN_BURST

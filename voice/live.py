@@ -341,7 +341,7 @@ class LiveSession:
             return
         if not self.text_bucket.take():
             _log.info("text_rate", "Session %s: typed turns over the rate refused", self.session_id)
-            await self.error("rate_limited", "Your message was not sent: messages are coming faster than the "
+            await self.error("text_rate_limited", "Your message was not sent: messages are coming faster than the "
                              "assistant can answer. Wait a moment, then send it again.", retryable=True)
             return
         # In the background, one at a time and in order: waiting for a cancellation must not hold up the

@@ -66,7 +66,7 @@ let costTimer = 0;
 let costPoll = 0;
 // The last line typed, put back in the box if the server refuses it (too fast, too long, no call yet).
 let lastTyped = "";
-const TYPED_REFUSALS = new Set(["invalid_text", "rate_limited", "call_not_ready", "text_not_sent"]);
+const TYPED_REFUSALS = new Set(["invalid_text", "text_rate_limited", "call_not_ready", "text_not_sent"]);
 const speaking = { user: false, assistant: false };
 const announced = new Set();
 

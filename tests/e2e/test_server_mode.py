@@ -136,7 +136,7 @@ def test_a_typed_line_is_sent_by_the_server_answered_and_recorded(e2e: Harness, 
             refused = line
             break
     assert refused is not None, "no line was refused"
-    expect(page.locator("#error")).to_have_attribute("data-code", "rate_limited")
+    expect(page.locator("#error")).to_have_attribute("data-code", "text_rate_limited")
     expect(page.locator("#error")).to_contain_text("Wait a moment, then send it again.")
     assert refused not in _user_texts(session_id)
 
