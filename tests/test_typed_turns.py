@@ -20,6 +20,7 @@ from tests.ws_helpers import disconnect_peers, started, stored  # noqa: F401
 from voice import live
 from voice.emulator.script import Script, load_script
 from voice.models import VoiceConfig
+from voice.realtime.errors import RealtimeUpstreamUnavailableError
 from voice.schemas import MAX_TEXT_CHARS
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
@@ -182,4 +183,25 @@ async def test_typing_over_an_answer_interrupts_it(owner: User, slow_server: Emu
     items = await _user_and_reply(session_id, 1)
     assert [i.text for i in items if i.role == "user"] == ["Hi there.", "Tell me something about the weather."]
     assert items[-1].text.startswith("I have no weather data")
+    await _hang_up(peer, media)
+
+
+async def test_a_line_the_sideband_cannot_take_is_reported_not_lost_silently(
+    owner: User, server: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    peer, init, media, call_id = await _set_up_call(owner)
+    holder = live.get(init["session_id"])
+
+    async def down(event: dict[str, Any]) -> None:
+        # What the sideband client raises once its connection has ended, or its gap buffer is full.
+        raise RealtimeUpstreamUnavailableError("The connection to the call has ended; the event was not sent.")
+
+    monkeypatch.setattr(holder.client, "send_event", down)
+    await peer.send({"type": "ag2.text", "text": "Hello?"})
+    error = await peer.until("ag2.error")
+    assert error["code"] == "text_not_sent" and error["retryable"] is True and "Try again" in error["message"]
+    monkeypatch.undo()
+    assert _typed_items(await server.call(call_id)) == []
+    await peer.send({"type": "ag2.text", "text": "Hello, can you hear me?"})  # and the next line goes
+    await _user_and_reply(init["session_id"], 1)
     await _hang_up(peer, media)

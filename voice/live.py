@@ -365,6 +365,10 @@ class LiveSession:
                 logger.warning("Session %s: typed turn not sent: [%s] %s", self.session_id, exc.code, exc)
                 await self.error("text_not_sent", "Your message was not sent: the server has lost its connection "
                                  "to the voice service for the moment. Try again in a few seconds.", retryable=True)
+            except Exception:  # a task of its own: nothing else would hear of it
+                logger.exception("Session %s: typed turn failed", self.session_id)
+                await self.error("text_not_sent", "Your message was not sent because of a problem on the server. "
+                                 "Try again; if it keeps happening, tell an administrator.", retryable=True)
 
     async def _interrupt(self, client: Any) -> None:
         """Typing over the model is a barge-in: cancel its answer, stop the audio the browser still has to
