@@ -12,7 +12,6 @@ import contextlib
 import json
 import logging
 import re
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -29,13 +28,14 @@ from voice.broadcast import BATCH_TYPE, MESSAGE_TYPE, RESYNC_TYPE, STAFF_GROUP, 
 from voice.models import SessionEvent, VoiceConfig, VoiceSession
 from voice.realtime import boundedjson
 from voice.realtime.client import RawFrame
-from voice.realtime.throttle import Throttle, ThrottledLog
+from voice.realtime.throttle import Throttle, ThrottledLog, TokenBucket
 from voice.recording import Recorder
 from voice.schemas import (
     Ag2ClientError,
     Ag2Hangup,
     Ag2Offer,
     Ag2Ready,
+    Ag2Text,
     FrameError,
     dashboard_request,
     parse_browser_frame,
@@ -88,20 +88,6 @@ class _ConsumerSocket:
             if text is None:
                 return
             yield text
-
-
-class _TokenBucket:
-    def __init__(self, rate: float, burst: float) -> None:
-        self.rate, self.capacity, self.tokens, self.stamp = rate, burst, burst, time.monotonic()
-
-    def take(self) -> bool:
-        now = time.monotonic()
-        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.tokens < 1:
-            return False
-        self.tokens -= 1
-        return True
 
 
 class _NoPerMessageThreadHop:
@@ -174,7 +160,7 @@ class VoiceSessionConsumer(_NoPerMessageThreadHop, AsyncJsonWebsocketConsumer):
         self.cap_task: asyncio.Task[None] | None = None
         self.ended = False
         self.client_failure: tuple[str, str] | None = None
-        self.bucket = _TokenBucket(settings.VOICE_MAX_MESSAGES_PER_SECOND, settings.VOICE_MAX_MESSAGES_PER_SECOND * 2)
+        self.bucket = TokenBucket(settings.VOICE_MAX_MESSAGES_PER_SECOND, settings.VOICE_MAX_MESSAGES_PER_SECOND * 2)
         self.log = ThrottledLog(logger)
         self.flood_refused = 0  # frames ignored over the rate since the last accepted one
         self.relayed = 0  # OpenAI events the browser relayed (then the call is up and the agent reads them)
@@ -309,7 +295,7 @@ class VoiceSessionConsumer(_NoPerMessageThreadHop, AsyncJsonWebsocketConsumer):
             await self._finish("hangup")
 
     async def _server_mode_frame(self, data: Any, text_data: str) -> None:
-        """Server mode: the browser is untrusted. Only the four signalling frames act; anything else is
+        """Server mode: the browser is untrusted. Only the signalling frames and typed turns act; anything else is
         answered with ag2.error and logged (once, then counted), and changes nothing in the record: in
         this mode the consumer has no recorder, so `_refuse` writes no note."""
         live = self.live
@@ -331,6 +317,8 @@ class VoiceSessionConsumer(_NoPerMessageThreadHop, AsyncJsonWebsocketConsumer):
             await live.client_error(frame.stage, frame.message)
         elif isinstance(frame, Ag2Hangup):
             await live.hangup()
+        elif isinstance(frame, Ag2Text):
+            await live.text(frame.text)
 
     async def _rate_limited(self) -> None:
         """A frame over the message rate: ignored. The browser hears of it once per episode, the log and
@@ -494,7 +482,7 @@ class DashboardConsumer(_NoPerMessageThreadHop, AsyncJsonWebsocketConsumer):
     async def connect(self) -> None:
         self.watching: str | None = None
         self.is_staff = False
-        self.bucket = _TokenBucket(DASHBOARD_REQUESTS_PER_SECOND, DASHBOARD_REQUESTS_PER_SECOND * 2)
+        self.bucket = TokenBucket(DASHBOARD_REQUESTS_PER_SECOND, DASHBOARD_REQUESTS_PER_SECOND * 2)
         self.log = ThrottledLog(logger)
         self.flood_notice = Throttle(FLOOD_NOTICE_SECONDS)
         self.user = None

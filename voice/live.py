@@ -39,7 +39,8 @@ from voice.agent import Observer, VoiceAgent
 from voice.broadcast import RESYNC_TYPE, Broadcaster
 from voice.models import SessionEvent, VoiceConfig, VoiceSession
 from voice.realtime import RawFrame, RealtimeError, SidebandGap, create_call, get_client
-from voice.realtime.throttle import ThrottledLog
+from voice.realtime.events import RealtimeEvent, ResponseDone
+from voice.realtime.throttle import ThrottledLog, TokenBucket
 from voice.recording import Recorder, heartbeat_hooks, load_state
 
 logger = logging.getLogger(__name__)
@@ -59,6 +60,14 @@ CLOSE_TRY_AGAIN_LATER = 1013
 HANDOFF_POLL_SECONDS = 0.2
 # The sideband's reconnection policy (voice.realtime.sideband.ReconnectPolicy fields); None: its default.
 SIDEBAND_RECONNECT: dict[str, float] | None = None
+
+# Typed turns (ag2.text): each one costs a model response, and a person types a line every few seconds
+# at most. Per session, so a resumed socket does not start with a fresh allowance.
+TEXT_TURNS_PER_SECOND = 0.5
+TEXT_TURN_BURST = 3
+# A typed turn while the model is answering interrupts it: the new response is asked for once OpenAI
+# confirms the cancellation (response.done), or after this long.
+CANCEL_WAIT_SECONDS = 3.0
 
 _registry: dict[str, LiveSession] = {}
 # When daphne cancels consumers the process is going away: it must not adopt back the calls it just
@@ -123,6 +132,17 @@ class _Started(Observer):
             self.started.set_result(None)
 
 
+class _ResponsesDone(Observer):
+    """Tells the LiveSession each time a response ends (a typed turn waits for a cancelled one to)."""
+
+    def __init__(self, done: asyncio.Event) -> None:
+        self.done = done
+
+    async def on_event(self, event: RealtimeEvent) -> None:
+        if isinstance(event, ResponseDone):
+            self.done.set()
+
+
 def _display_facts(payload: dict[str, Any]) -> dict[str, Any]:
     voice = payload.get("audio", {}).get("output", {}).get("voice")
     if isinstance(voice, dict):
@@ -159,6 +179,10 @@ class LiveSession:
         self.client_failure: tuple[str, str] | None = None
         self._agent_started = False
         self._stopping_agent = False
+        self.text_bucket = TokenBucket(TEXT_TURNS_PER_SECOND, TEXT_TURN_BURST)
+        self._text_lock = asyncio.Lock()
+        self._text_tasks: set[asyncio.Task[None]] = set()
+        self._response_done = asyncio.Event()  # set by _ResponsesDone on each response.done
 
     def __repr__(self) -> str:
         return f"<LiveSession {self.session_id} browser={'yes' if self.browser else 'no'}>"
@@ -308,6 +332,63 @@ class LiveSession:
     async def hangup(self) -> None:
         await self.finish("hangup")
 
+    async def text(self, text: str) -> None:
+        """A typed user turn (ag2.text, already validated): a user message and a request for an answer,
+        sent over the sideband like every client event of this mode. The record gets the item from the
+        sideband (conversation.item.added/done), as for a spoken turn; the browser sees it on its channel."""
+        if self.ended or self.released:
+            return
+        if not self.session.call_id or self.signalling or not self._agent_started or self.client is None:
+            await self.error("call_not_ready", "Your message was not sent: the call is not connected yet. Wait "
+                             "until it says Connected, then send it again.", retryable=True)
+            return
+        if not self.text_bucket.take():
+            _log.info("text_rate", "Session %s: typed turns over the rate refused", self.session_id)
+            await self.error("text_rate_limited", "Your message was not sent: messages are coming faster than the "
+                             "assistant can answer. Wait a moment, then send it again.", retryable=True)
+            return
+        # In the background, one at a time and in order: waiting for a cancellation must not hold up the
+        # socket's other frames (a hang-up above all).
+        task = asyncio.create_task(self._send_text(text), name=f"text-{self.session_id}")
+        self._text_tasks.add(task)
+        task.add_done_callback(self._text_tasks.discard)
+
+    async def _send_text(self, text: str) -> None:
+        async with self._text_lock:
+            client = self.client
+            if client is None or self.ended or self.released:
+                return
+            try:
+                if client.response_in_progress:
+                    await self._interrupt(client)
+                await client.send_event({"type": "conversation.item.create", "item": {
+                    "type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}})
+                await client.send_event({"type": "response.create"})
+            except RealtimeError as exc:
+                logger.warning("Session %s: typed turn not sent: [%s] %s", self.session_id, exc.code, exc)
+                await self.error("text_not_sent", "Your message was not sent: the server has lost its connection "
+                                 "to the voice service for the moment. Try again in a few seconds.", retryable=True)
+            except Exception:  # a task of its own: nothing else would hear of it
+                logger.exception("Session %s: typed turn failed", self.session_id)
+                await self.error("text_not_sent", "Your message was not sent because of a problem on the server. "
+                                 "Try again; if it keeps happening, tell an administrator.", retryable=True)
+
+    async def _interrupt(self, client: Any) -> None:
+        """Typing over the model is a barge-in: cancel its answer, stop the audio the browser still has to
+        play (WebRTC), then wait for OpenAI to confirm, since a response asked for meanwhile is refused."""
+        await client.send_event({"type": "response.cancel"})
+        await client.send_event({"type": "output_audio_buffer.clear"})
+        deadline = asyncio.get_running_loop().time() + CANCEL_WAIT_SECONDS
+        while client.response_in_progress:
+            self._response_done.clear()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await self._response_done.wait()
+            except TimeoutError:
+                logger.info("Session %s: no response.done within %.0fs of a cancel; asking anyway",
+                            self.session_id, CANCEL_WAIT_SECONDS)
+                return
+
     # --- the sideband and the agent --------------------------------------------------------------------
 
     async def _attach_sideband(self, call_id: str) -> None:
@@ -316,7 +397,7 @@ class LiveSession:
         self.client = get_client(self.llm_config, logger, call_id=call_id, on_frame=self._on_raw,
                                  on_gap=self._on_gap)
         self.agent = sessions.agent_for(self.session, self.llm_config, self.client, self.recorder,
-                                        observers=[_Started(started)])
+                                        observers=[_Started(started), _ResponsesDone(self._response_done)])
         self._agent_started = False
         self.agent_error = None
         self.agent_task = asyncio.create_task(self._run_agent(started), name=f"agent-{self.session_id}")
@@ -399,6 +480,9 @@ class LiveSession:
         await self.finish("upstream_error", status=VoiceSession.Status.FAILED, error=detail[:2000])
 
     def _cancel_timers(self) -> None:
+        for text_task in list(self._text_tasks):
+            if text_task is not asyncio.current_task():
+                text_task.cancel()
         for task in (self.cap_task, self.grace_task):
             if task is not None and task is not asyncio.current_task():
                 task.cancel()

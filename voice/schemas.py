@@ -12,7 +12,7 @@ import re
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 EVENT_TYPE = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+)*$")
 
@@ -60,6 +60,10 @@ def parse_browser_frame(data: Any) -> dict[str, Any] | Ag2Ready | Ag2ClientError
     if len(kind) > 100 or not EVENT_TYPE.match(kind):
         raise FrameError("invalid_frame", f"'type' is not an event name: {kind[:60]!r}.")
     if kind.startswith("ag2."):
+        if kind == "ag2.text":
+            # Relay mode: the browser holds the model's channel and sends a typed turn there itself.
+            raise FrameError("unexpected_frame", "In this call, typed messages go over the call's own channel, "
+                             "not to the server; the message was ignored.")
         if kind not in KNOWN_AG2:
             raise FrameError("unknown_frame", f"Unknown frame type {kind!r}.")
         try:
@@ -80,14 +84,41 @@ class Ag2Offer(_Frame):
     sdp: Annotated[str, Field(min_length=1, max_length=MAX_OFFER_SDP_CHARS)]
 
 
-ServerModeFrame = Ag2Offer | Ag2Ready | Ag2ClientError | Ag2Hangup
+# A typed turn: the chat page's input allows 2000 characters; a person types a line, not a document.
+MAX_TEXT_CHARS = 2000
+# C0 controls other than tab, newline and carriage return (and DEL): nothing a person types, and NUL is
+# not storable in PostgreSQL text.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+class Ag2Text(_Frame):
+    """A typed user turn: `{"type": "ag2.text", "text": "..."}`. `text` arrives stripped of outer blanks."""
+
+    type: Literal["ag2.text"]
+    text: str
+
+    @field_validator("text")
+    @classmethod
+    def _readable_line(cls, value: str) -> str:
+        # Measured before stripping, so that a huge blank frame is refused as too long, not as empty.
+        if len(value) > MAX_TEXT_CHARS:
+            raise ValueError(f"it is {len(value)} characters long; at most {MAX_TEXT_CHARS} are accepted")
+        value = value.strip()
+        if not value:
+            raise ValueError("it is empty")
+        if _CONTROL.search(value):
+            raise ValueError("it holds control characters")
+        return value
+
+
+ServerModeFrame = Ag2Offer | Ag2Ready | Ag2ClientError | Ag2Hangup | Ag2Text
 _server_mode_adapter: TypeAdapter[ServerModeFrame] = TypeAdapter(
     Annotated[ServerModeFrame, Field(discriminator="type")])
-SERVER_MODE_FRAMES = ("ag2.offer", "ag2.ready", "ag2.client_error", "ag2.hangup")
+SERVER_MODE_FRAMES = ("ag2.offer", "ag2.ready", "ag2.client_error", "ag2.hangup", "ag2.text")
 
 
 def parse_server_mode_frame(data: Any) -> ServerModeFrame:
-    """Validate one decoded frame of a server-mode browser: only the four signalling frames exist.
+    """Validate one decoded frame of a server-mode browser: the four signalling frames and a typed turn.
 
     Anything else, OpenAI events above all, is `unexpected_frame`: in this mode nothing the browser says
     reaches the record, the cost or the tools (docs/architecture.md)."""
@@ -99,8 +130,21 @@ def parse_server_mode_frame(data: Any) -> ServerModeFrame:
     try:
         return _server_mode_adapter.validate_python(data)
     except ValidationError as exc:
+        if kind == "ag2.text":
+            raise FrameError("invalid_text", f"Your message was not sent: {_text_problem(exc)}.") from None
         problems = "; ".join(f"{'.'.join(map(str, e['loc'][1:])) or 'frame'}: {e['msg']}" for e in exc.errors())
         raise FrameError("invalid_frame", f"Invalid {kind}: {problems}.") from None
+
+
+def _text_problem(exc: ValidationError) -> str:
+    """The first problem with an ag2.text, in words for the person who typed it."""
+    error = exc.errors()[0]
+    reason = error.get("ctx", {}).get("error")
+    if isinstance(reason, ValueError):
+        return str(reason)
+    if error["type"] == "missing":
+        return "it has no text"
+    return "its text is not a string"
 
 
 class Subscribe(_Frame):

@@ -64,7 +64,9 @@ let callEndedAt = null;
 let timerInterval = 0;
 let costTimer = 0;
 let costPoll = 0;
-let serverMode = false; // protocol 2: the browser may not send model events (no typed turns yet)
+// The last line typed, put back in the box if the server refuses it (too fast, too long, no call yet).
+let lastTyped = "";
+const TYPED_REFUSALS = new Set(["invalid_text", "text_rate_limited", "call_not_ready", "text_not_sent"]);
 const speaking = { user: false, assistant: false };
 const announced = new Set();
 
@@ -185,13 +187,13 @@ function keepFocus(focused, active) {
 }
 
 function renderTyping(state) {
-  const ready = state === "connected" && !serverMode;
+  const ready = state === "connected";
   els.say.disabled = !ready;
   els.saySend.disabled = !ready;
-  if (serverMode && ACTIVE_STATES.has(state)) {
-    els.sayHelp.textContent = "Typing is not available with this configuration yet: please speak.";
-  } else if (ready) {
-    els.sayHelp.textContent = "What you type is sent as your turn, and the assistant answers it.";
+  if (ready) {
+    els.sayHelp.textContent = "What you type is sent as your turn when you press Enter, and the assistant answers it.";
+  } else if (ACTIVE_STATES.has(state)) {
+    els.sayHelp.textContent = "Typing works once the call is connected.";
   } else {
     els.sayHelp.textContent = "Connect first; then what you type is sent as your turn.";
   }
@@ -448,7 +450,6 @@ client.addEventListener("state", (e) => {
 });
 
 client.addEventListener("init", (e) => {
-  serverMode = e.detail.protocol === 2 || e.detail.mode === "server";
   renderTyping(client.state);
   // A resumed session is the same conversation going on: say so once, announce nothing twice.
   if (e.detail.resumed) {
@@ -461,11 +462,21 @@ client.addEventListener("init", (e) => {
 });
 
 client.addEventListener("ready", renderSessionInfo);
-client.addEventListener("error", (e) => showError(e.detail));
+client.addEventListener("error", (e) => {
+  showError(e.detail);
+  if (e.detail.source === "server" && TYPED_REFUSALS.has(e.detail.code) && lastTyped) {
+    // Not sent: put it back for the person to fix or send again, unless they have typed on since.
+    if (!els.say.value) els.say.value = lastTyped;
+    lastTyped = "";
+  }
+});
 client.addEventListener("warning", (e) => {
   if (/audio playback/.test(e.detail.message)) showNotice(e.detail.message);
 });
-client.addEventListener("transcript", (e) => renderTranscript(e.detail));
+client.addEventListener("transcript", (e) => {
+  if (e.detail.role === "user" && e.detail.final && e.detail.text === lastTyped) lastTyped = ""; // it arrived
+  renderTranscript(e.detail);
+});
 client.addEventListener("tool", (e) => renderTool(e.detail));
 client.addEventListener("server-event", (e) => {
   if (e.detail.event?.type === "response.done") refreshCostSoon();
@@ -502,7 +513,7 @@ els.connect.addEventListener("click", () => {
   els.cost.textContent = "";
   sessionsThisCall = 0;
   callStartedAt = callEndedAt = null;
-  serverMode = false;
+  lastTyped = "";
   client.options.audioConstraints = chosenAudioConstraints();
   client.setMuted(false);
   client.connect(els.config ? els.config.value : "");
@@ -514,13 +525,13 @@ els.sayForm.addEventListener("submit", (event) => {
   event.preventDefault();
   const text = els.say.value.trim();
   if (!text || els.say.disabled) return;
-  // Relay mode: the browser holds the model's event channel, so a typed turn is a user message plus a
-  // request for an answer, exactly as a spoken turn ends up.
-  client.sendClientEvent({
-    type: "conversation.item.create",
-    item: { type: "message", role: "user", content: [{ type: "input_text", text }] },
-  });
-  client.sendClientEvent({ type: "response.create" });
+  // Either mode: the client sends it where this call takes it (the data channel, or the server).
+  if (!client.sendText(text)) {
+    showError({ code: "call_not_ready", message: "Your message was not sent: the call is not connected. Connect, then send it again." });
+    return;
+  }
+  if (TYPED_REFUSALS.has(els.error.dataset.code)) clearError();
+  lastTyped = text;
   els.say.value = "";
   els.say.focus();
 });

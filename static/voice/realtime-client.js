@@ -7,7 +7,7 @@
 // Server mode (protocol 2, ag2.init {mode: "server"}): the server creates the call and hears the
 // model on its own connection. The browser sends only signalling and reads the channel for display:
 //   server -> browser  ag2.init | ag2.answer {sdp} | ag2.error | ag2.close
-//   browser -> server  ag2.offer {sdp} | ag2.ready | ag2.client_error | ag2.hangup
+//   browser -> server  ag2.offer {sdp} | ag2.ready | ag2.client_error | ag2.hangup | ag2.text {text}
 // A dropped websocket is reopened with ?resume=<session id> while the call goes on.
 //
 // Relay mode (protocol 1, the older flow): the browser creates the call with a client secret.
@@ -249,6 +249,24 @@ export class RealtimeVoiceClient extends EventTarget {
   sendClientEvent(event) {
     if (!event || typeof event.type !== "string") throw new TypeError("a client event needs a string type");
     this._toChannel(event);
+  }
+
+  /**
+   * Send a typed user turn; the model answers it as it answers speech. Returns false when there is no
+   * call to send it to (nothing was sent). Relay mode: a user message and response.create on the data
+   * channel. Server mode: ag2.text to the server, which sends both over its own connection to the call
+   * (this page may not send model events); the line comes back on the data channel like any item.
+   */
+  sendText(text) {
+    const line = String(text ?? "").trim();
+    if (!line || this.state !== "connected") return false;
+    if (this.mode === "server") return this._sendToServer({ type: "ag2.text", text: line });
+    this.sendClientEvent({
+      type: "conversation.item.create",
+      item: { type: "message", role: "user", content: [{ type: "input_text", text: line }] },
+    });
+    this.sendClientEvent({ type: "response.create" });
+    return true;
   }
 
   /** Snapshot for tests and debugging. */

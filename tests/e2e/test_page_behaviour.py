@@ -17,7 +17,7 @@ from tests.e2e.harness import Harness
 from tests.e2e.pages import bubble, connect, expect, expect_state, log_in
 from tests.e2e.records import wait_for_session
 from tests.e2e.servers import wait_until
-from voice.models import VoiceConfig, VoiceSession
+from voice.models import SessionEvent, VoiceConfig, VoiceSession
 
 pytestmark = [
     pytest.mark.e2e,
@@ -168,13 +168,11 @@ def test_a_typed_turn_is_answered_and_the_timer_and_recorded_cost_are_shown(e2e:
     expect(assistant).to_have_count(2)  # and the assistant answered it
     expect(page.locator("#say")).to_be_focused()
 
-    # A server-controlled call (protocol 2): the browser may not send model events, so typing is off
-    # and the page says so.
+    # A resumed session (an init with resumed: true) is no new one, and typing stays on.
     page.evaluate("""() => window.voiceClient.dispatchEvent(new CustomEvent("init", { detail: {
-      sessionId: window.voiceClient.sessionId, protocol: 2, mode: "server", resumed: true } }))""")
-    expect(page.locator("#say")).to_be_disabled()
-    expect(page.locator("#say-help")).to_contain_text("Typing is not available")
-    expect(page.locator("#transcript li.divider")).to_have_count(0)  # a resumed session is no new one
+      sessionId: window.voiceClient.sessionId, protocol: 1, mode: "relay", resumed: true } }))""")
+    expect(page.locator("#say")).to_be_enabled()
+    expect(page.locator("#transcript li.divider").filter(has_text="new session")).to_have_count(0)
 
     page.click("#hangup")
     expect_state(page, "ended")
@@ -271,3 +269,39 @@ def test_no_page_asks_for_a_file_that_is_not_there(e2e: Harness, owner: User, su
     assert icons and all(url.endswith("/static/voice/favicon.svg") for url in icons), icons
     icon = admin.request.get("/favicon.ico")
     assert icon.ok and icon.headers["content-type"].startswith("image/svg")
+
+
+# The event rows of the dashboard's session view: how far each row's text is cut or scrolled, and how
+# far the list scrolls sideways inside itself.
+EVENT_ROWS = """() => {
+  const list = document.getElementById("session-events");
+  const rows = [...list.querySelectorAll(".event-row summary")].map((summary) => {
+    const type = summary.querySelector(".type").getBoundingClientRect();
+    return { cut: summary.scrollWidth - summary.clientWidth, past: type.right - summary.getBoundingClientRect().right };
+  });
+  return { inner: list.scrollWidth - list.clientWidth, rows };
+}"""
+
+
+def test_the_dashboard_event_list_is_readable_on_a_phone(e2e: Harness, owner: User, staff: User) -> None:
+    long_type = "conversation.item.input_audio_transcription.completed"
+    session = VoiceSession.objects.create(
+        user=owner, config_name="Default assistant", status="ended", end_reason="hangup",
+        started_at=timezone.now() - timedelta(minutes=3), ended_at=timezone.now() - timedelta(minutes=2))
+    SessionEvent.objects.bulk_create(SessionEvent(
+        session=session, seq=n, direction="from_openai", origin="sideband", type=long_type,
+        payload={"type": long_type, "transcript": "a long line of words " * 30}) for n in range(1, 4))
+    dash = e2e.new_page("dashboard")
+    dash.set_viewport_size({"width": 390, "height": 900})
+    log_in(dash, "stella", "stella-pass-2026", next_path="/voice/dashboard/")
+    dash.locator(f'#recent li[data-session-id="{session.pk}"] button').click()
+    rows = dash.locator("#session-events .event-row")
+    expect(rows).to_have_count(3)
+    measured = dash.evaluate(EVENT_ROWS)
+    assert measured["inner"] <= 0, measured  # no sideways scrolling inside the list
+    assert all(r["cut"] <= 0 and r["past"] <= 1 for r in measured["rows"]), measured  # every type whole
+    expect(rows.first.locator(".type")).to_be_visible()
+    rows.first.locator("summary").click()
+    payload = rows.first.locator("pre.payload")
+    expect(payload).to_contain_text("a long line of words")
+    assert dash.evaluate("(el) => el.scrollWidth - el.clientWidth", payload.element_handle()) <= 0

@@ -89,6 +89,64 @@ def test_a_spoken_turn_and_a_tool_call_are_heard_and_answered_by_the_server_whil
     wait_until(lambda: e2e.emulator.call(call_id)["status"] == "ended", timeout=10, what="the call to end")
 
 
+def test_a_typed_line_is_sent_by_the_server_answered_and_recorded(e2e: Harness, owner: User) -> None:
+    page, client, call_id = _start(e2e)
+    session_id = client["sessionId"]
+    assistant = bubble(page, "assistant", session_id=session_id)
+    expect(assistant).to_have_count(1)  # the spoken exchange (the fake microphone's beep)
+    page.click("#mute")  # no more beeps taken for speech
+    say = page.get_by_label("Type instead of speaking")
+    expect(say).to_be_enabled()
+    expect(page.locator("#say-help")).to_contain_text("press Enter")
+
+    say.fill("I would rather type this")
+    say.press("Enter")
+    expect(say).to_have_value("")
+    expect(say).to_be_focused()
+    typed = bubble(page, "user", session_id=session_id).filter(has_text="I would rather type this")
+    expect(typed).to_have_count(1)
+    expect(typed.locator(".who")).to_have_text("You")
+    expect(assistant).to_have_count(2)  # answered: the script has no more turns, so its fallback line
+    expect(assistant.last.locator(".text")).to_contain_text("I have nothing more in my script")
+    expect(page.locator("#error")).to_be_empty()
+
+    # The page sent ag2.text, never a model event; the server put the line on the sideband.
+    sent = sent_to_server(page)
+    assert "ag2.text" in sent and set(sent) <= SIGNALLING | {"ag2.text"}, sent
+    call = e2e.emulator.call(call_id)
+    typed_events = [e for e in call["client_events"] if e.get("event", {}).get("type") == "conversation.item.create"
+                    and e["event"]["item"].get("role") == "user"]
+    assert [e["source"] for e in typed_events] == ["sideband"]
+    # And the record has it, from the sideband, in the order it was said.
+    wait_until(lambda: "I would rather type this" in _user_texts(session_id), timeout=10, what="the line recorded")
+    assert _user_texts(session_id) == [HELLO, "I would rather type this"]
+    wait_until(lambda: VoiceSession.objects.get(pk=session_id).turns >= 2, timeout=10, what="the reply counted")
+
+    # Lines faster than the assistant can answer are refused (per session), and the refused one is put
+    # back in the box with a sentence saying why.
+    refused = None
+    for n in range(1, 8):
+        line = f"Quick line {n}"
+        say.fill(line)
+        say.press("Enter")
+        page.wait_for_function("""(line) => document.getElementById("say").value === line
+          || [...document.querySelectorAll("#transcript li.bubble-user .text")].some((t) => t.textContent === line)""",
+                               arg=line, timeout=10_000)
+        if say.input_value() == line:
+            refused = line
+            break
+    assert refused is not None, "no line was refused"
+    expect(page.locator("#error")).to_have_attribute("data-code", "text_rate_limited")
+    expect(page.locator("#error")).to_contain_text("Wait a moment, then send it again.")
+    assert refused not in _user_texts(session_id)
+
+    page.click("#hangup")
+    expect_state(page, "ended")
+    expect(say).to_be_disabled()
+    expect(page.locator("#say-help")).to_contain_text("Connect first")
+    wait_for_session(session_id, status=VoiceSession.Status.ENDED, end_reason="hangup")
+
+
 def test_forged_frames_from_the_browser_leave_the_record_unchanged(e2e: Harness, owner: User) -> None:
     page, client, _ = _start(e2e)
     session_id = client["sessionId"]

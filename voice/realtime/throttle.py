@@ -32,6 +32,23 @@ class _Pending:
     timer: asyncio.TimerHandle | None = field(default=None, repr=False)
 
 
+class TokenBucket:
+    """At most `rate` events a second on average, `burst` at once: `take()` says whether one may pass."""
+
+    def __init__(self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate, self.capacity, self.tokens, self.clock = rate, burst, burst, clock
+        self.stamp = clock()
+
+    def take(self) -> bool:
+        now = self.clock()
+        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
 class Throttle:
     """Says when a repeating condition should be reported: the first time, then once per window."""
 
