@@ -33,6 +33,7 @@ from urllib.parse import urlparse
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
+STATIC_ROOT = RESULTS / "static"
 LOGS = RESULTS / "logs"
 VENV_BIN = Path(sys.executable).parent
 
@@ -195,6 +196,8 @@ def server_env(emulator_api: str, **overrides: str) -> dict[str, str]:
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
         "DJANGO_SECURE_SSL_REDIRECT": "0",
         "DJANGO_LOG_LEVEL": "INFO",
+        # DEBUG off serves collectstatic's manifest (as production does); the benchmarks keep their own copy.
+        "DJANGO_STATIC_ROOT": str(STATIC_ROOT),
         "DATABASE_URL": DATABASE_URL,
         "REDIS_URL": REDIS_URL,
         "VOICE_MAX_MESSAGES_PER_SECOND": "1000000",
@@ -218,10 +221,21 @@ def setup_django() -> None:
     if _django_ready:
         return
     os.environ.update(server_env("http://127.0.0.1:9/v1"))
+    collect_static()
     import django
 
     django.setup()
     _django_ready = True
+
+
+def collect_static() -> None:
+    """collectstatic into the benchmarks' STATIC_ROOT once per checkout (pages with DEBUG off need it)."""
+    if (STATIC_ROOT / "staticfiles.json").exists():
+        return
+    result = subprocess.run([sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"], cwd=REPO,
+                            env=server_env(""), capture_output=True, text=True, timeout=300, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"collectstatic failed:\n{result.stdout}\n{result.stderr}")
 
 
 def use_pubsub_layer() -> None:
@@ -351,6 +365,7 @@ class Daphne(Child):
         super().__init__(name, argv, server_env(emulator.api if emulator else "", **env))
 
     def start(self) -> Daphne:
+        collect_static()
         super().start()
         self.wait_http(f"{self.http}/healthz", timeout=60)
         return self
