@@ -24,13 +24,21 @@ def main(argv: list[str] | None = None) -> None:
         help="the only standard key accepted (default: any key starting with sk-)",
     )
     parser.add_argument("--max-call-seconds", type=float, default=3600.0)
+    parser.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=20.0,
+        help="seconds a call waits for its browser peer to connect before it ends (benchmarks that play "
+        "no media raise it)",
+    )
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
     from .app import run
 
-    run(args.host, args.port, api_key=args.api_key, script=args.script, max_call_seconds=args.max_call_seconds)
+    run(args.host, args.port, api_key=args.api_key, script=args.script, max_call_seconds=args.max_call_seconds,
+        connect_timeout=args.connect_timeout)
 
 
 if __name__ == "__main__":
