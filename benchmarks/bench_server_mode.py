@@ -496,7 +496,7 @@ async def run_idle(args: Any, cookies: list[str], offer: str) -> dict[str, Any]:
         server = stack.start(h.Daphne("daphne-idle-server", emulator, module=MODULE))
 
         async def open_one(i: int) -> Browser:
-            return await Browser(server, cookies[i // SESSIONS_PER_USER]).start(offer)
+            return await Browser(server, cookies[i % 10_000 // SESSIONS_PER_USER]).start(offer)
 
         async def all_active(browsers: list[Browser]) -> None:
             ids = [b.session_id for b in browsers]

@@ -323,8 +323,10 @@ class EmulatedCall:
                 self._connected.set()
                 if not self._expect_dc:
                     self._announce_session()
-            elif state in ("failed", "closed"):
+            elif state == "closed" or (state == "failed" and self._connected.is_set()):
                 await self.close(f"peer_{state}")
+            # A peer that never connected fails its ICE checks after about a minute; the call waits for
+            # it until connect_timeout instead (_await_connection ends it then), whichever is set.
 
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
