@@ -376,6 +376,16 @@ async def run_start(args: Any, cookies: list[str], offer: str) -> dict[str, Any]
             await control.hang_up(call_id)
             return calls * 1000, dial * 1000
 
+        echo_ws = await h.ws_connect(server, "/ws/echo/", cookies[0])
+        offer_frame = json.dumps({"type": "ag2.offer", "sdp": offer})
+
+        async def echo() -> float:
+            """The floor under any offer -> answer: the same frame to a bare consumer on the same daphne, back."""
+            t0 = time.perf_counter()
+            await echo_ws.send(offer_frame)
+            await h.recv_json(echo_ws, 30)
+            return (time.perf_counter() - t0) * 1000
+
         async def one() -> tuple[str, float]:
             browser = await Browser(server, cookies[0]).start(offer)
             await browser.hang_up()
@@ -388,6 +398,7 @@ async def run_start(args: Any, cookies: list[str], offer: str) -> dict[str, Any]
             profile = h.Profile("server_mode-start-profile", server.pid, 600).start() if args.profile else None
             totals: dict[str, float] = {}
             directs: list[tuple[float, float]] = []
+            echoes: list[float] = []
             try:
                 async with asyncio.timeout(60 + count * 3):
                     for i in range(count):
@@ -397,11 +408,13 @@ async def run_start(args: Any, cookies: list[str], offer: str) -> dict[str, Any]
                         totals[sid] = total
                         if not i % 2:
                             directs.append(await direct())
+                        echoes.append(await echo())
             finally:
                 if profile is not None:
                     profile.stop()
         finally:
             await control.close()
+            await echo_ws.close()
         probes = {sid: [float(v) for v in rest] for sid, *rest in _probe_lines(server, "bench-offer")}
     rows = [(total, *probes[sid]) for sid, total in totals.items() if sid in probes]
     share = [total - calls - dial for total, _, calls, dial in rows]
@@ -418,6 +431,8 @@ async def run_start(args: Any, cookies: list[str], offer: str) -> dict[str, Any]
         "server_sideband_dial_ms": h.summary([r[3] for r in rows]),
         "baseline_calls_round_trip_ms": h.summary(direct_calls),
         "baseline_sideband_dial_ms": h.summary(direct_dial),
+        "bare_websocket_offer_echo_ms": h.summary(echoes),
+        "server_share_above_echo_ms": h.summary([x - h.percentile(echoes, 50) for x in share]),
         "share_by_medians_ms": round(h.percentile(total_ms, 50) - h.percentile(direct_calls, 50)
                                      - h.percentile(direct_dial, 50), 2),
     }
@@ -566,6 +581,7 @@ async def main_async(args: Any) -> dict[str, Any]:
                            "offer_to_answer_p50_ms": start["offer_to_answer_ms"]["p50"],
                            "baseline_calls_p50_ms": start["baseline_calls_round_trip_ms"]["p50"],
                            "baseline_dial_p50_ms": start["baseline_sideband_dial_ms"]["p50"],
+                           "bare_websocket_echo_p50_ms": start["bare_websocket_offer_echo_ms"]["p50"],
                            "met": start["server_share_ms"]["p50"] <= TARGET_START_P50_MS}
     if "tool" in chosen:
         h.log(f"tool: {args.tool_sessions} sessions x {args.tool_turns} turns at {args.tool_rate} events/s each")
