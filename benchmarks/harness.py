@@ -331,12 +331,13 @@ class Child:
 
 
 class Emulator(Child):
-    def __init__(self, name: str = "emulator") -> None:
+    def __init__(self, name: str = "emulator", *options: str) -> None:
+        """`options`: more of the emulator's command-line options (e.g. "--script", "stream")."""
         self.port = free_port()
         self.root = f"http://127.0.0.1:{self.port}"
         self.api = f"{self.root}/v1"
         argv = [sys.executable, "-m", "voice.emulator", "--host", "127.0.0.1", "--port", str(self.port),
-                "--log-level", "WARNING"]
+                "--log-level", "WARNING", *options]
         super().__init__(name, argv, {**server_env(""), "PYTHONUNBUFFERED": "1"})
 
     def start(self) -> Emulator:

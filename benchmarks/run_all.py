@@ -27,6 +27,7 @@ BENCHMARKS = [
     ("concurrent_sessions", "bench_concurrent_sessions.py", 240, 1200),
     ("fanout", "bench_fanout.py", 240, 3600),
     ("scale", "bench_scale.py", 900, 3600),
+    ("server_mode", "bench_server_mode.py", 420, 2400),
 ]
 
 
@@ -95,6 +96,37 @@ def summary_rows(quick: bool) -> list[list[str]]:
                      f"same pages at {small:,} sessions (worst {_fmt(worst[1]['small_p50_ms'])} ms)",
                      f"median {_fmt(sorted(ratios)[len(ratios) // 2])}", "300 ms (search 500 ms)",
                      "met" if met == len(figures) else "MISSED"])
+    if (server := load("server_mode")) is not None:
+        rows += server_mode_rows(server["figure"])
+    return rows
+
+
+def server_mode_rows(fig: dict[str, Any]) -> list[list[str]]:
+    """bench_server_mode.py's four figures (any it ran)."""
+    rows = []
+    if (f := fig.get("ingest")) is not None:
+        rows.append(["Server mode: sideband ingest (recorded events/s, zero loss)", _fmt(f["events_per_second"]),
+                     f"bare sideband clients {_fmt(f['baseline_events_per_second'])}/s (set {_fmt(f['set_rate'])}/s)",
+                     _fmt(f["ratio"]), "≥ 0.8 × bare", "met" if f["met"] else f"MISSED (zero loss: {f['zero_loss']})"])
+    if (f := fig.get("start")) is not None:
+        rows.append(["Server mode: offer → answer, server share p50 / p99 (ms)",
+                     f"{_fmt(f['server_share_p50_ms'])} / {_fmt(f['server_share_p99_ms'])}",
+                     f"/calls p50 {_fmt(f['baseline_calls_p50_ms'])}, sideband handshake "
+                     f"{_fmt(f['baseline_dial_p50_ms'])} (total p50 {_fmt(f['offer_to_answer_p50_ms'])})",
+                     _fmt(h.ratio(f["server_share_p50_ms"], f["baseline_calls_p50_ms"])), "p50 ≤ 5 ms",
+                     "met" if f["met"] else "MISSED"])
+    if (f := fig.get("tool")) is not None:
+        rows.append([f"Server mode: tool call turnaround, server share p50 / p99 (ms, {f['samples']} calls)",
+                     f"{_fmt(f['p50_ms'])} / {_fmt(f['p99_ms'])}",
+                     f"bare client p50 {_fmt(f['baseline_p50_ms'])}, p99 {_fmt(f['baseline_p99_ms'])}",
+                     _fmt(h.ratio(f["p99_ms"] or 0, f["baseline_p99_ms"] or 0)), "p99 ≤ 5 ms",
+                     "met" if f["met"] else "MISSED"])
+    if (f := fig.get("idle")) is not None:
+        rows.append([f"Server mode: idle sessions ({f['sessions']}), RSS per session",
+                     _fmt(f["kb_per_session"], " KB"),
+                     f"echo conn {_fmt(f['baseline_kb_per_echo'])} KB; process "
+                     f"{_fmt(f['baseline_rss_before_mib'])} MiB before", _fmt(f["ratio"]), "1,000 at ≤ 150 KB",
+                     "met" if f["met"] else ("MISSED" if f["sessions"] >= 1000 else "n/a (quick: < 1,000)")])
     return rows
 
 

@@ -649,3 +649,27 @@ async def test_a_connect_failure_propagates_from_run_and_leaves_nothing_running(
     assert websocket.sent[0]["type"] == "ag2.error"
     assert not recorder.started
     assert asyncio.all_tasks() == {asyncio.current_task()}
+
+
+async def test_a_sync_tool_without_the_database_does_not_wait_for_the_orm_thread() -> None:
+    """A tool made with uses_database=False runs on the worker pool, not on asgiref's one sync thread where
+    the Recorder's writes run (the built-in clock and calculator); a database tool stays on that thread."""
+    import threading
+
+    from asgiref.sync import sync_to_async
+
+    orm_thread = await sync_to_async(threading.get_ident, thread_sensitive=True)()
+
+    def where() -> int:
+        return threading.get_ident()
+
+    pure = make_tool(where, uses_database=False)
+    orm = make_tool(where)
+    assert orm.uses_database and not pure.uses_database
+    assert await orm.invoke({}, None) == orm_thread
+    assert await pure.invoke({}, None) != orm_thread
+
+    from voice.tools import BUILTIN_TOOLS
+
+    assert not BUILTIN_TOOLS["current_time"].uses_database and not BUILTIN_TOOLS["calculator"].uses_database
+    assert BUILTIN_TOOLS["session_history"].uses_database

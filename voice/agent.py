@@ -82,6 +82,9 @@ class Tool:
     context_parameter: str | None = None
     timeout: float | None = None
     is_async: bool = field(default=False)
+    # A sync tool that never touches the ORM runs on the worker pool instead of asgiref's one sync thread,
+    # where it would wait behind the Recorder's batch writes (a tool call's p99, bench_server_mode.py).
+    uses_database: bool = True
 
     def parameters_schema(self) -> dict[str, Any]:
         return _without_titles(self.arguments_model.model_json_schema())
@@ -108,7 +111,7 @@ class Tool:
             return await self.function(**kwargs)
         # thread_sensitive=True: Django's ORM connections are per thread and cleaned up on that thread.
         # The cost: sync tools share one thread, so keep them short (the timeout cannot stop a thread).
-        return await sync_to_async(self.function, thread_sensitive=True)(**kwargs)
+        return await sync_to_async(self.function, thread_sensitive=self.uses_database)(**kwargs)
 
 
 def make_tool(
@@ -117,9 +120,11 @@ def make_tool(
     name: str | None = None,
     description: str | None = None,
     timeout: float | None = None,
+    uses_database: bool = True,
 ) -> Tool:
     """Build a ``Tool`` from a typed function. Parameter descriptions may be given as
-    ``Annotated[str, "what it is"]`` or ``Annotated[str, Field(description=...)]``."""
+    ``Annotated[str, "what it is"]`` or ``Annotated[str, Field(description=...)]``. ``uses_database=False``
+    (a sync tool that never uses the ORM) runs it on the worker pool rather than the ORM's one thread."""
     tool_name = name or function.__name__
     if not _TOOL_NAME.match(tool_name):
         raise ValueError(f"Tool name {tool_name!r} must be 1-64 letters, digits, '_' or '-'")
@@ -148,6 +153,7 @@ def make_tool(
         context_parameter=context_parameter,
         timeout=timeout,
         is_async=inspect.iscoroutinefunction(function),
+        uses_database=uses_database,
     )
 
 

@@ -198,8 +198,9 @@ def _as_uuid(value: str) -> uuid.UUID | None:
 BUILTIN_TOOLS: dict[str, Tool] = {
     tool.name: tool
     for tool in (
-        make_tool(current_time, timeout=5),
-        make_tool(calculator, timeout=5),
+        # Neither touches the database: they need not queue behind the Recorder on the ORM's thread.
+        make_tool(current_time, timeout=5, uses_database=False),
+        make_tool(calculator, timeout=5, uses_database=False),
         make_tool(session_history, timeout=10),
     )
 }

@@ -37,6 +37,13 @@ def main(argv: list[str] | None = None) -> None:
         "its own name",
     )
     parser.add_argument("--max-call-seconds", type=float, default=3600.0)
+    parser.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=20.0,
+        help="seconds a call waits for its browser peer to connect before it ends (benchmarks that play "
+        "no media raise it)",
+    )
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     deployments: dict[str, str] = {}
@@ -50,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     from .app import run
 
     run(args.host, args.port, api_key=args.api_key, script=args.script, max_call_seconds=args.max_call_seconds,
-        azure_api_key=args.azure_api_key, azure_deployments=deployments)
+        azure_api_key=args.azure_api_key, azure_deployments=deployments, connect_timeout=args.connect_timeout)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,12 @@ Test controls (no auth; the emulator listens on loopback):
   ``server_events`` and ``items``. A summary holds ``client_events`` (``{"source", "received_at", "event"}``).
 * ``POST /_emulator/calls/{id}/turn`` ``{"text"?: str}`` -> 202 ``{"item_id"}``: a user turn without
   microphone energy (409 while a turn or response is in progress)
+* ``POST /_emulator/calls/{id}/stream`` ``{"turns": n, "rate"?: events/s}`` -> 202 (status below): the
+  next ``n`` user turns of the script back to back with no pauses (benchmarks), each sideband of the
+  call sending at most ``rate`` events a second (absent or null: as fast as it can). The events are
+  those of the same turns at the script's pace; a tool call still waits for the client's answer. 409
+  while a turn, response or stream is in progress. ``GET`` -> ``{"turns", "turns_done", "rate",
+  "running", "error", "events_emitted", "sideband_events_sent"}``.
 * ``POST /_emulator/faults`` ``{"calls_status"?: 4xx|5xx, "client_secrets_status"?: ..., "count"?: 1,
   "expired_secrets"?: n, "message"?: str}``: the next ``count`` calls / mints fail with that status;
   the next ``n`` minted secrets are born expired. ``GET`` shows, ``DELETE`` clears.
@@ -573,11 +579,21 @@ async def _sideband(request: web.Request, *, azure: bool) -> web.StreamResponse:
     sockets.add(entry)
 
     async def forward() -> None:
+        loop = asyncio.get_running_loop()
+        due = loop.time()
         while True:
             event = await queue.get()
             if event is None:
                 break
+            rate = call.sideband_rate
+            if rate:
+                # At most `rate` events a second; a reader that falls behind gets no burst to catch up.
+                now = loop.time()
+                if due > now:
+                    await asyncio.sleep(due - now)
+                due = max(due, now) + 1.0 / rate
             await ws.send_str(json.dumps(event))
+            call.sideband_sent += 1
         await ws.close()
 
     writer = asyncio.create_task(forward())
@@ -625,6 +641,39 @@ async def trigger_turn(request: web.Request) -> web.Response:
     except RuntimeError as exc:
         raise RealtimeError(str(exc), code="conflict", status=409) from exc
     return web.json_response({"item_id": item_id}, status=202)
+
+
+MAX_STREAM_TURNS = 100_000
+MAX_STREAM_RATE = 1_000_000.0
+
+
+async def start_stream(request: web.Request) -> web.Response:
+    call = _live_call(request, request.match_info["call_id"])
+    body = await _json_body(request)
+    if not isinstance(body, dict):
+        raise RealtimeError("Expected a JSON object.", code="invalid_type")
+    unknown = set(body) - {"turns", "rate"}
+    if unknown:
+        raise RealtimeError(f"Unknown fields: {sorted(unknown)}.", code="unknown_parameter")
+    turns = body.get("turns")
+    if isinstance(turns, bool) or not isinstance(turns, int) or not 1 <= turns <= MAX_STREAM_TURNS:
+        raise RealtimeError(f"'turns' must be an integer from 1 to {MAX_STREAM_TURNS}.", code="invalid_value",
+                            param="turns")
+    rate = body.get("rate")
+    if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int | float)
+                             or not 0 < rate <= MAX_STREAM_RATE):
+        raise RealtimeError(f"'rate' must be a number of events per second above 0 and at most "
+                            f"{MAX_STREAM_RATE:g}, or null.", code="invalid_value", param="rate")
+    try:
+        status = call.start_stream(turns, float(rate) if rate is not None else None)
+    except RuntimeError as exc:
+        raise RealtimeError(str(exc), code="conflict", status=409) from exc
+    return web.json_response(status, status=202)
+
+
+async def show_stream(request: web.Request) -> web.Response:
+    call = _live_call(request, request.match_info["call_id"])
+    return web.json_response(call.stream_status())
 
 
 async def drop_sideband(request: web.Request) -> web.Response:
@@ -826,6 +875,8 @@ def create_app(
     app.router.add_get("/_emulator/calls/{call_id}", show_call)
     app.router.add_post("/_emulator/calls/{call_id}/turn", trigger_turn)
     app.router.add_post("/_emulator/calls/{call_id}/sideband/drop", drop_sideband)
+    app.router.add_post("/_emulator/calls/{call_id}/stream", start_stream)
+    app.router.add_get("/_emulator/calls/{call_id}/stream", show_stream)
     app.router.add_get("/_emulator/faults", show_faults)
     app.router.add_post("/_emulator/faults", set_faults)
     app.router.add_delete("/_emulator/faults", clear_faults)
@@ -845,10 +896,11 @@ def run(
     max_call_seconds: float = 3600.0,
     azure_api_key: str | None = None,
     azure_deployments: dict[str, str] | None = None,
+    connect_timeout: float = 20.0,
 ) -> None:
     """Serve the emulator until interrupted (``python -m voice.emulator`` / ``manage.py realtime_emulator``)."""
     app = create_app(api_key=api_key, script=script, max_call_seconds=max_call_seconds, azure_api_key=azure_api_key,
-                     azure_deployments=azure_deployments)
+                     azure_deployments=azure_deployments, connect_timeout=connect_timeout)
     print(f"Realtime emulator on http://{host}:{port}/v1 and /openai/v1 (Azure) (script {app[STATE].script.name!r}); "
           "Ctrl+C to stop")
     web.run_app(app, host=host, port=port, print=None)

@@ -69,6 +69,14 @@ SAMPLE_RATE = 48_000  # Opus' native rate: no resampling on the way out
 FRAME_MS = 20
 MIN_COMMIT_MS = 100  # OpenAI refuses to commit less than 100 ms of audio
 MIC_SILENCE_POLL_S = 0.1  # a muted or DTX microphone sends nothing; treat the gap as silence
+# Streamed turns (``start_stream``) have no pauses at all: events come as fast as the call makes them, and
+# the sidebands' pace (``sideband_rate``) sets the rate they go out at. Zero audio per word means each
+# reply's audio starts and stops at once (no playout to wait for); the events are those of any turn.
+STREAM_TIMING = Timing.model_construct(
+    commit_ms=0, transcription_ms=0, response_ms=0, delta_ms=0, audio_ms_per_word=0, synthetic_speech_ms=0
+)
+STREAM_POLL_S = 0.005  # how often a stream looks whether its turn (and any tool round trip) is over
+STREAM_TOOL_WAIT_S = 30.0  # a tool call nobody answers within this ends the stream
 
 
 # --- audio ------------------------------------------------------------------------------------------
@@ -266,6 +274,13 @@ class EmulatedCall:
         self._barge_in_task: asyncio.Task[None] | None = None
         self._cooldown_until = 0.0
 
+        # streamed turns (POST /_emulator/calls/{id}/stream): the sidebands' pace, and the stream's state
+        self.sideband_rate: float | None = None
+        self.sideband_sent = 0
+        self.stream: dict[str, Any] | None = None
+        self._stream_task: asyncio.Task[None] | None = None
+        self._timing_override: Timing | None = None
+
     # --- lifecycle -------------------------------------------------------------------------------------
 
     @property
@@ -310,8 +325,10 @@ class EmulatedCall:
                 self._connected.set()
                 if not self._expect_dc:
                     self._announce_session()
-            elif state in ("failed", "closed"):
+            elif state == "closed" or (state == "failed" and self._connected.is_set()):
                 await self.close(f"peer_{state}")
+            # A peer that never connected fails its ICE checks after about a minute; the call waits for
+            # it until connect_timeout instead (_await_connection ends it then), whichever is set.
 
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
@@ -696,6 +713,8 @@ class EmulatedCall:
         return Turn(user=text or "(unscripted speech)", assistant=self.script.fallback_reply)
 
     def _timing(self, turn: Turn | None) -> Timing:
+        if self._timing_override is not None:
+            return self._timing_override
         return self.script.timing_for(turn)
 
     def _transcription_enabled(self) -> bool:
@@ -858,6 +877,47 @@ class EmulatedCall:
 
         self._turn_task = self._spawn(synthetic())
         return item_id
+
+    def start_stream(self, turns: int, rate: float | None) -> dict[str, Any]:
+        """Play ``turns`` user turns of the script back to back, without pauses (control endpoint), while
+        every sideband of the call sends at most ``rate`` events per second (None: as fast as it can).
+
+        The events are exactly those of the same turns played at the script's pace; only their timing
+        differs. A turn whose reply is a tool call waits for the client's function_call_output and
+        response.create, as a live call does. The pace stays with the call until the next stream."""
+        if self.ended_at is not None:
+            raise RuntimeError("the call has ended")
+        if (self._stream_task is not None and not self._stream_task.done()) or self.busy():
+            raise RuntimeError("a turn, a response or a stream is in progress")
+        self.sideband_rate = rate
+        self.stream = {"turns": turns, "turns_done": 0, "rate": rate, "running": True, "error": None}
+        self._stream_task = self._spawn(self._run_stream(turns))
+        return self.stream_status()
+
+    def stream_status(self) -> dict[str, Any]:
+        """The stream's progress, and how many events the call emitted and its sidebands sent so far."""
+        return {**(self.stream or {"running": False}), "events_emitted": len(self.server_events),
+                "sideband_events_sent": self.sideband_sent}
+
+    async def _run_stream(self, turns: int) -> None:
+        stream = self.stream
+        assert stream is not None
+        self._timing_override = STREAM_TIMING
+        try:
+            for _ in range(turns):
+                self.trigger_turn()
+                deadline = time.monotonic() + STREAM_TOOL_WAIT_S
+                # The turn is over when its response (and a tool call's answer and reply) is done.
+                while self.busy() or self._awaiting_tool is not None:
+                    if time.monotonic() > deadline or self.ended_at is not None:
+                        stream["error"] = "the call ended" if self.ended_at is not None else (
+                            f"no answer to the tool call within {STREAM_TOOL_WAIT_S:g} s")
+                        return
+                    await asyncio.sleep(STREAM_POLL_S)
+                stream["turns_done"] += 1
+        finally:
+            self._timing_override = None
+            stream["running"] = False
 
     async def _finish_user_turn(self, item_id: str, turn: Turn, audio_ms: int, *, manual: bool = False) -> None:
         """Commit the user's audio as an item, transcribe it and (with VAD) start the response."""
