@@ -308,3 +308,52 @@ def test_ranges_are_read_across_chunk_boundaries(recordings_dir: Path) -> None:
     assert b"".join(call_audio.read_range(rows, 3, 11)) == b"AABBBBBCC"
     assert call_audio.parse_range("bytes=0-", 15) == (0, 14)
     assert call_audio.parse_range("items=1-2", 15) is None
+
+
+# --- the replay timeline ------------------------------------------------------------------------------------
+
+
+def test_the_session_page_places_lines_on_the_recording_with_latency_and_cost(owner: User,
+                                                                              call: VoiceSession) -> None:
+    from decimal import Decimal
+
+    from voice.models import ResponseUsage, SessionEvent, ToolCall, TranscriptItem
+
+    t0 = call.connected_at
+    upload(_client(owner), call, 0, stereo_webm(1.0), **{"X-Recording-Offset-Ms": "500"})
+    events = [
+        ("input_audio_buffer.speech_started", {"item_id": "u1", "audio_start_ms": 2500}, 2.8),
+        ("input_audio_buffer.speech_stopped", {"item_id": "u1", "audio_end_ms": 4000}, 4.3),
+        ("output_audio_buffer.started", {"response_id": "r1"}, 5.1),
+        ("output_audio_buffer.stopped", {"response_id": "r1"}, 8.0),
+    ]
+    for seq, (kind, payload, at) in enumerate(events, 1):
+        SessionEvent.objects.create(session=call, seq=seq, direction="from_openai", type=kind, payload=payload,
+                                    created_at=t0 + timedelta(seconds=at))
+    TranscriptItem.objects.create(session=call, item_id="u1", role="user", text="What time is it?",
+                                  status="completed", created_at=t0 + timedelta(seconds=3))
+    TranscriptItem.objects.create(session=call, item_id="a1", previous_item_id="u1", role="assistant",
+                                  response_id="r1", text="It is noon.", status="completed",
+                                  created_at=t0 + timedelta(seconds=5))
+    ResponseUsage.objects.create(session=call, response_id="r1", total_tokens=99, cost_usd=Decimal("0.001234"))
+    ToolCall.objects.create(session=call, call_id="c1", name="current_time", started_at=t0 + timedelta(seconds=4.8),
+                            status="succeeded", duration_ms=3)
+
+    html = _client(owner).get(f"/voice/sessions/{call.pk}/").content.decode()
+    assert f'src="/voice/sessions/{call.pk}/recording.webm"' in html
+    assert 'data-ms="2000">Play from 0:02' in html  # 2.5 s of call audio, the recording started at 0.5 s
+    assert 'data-ms="4600">Play from 0:04' in html  # the model's audio at 5.1 s
+    assert 'data-ms="4300">Play from 0:04' in html  # the tool call at 4.8 s
+    assert "Answered after 0.8 s" in html and "cost $0.0012" in html
+    assert "Download the recording" in html
+
+    exported = _client(owner).get(f"/voice/sessions/{call.pk}/conversation.json").json()
+    assert [row["recording_ms"] for row in exported["transcript"]] == [2000, 4600]
+    assert exported["recording"]["url"].endswith(f"/voice/sessions/{call.pk}/recording.webm")
+    assert exported["turn_timing"] == [{"audio_ms": 4600, "latency_ms": 800, "cost_usd": "0.001234", "tokens": 99}]
+
+
+def test_a_session_without_recording_shows_no_player(owner: User, call: VoiceSession) -> None:
+    html = _client(owner).get(f"/voice/sessions/{call.pk}/").content.decode()
+    assert "<audio" not in html and "Play from" not in html
+    assert _client(owner).get(f"/voice/sessions/{call.pk}/recording.webm").status_code == 404
