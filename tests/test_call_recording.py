@@ -357,3 +357,20 @@ def test_a_session_without_recording_shows_no_player(owner: User, call: VoiceSes
     html = _client(owner).get(f"/voice/sessions/{call.pk}/").content.decode()
     assert "<audio" not in html and "Play from" not in html
     assert _client(owner).get(f"/voice/sessions/{call.pk}/recording.webm").status_code == 404
+
+
+def test_the_admin_plays_the_recording_with_each_turns_latency(owner: User, superuser: User,
+                                                               call: VoiceSession) -> None:
+    from decimal import Decimal
+
+    from voice.models import ResponseUsage, SessionEvent
+
+    upload(_client(owner), call, 0, stereo_webm(0.5))
+    for seq, (kind, payload, at) in enumerate([("input_audio_buffer.speech_stopped", {"item_id": "u1"}, 2.0),
+                                               ("output_audio_buffer.started", {"response_id": "r1"}, 2.6)], 1):
+        SessionEvent.objects.create(session=call, seq=seq, direction="from_openai", type=kind, payload=payload,
+                                    created_at=call.connected_at + timedelta(seconds=at))
+    ResponseUsage.objects.create(session=call, response_id="r1", total_tokens=9, cost_usd=Decimal("0.0021"))
+    html = _client(superuser).get(f"/admin/voice/voicesession/{call.pk}/change/").content.decode()
+    assert f'src="/voice/sessions/{call.pk}/recording.webm"' in html
+    assert "At 0:02: answered after 0.6 s, cost $0.0021" in html
