@@ -244,8 +244,17 @@ STATIC_ROOT = Path(env_str("DJANGO_STATIC_ROOT", str(BASE_DIR / "staticfiles")))
 # Production serves what `collectstatic` (run when the image is built) wrote: hashed names, so a
 # browser may keep each file for a year, with gzip/Brotli copies. Debug (`make run`) serves the
 # source files as they are edited.
+_FILESYSTEM = "django.core.files.storage.FileSystemStorage"
+_recording_backend = env_str("VOICE_RECORDING_STORAGE", _FILESYSTEM)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # Call recordings (voice/call_audio.py): the filesystem by default; any Django storage backend
+    # (a django-storages bucket, say) by naming its class, configured by that backend's own settings.
+    "recordings": {
+        "BACKEND": _recording_backend,
+        "OPTIONS": {"location": env_str("VOICE_RECORDING_DIR", str(BASE_DIR / "var" / "recordings"))}
+        if _recording_backend == _FILESYSTEM else {},
+    },
     "staticfiles": {
         "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage" if DEBUG
         else "realtime_site.storage.StaticFilesStorage",
@@ -343,6 +352,13 @@ if VOICE_HEARTBEAT_GRACE_SECONDS <= VOICE_HEARTBEAT_SECONDS:
     raise ImproperlyConfigured("VOICE_HEARTBEAT_GRACE_SECONDS must be longer than VOICE_HEARTBEAT_SECONDS")
 # Server mode: a call with no browser attached (its page closed, or its socket dropped and not resumed)
 # is hung up after this long and its session ended as `abandoned`.
+# Call recordings (voice/call_audio.py): the browser uploads the call's audio a chunk at a time.
+VOICE_RECORDING_CHUNK_MS = env_int("VOICE_RECORDING_CHUNK_MS", 1000, minimum=250)
+VOICE_RECORDING_MAX_CHUNK_BYTES = env_int("VOICE_RECORDING_MAX_CHUNK_BYTES", 1024 * 1024, minimum=16 * 1024)
+VOICE_RECORDING_MAX_BYTES = env_int("VOICE_RECORDING_MAX_BYTES", 200 * 1024 * 1024, minimum=1024 * 1024)
+VOICE_RECORDING_MAX_CHUNKS_PER_MINUTE = env_int("VOICE_RECORDING_MAX_CHUNKS_PER_MINUTE", 240, minimum=10)
+# The last chunks arrive just after the call ends (the page stops its recorder as it hangs up).
+VOICE_RECORDING_UPLOAD_GRACE_SECONDS = env_float("VOICE_RECORDING_UPLOAD_GRACE_SECONDS", 60.0, minimum=1.0)
 VOICE_RESUME_GRACE_SECONDS = env_float("VOICE_RESUME_GRACE_SECONDS", 30.0, minimum=1.0)
 
 # --- logging --------------------------------------------------------------------------------------

@@ -60,6 +60,14 @@ def spool_dir(settings: Any, tmp_path: Any) -> Any:
     return tmp_path / "spool"
 
 
+@pytest.fixture(autouse=True)
+def recordings_dir(settings: Any, tmp_path: Any) -> Any:
+    """Each test stores call recordings in its own directory, never in the project's."""
+    settings.STORAGES = {**settings.STORAGES, "recordings": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(tmp_path / "rec")}}}
+    return tmp_path / "rec"
+
+
 @pytest.fixture
 def redis_url() -> str:
     require_service("Redis", REDIS_TEST_URL, 6379)

@@ -23,7 +23,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from simple_history.admin import SimpleHistoryAdmin
 
-from voice import catalog, providers
+from voice import catalog, providers, timeline
 from voice.models import (
     REALTIME_MODELS,
     ModelPrice,
@@ -36,6 +36,7 @@ from voice.models import (
     tool_name_choices,
 )
 from voice.paging import AppendOnlyPaginator, LargeTablePaginator, page_query
+from voice.templatetags.voice_format import clock, seconds
 
 
 class ListField(forms.CharField):
@@ -462,10 +463,11 @@ class VoiceSessionAdmin(LargeTableAdmin):
                        "openai_session_id",
                        "started_at", "connected_at", "ended_at", "end_reason", "error", "turns", "input_tokens",
                        "output_tokens", "total_tokens", "cost", "transcript", "session_payload_pretty",
-                       "duration", "raw_events")
+                       "duration", "raw_events", "recording_replay")
     fieldsets = (
         (None, {"fields": ("id", "user", "config", "config_name", "mode", "provider", "model", "status", "end_reason",
                            "error", "raw_events")}),
+        ("Recording", {"fields": ("recording_replay",)}),
         ("Transcript", {"fields": ("transcript",)}),
         ("Timing and call", {"fields": ("started_at", "connected_at", "ended_at", "duration", "call_id",
                                         "openai_session_id")}),
@@ -536,6 +538,22 @@ class VoiceSessionAdmin(LargeTableAdmin):
     def raw_events(self, obj: VoiceSession) -> str:
         return format_html('<a href="{}">Every event of this session, in order</a> (also below, under '
                            '<a href="#events-group">Raw events</a>)', _events_url(obj.pk))
+
+    @admin.display(description="Recording")
+    def recording_replay(self, obj: VoiceSession) -> str:
+        """The call's audio with its per-turn latency and cost (voice/timeline.py); lines play from the
+        session's own page, which the admin links to."""
+        replay = timeline.build(obj)
+        if not replay.has_recording:
+            return "Not recorded." if not obj.recording_consent else "Recording agreed, but no audio arrived."
+        url = reverse("voice:recording_audio", args=[obj.pk])
+        turns = format_html_join("", "<li>At {}: answered after {}, cost {}</li>", (
+            (clock(t.audio_ms) or "—", seconds(t.latency_ms) or "—",
+             "unpriced" if t.cost_usd is None else f"${t.cost_usd:.4f}")
+            for t in replay.turns.values()))
+        return format_html('<audio controls preload="metadata" src="{}"></audio><p><a href="{}?download=1">'
+                           'Download the recording</a> (WebM; the user left, the model right)</p><ul>{}</ul>',
+                           url, url, turns)
 
     @admin.display(description="Transcript")
     def transcript(self, obj: VoiceSession) -> str:

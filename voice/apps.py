@@ -7,4 +7,5 @@ class VoiceConfigApp(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from voice import checks  # noqa: F401  (registers the system checks)
+        # Registers the system checks; deletes a recording's files with its rows.
+        from voice import call_audio, checks  # noqa: F401

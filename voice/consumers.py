@@ -183,7 +183,8 @@ class VoiceSessionConsumer(_NoPerMessageThreadHop, AsyncJsonWebsocketConsumer):
             return
         slug = _query_param(self.scope, "config")
         try:
-            self.session = await sessions.start_session(user, slug)
+            self.session = await sessions.start_session(user, slug,
+                                                        recording=_query_param(self.scope, "recording"))
         except sessions.SessionRefused as refusal:
             logger.info("Session refused for %s: %s", user, refusal.code)
             await self.send_json({"type": "ag2.error", "code": refusal.code, "message": refusal.message,

@@ -114,6 +114,12 @@ class VoiceConfig(models.Model):
         NEVER = "never", "Never: the model calls the allowed tools directly"
         ALWAYS = "always", "Always: every call waits for an approval (this app does not give any yet)"
 
+    class Recording(models.TextChoices):
+        # voice/call_audio.py. The user is asked before every recorded call and sees it while it runs.
+        OFF = "off", "Off: calls are never recorded"
+        ASK = "ask", "Ask: recorded if the user agrees; a user who declines talks unrecorded"
+        REQUIRED = "required", "Required: recorded with the user's agreement; no call without it"
+
     name = models.CharField(max_length=100, unique=True)
     slug = models.SlugField(max_length=100, unique=True, blank=True)
     description = models.CharField(max_length=300, blank=True)
@@ -246,6 +252,14 @@ class VoiceConfig(models.Model):
         default=900,
         validators=[MinValueValidator(30), MaxValueValidator(3600)],
         help_text="The server ends a session after this long (OpenAI's own cap is 60 minutes).",
+    )
+
+    recording = models.CharField(max_length=8, choices=Recording.choices, default=Recording.OFF,
+                                 help_text="Whether calls' audio (both sides) is recorded, always with consent.")
+    recording_retention_days = models.PositiveIntegerField(
+        default=30,
+        validators=[MinValueValidator(1), MaxValueValidator(3650)],
+        help_text="Recordings are deleted this many days after their call (manage.py purge_recordings).",
     )
 
     created_at = models.DateTimeField(auto_now_add=True)
@@ -648,6 +662,9 @@ class VoiceSession(models.Model):
     # that asked to take it over (a browser resumed there). The holder renews heartbeat_at.
     served_by = models.CharField(max_length=64, blank=True)
     handoff_to = models.CharField(max_length=64, blank=True)
+    # The user agreed, before the call, to its audio being recorded (voice/call_audio.py): no upload
+    # is accepted without it.
+    recording_consent = models.BooleanField(default=False)
 
     objects = VoiceSessionQuerySet.as_manager()
 
@@ -1015,3 +1032,44 @@ class ModelPrice(models.Model):
             cached_image = min(cached_image, input_image)
             total += (input_image - cached_image) * self.image_input + cached_image * image_cached_rate
         return (Decimal(total) / MILLION).quantize(Decimal("0.000001"))
+
+
+class CallRecording(models.Model):
+    """A call's audio as the browser recorded it: one stereo Opus/WebM stream (the user left, the model
+    right), stored a chunk at a time through the "recordings" storage (voice/call_audio.py)."""
+
+    session = models.OneToOneField(VoiceSession, on_delete=models.CASCADE, primary_key=True,
+                                   related_name="recording")
+    # Where the recording starts on the session's clock: milliseconds after the call connected
+    # (VoiceSession.connected_at). Transcript positions are placed on the recording with it.
+    offset_ms = models.IntegerField(default=0)
+    chunk_count = models.PositiveIntegerField(default=0, help_text="Chunks stored; the next one expected.")
+    size_bytes = models.PositiveBigIntegerField(default=0)
+    duration_ms = models.PositiveIntegerField(default=0, help_text="As the browser measured it.")
+    started_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+    delete_after = models.DateTimeField(help_text="The retention period ends here (manage.py purge_recordings).")
+
+    class Meta:
+        indexes = [models.Index(fields=["delete_after"], name="recording_delete_after")]
+
+    def __str__(self) -> str:
+        return f"Recording of {self.session_id}"
+
+
+class RecordingChunk(models.Model):
+    """One uploaded piece of a recording, stored as its own file: idempotent by (recording, index)."""
+
+    recording = models.ForeignKey(CallRecording, on_delete=models.CASCADE, related_name="chunks")
+    index = models.PositiveIntegerField()
+    size = models.PositiveIntegerField()
+    sha256 = models.CharField(max_length=64)
+    name = models.CharField(max_length=255, help_text="The file's name in the recordings storage.")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["recording", "index"], name="one_chunk_per_index")]
+        ordering = ["recording", "index"]
+
+    def __str__(self) -> str:
+        return f"Chunk {self.index} of {self.recording_id}"

@@ -10,7 +10,7 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.utils import timezone
 
-from voice import catalog, lease, mcp, providers
+from voice import call_audio, catalog, lease, mcp, providers
 from voice.agent import Observer, ToolContext, VoiceAgent
 from voice.models import VoiceConfig, VoiceSession
 from voice.realtime import OpenAIRealtimeWebRTCClient, RealtimeClientProtocol
@@ -74,13 +74,25 @@ def check_config_can_start(config: VoiceConfig, today: date | None = None) -> No
 
 
 @database_sync_to_async
-def start_session(user: Any, slug: str | None, *, today: date | None = None) -> VoiceSession:
-    """Check the user may start a session now, then create it from the config's current payload."""
+def start_session(user: Any, slug: str | None, *, today: date | None = None,
+                  recording: str | None = None) -> VoiceSession:
+    """Check the user may start a session now, then create it from the config's current payload.
+
+    `recording` is the user's answer (`yes`/`no`) to the recording notice the page shows before a call
+    of a config that records: a config that requires consent starts no call without it."""
     config = VoiceConfig.objects.for_slug_or_default(slug)
     if config is None:
         what = f"No active voice configuration named {slug!r}." if slug else "No voice configuration is active."
         raise SessionRefused("config_not_found", what, close_code=4404)
     check_config_can_start(config, today)
+    try:
+        recording_consent = call_audio.consent_for(config, recording)
+    except ValueError:
+        raise SessionRefused(
+            "recording_consent_required",
+            "This assistant records its calls, so a call can only start once you agree to the recording.",
+            close_code=4403,
+        ) from None
     # Sessions whose process died count no more: end them now rather than lock the user out.
     grace = settings.VOICE_HEARTBEAT_GRACE_SECONDS
     VoiceSession.end_unserved(grace, user=user)
@@ -118,6 +130,7 @@ def start_session(user: Any, slug: str | None, *, today: date | None = None) -> 
         served_by=lease.PROCESS_TOKEN if server_mode else "",
         session_payload=payload,
         max_duration_seconds=config.max_session_seconds,
+        recording_consent=recording_consent,
     )
 
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db import connection
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.middleware.csrf import get_token
 from django.shortcuts import get_object_or_404, redirect, render
 from django.templatetags.static import static
 from django.urls import reverse
@@ -16,7 +18,7 @@ from django.utils.text import slugify
 from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_GET
 
-from voice import wording
+from voice import timeline, wording
 from voice.models import TranscriptItem, VoiceConfig, VoiceSession
 from voice.paging import page_query
 
@@ -64,6 +66,11 @@ def chat(request: HttpRequest) -> HttpResponse:
                 "totals_url": reverse("voice:session_totals", args=[ANY_SESSION]),
                 "transcript_url": reverse("voice:session_detail", args=[ANY_SESSION]),
                 "end_reasons": wording.END_REASONS,
+                # Call recording (static/voice/chat-recording.js): where each chunk goes.
+                "any_session": ANY_SESSION,
+                "recording_chunk_url": reverse("voice:recording_chunk", args=[ANY_SESSION, 0]),
+                "recording_chunk_ms": settings.VOICE_RECORDING_CHUNK_MS,
+                "csrf_token": get_token(request),
             },
         },
     )
@@ -119,8 +126,16 @@ def session_detail(request: HttpRequest, pk: str) -> HttpResponse:
             return page_query(request.GET, name, page.previous_page_number())
         return ""
 
+    replay = timeline.build(session)
+    for item in items.object_list:
+        replay.place(item)
+    for call in tools.object_list:
+        call.at_ms = replay.tool_ms(session, call.started_at)
     return render(request, "voice/session_detail.html", {
         "session": session,
+        "has_recording": replay.has_recording,
+        "recording_duration_ms": replay.duration_ms,
+        "turns": timeline.turn_summary(replay),
         "items": items.object_list,
         "items_page": items,
         "items_previous": link("page", items, False),
@@ -143,7 +158,7 @@ def _transcript_rows(session: VoiceSession) -> list[dict[str, Any]]:
             who, text = "Tool output", wording.readable_output(item.text)
         rows.append({
             "time": item.created_at.isoformat(), "at": wording.moment(item.created_at, wording.TIME_OF_DAY),
-            "speaker": who, "role": item.role, "kind": item.kind, "text": text,
+            "speaker": who, "role": item.role, "kind": item.kind, "text": text, "item_id": item.item_id,
             "interrupted": item.status == TranscriptItem.Status.TRUNCATED,
         })
     return rows
@@ -157,6 +172,7 @@ def session_download(request: HttpRequest, pk: str, fmt: str) -> HttpResponse:
         raise Http404("Conversations download as .txt or .json.")
     session = get_object_or_404(VoiceSession.objects.for_user(request.user).defer("session_payload"), pk=pk)
     rows = _transcript_rows(session)
+    replay = timeline.build(session)
     started = wording.moment(session.started_at)
     name = f"conversation-{slugify(started.replace(':', ''))}.{fmt}"
     cost = None if session.cost_usd is None else f"{session.cost_usd:.6f}"
@@ -169,7 +185,15 @@ def session_download(request: HttpRequest, pk: str, fmt: str) -> HttpResponse:
             "status": wording.status_label(session.status),
             "ended_because": wording.end_reason_text(session.end_reason, session.status),
             "turns": session.turns, "total_tokens": session.total_tokens, "cost_usd": cost,
-            "transcript": [{k: v for k, v in row.items() if k != "at"} for row in rows],
+            "transcript": [{k: v for k, v in row.items() if k not in ("at", "item_id")}
+                           | {"recording_ms": replay.item_ms.get(row["item_id"], (None, None))[0]} for row in rows],
+            # The audio itself is a file of its own: its address, and where the lines sit on it.
+            "recording": {
+                "url": request.build_absolute_uri(reverse("voice:recording_audio", args=[session.pk])),
+                "offset_ms": replay.offset_ms, "duration_ms": replay.duration_ms,
+            } if replay.has_recording else None,
+            "turn_timing": [{k: v for k, v in turn.items() if k != "response_id"}
+                            for turn in timeline.turn_rows(replay)],
             "tool_calls": [
                 {"name": t.name, "arguments": t.arguments, "output": t.output, "status": t.get_status_display(),
                  "started_at": t.started_at.isoformat(), "duration_ms": t.duration_ms}

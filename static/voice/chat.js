@@ -7,6 +7,7 @@
 // has focus becomes disabled (Connect, Hang up, Mute), focus moves to the button that comes next.
 import { RealtimeVoiceClient } from "./realtime-client.js";
 import { endReasonText, formatCost, formatDuration } from "./format.js";
+import { setupRecording } from "./chat-recording.js";
 
 const STATE_LABELS = {
   idle: "Not connected",
@@ -55,6 +56,7 @@ const pageData = JSON.parse($("chat-data")?.textContent || "{}");
 const client = new RealtimeVoiceClient({ audioElement: els.audio });
 const baseAudioConstraints = client.options.audioConstraints;
 window.voiceClient = client; // for end-to-end tests and debugging
+const recording = setupRecording(client, els.config, pageData);
 
 let sessionsThisCall = 0;
 let meterFrame = 0;
@@ -504,6 +506,11 @@ client.addEventListener("closed", (e) => {
 
 els.connect.addEventListener("click", () => {
   clearError();
+  const refusal = recording.beforeConnect();
+  if (refusal) {
+    showError({ code: "recording_consent_required", message: refusal });
+    return;
+  }
   showNotice("");
   showTool("");
   els.transcript.replaceChildren();

@@ -155,6 +155,7 @@ export class RealtimeVoiceClient extends EventTarget {
     this.pc = null;
     this.dc = null;
     this.localStream = null;
+    this.remoteStream = null;  // the model's audio, once the call is up (for a recorder, say)
     this.audioContext = null;
     this.sessionId = null;
     this.callId = null;
@@ -578,7 +579,8 @@ export class RealtimeVoiceClient extends EventTarget {
     pc.addEventListener("track", (ev) => {
       if (pc !== this.pc) return;
       const audio = this._audioElement();
-      audio.srcObject = ev.streams[0] || new MediaStream([ev.track]);
+      this.remoteStream = ev.streams[0] || new MediaStream([ev.track]);
+      audio.srcObject = this.remoteStream;
       const played = audio.play();
       if (played && played.catch) played.catch((err) => this._warn("The browser blocked audio playback; click the page to allow it.", String(err)));
     });
@@ -788,6 +790,7 @@ export class RealtimeVoiceClient extends EventTarget {
       for (const track of this.localStream.getTracks()) track.stop();
       this.localStream = null;
     }
+    this.remoteStream = null;
     this._stopAudioAnalysis();
     const audio = this.options.audioElement;
     if (audio) {

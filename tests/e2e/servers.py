@@ -190,6 +190,7 @@ class Site(ChildProcess):
             "PYTHONUNBUFFERED": "1",
             # Never the project's own spool: daphne replays it at start-up, into whatever database it has.
             "VOICE_SPOOL_DIR": str(ARTIFACTS / "spool"),
+            "VOICE_RECORDING_DIR": str(ARTIFACTS / "recordings"),
             **database_env,
         })
         argv = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port),

@@ -138,6 +138,24 @@ def test_the_chat_page_in_every_state(e2e: Harness, audit: Audit, owner: User) -
     audit.assert_clean()
 
 
+def test_a_recorded_call_and_its_replay(e2e: Harness, audit: Audit, owner: User) -> None:
+    VoiceConfig.objects.filter(slug="default").update(recording=VoiceConfig.Recording.ASK)
+    page = e2e.new_page("recorded")
+    log_in(page, "alice", "alice-pass-2026", next_path="/voice/")
+    audit(page, "chat-recording-notice")
+    page.check("#recording-agree")
+    client = connect(page)
+    expect(page.locator("#recording-state")).to_have_text("Recording this call")
+    expect(bubble(page, "assistant", session_id=client["sessionId"])).to_have_count(1, timeout=20_000)
+    audit(page, "chat-recording")
+    page.click("#hangup")
+    expect(page.locator("#recording-state")).to_have_text("Recording saved", timeout=20_000)
+    page.goto(f"/voice/sessions/{client['sessionId']}/")
+    expect(page.locator("#replay-levels")).to_have_attribute("data-drawn", "true", timeout=10_000)
+    audit(page, "replay")
+    audit.assert_clean()
+
+
 def test_my_sessions_and_the_transcript_page(e2e: Harness, audit: Audit, reviewed_session: VoiceSession) -> None:
     page = e2e.new_page("sessions")
     log_in(page, "alice", "alice-pass-2026", next_path="/voice/sessions/")

@@ -53,3 +53,18 @@ def readable(text: str) -> str:
 @register.filter
 def readable_arguments(arguments: Any) -> str:
     return wording.readable_arguments(arguments)
+
+
+@register.filter
+def clock(ms: int | None) -> str:
+    """A position on a recording, as a player shows it: 1:05."""
+    if ms is None:
+        return ""
+    seconds = max(0, int(ms) // 1000)
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+@register.filter
+def seconds(ms: int | None) -> str:
+    """A latency, in seconds with one decimal: 0.8 s."""
+    return "" if ms is None else f"{ms / 1000:.1f} s"
