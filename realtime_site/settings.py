@@ -344,6 +344,11 @@ if VOICE_HEARTBEAT_GRACE_SECONDS <= VOICE_HEARTBEAT_SECONDS:
 # Server mode: a call with no browser attached (its page closed, or its socket dropped and not resumed)
 # is hung up after this long and its session ended as `abandoned`.
 VOICE_RESUME_GRACE_SECONDS = env_float("VOICE_RESUME_GRACE_SECONDS", 30.0, minimum=1.0)
+# GPT-Live (docs/gpt-live.md). Creating a WebRTC session bills this many seconds, credited once it runs: a
+# session that never started is billed them. OpenAI says 15 s "with the default startup behavior".
+VOICE_LIVE_CREATION_CHARGE_SECONDS = env_float("VOICE_LIVE_CREATION_CHARGE_SECONDS", 15.0, minimum=0.0)
+# Ending a GPT-Live call: how long to wait for session.closed (its final usage) after session.close.
+VOICE_LIVE_CLOSE_WAIT_SECONDS = env_float("VOICE_LIVE_CLOSE_WAIT_SECONDS", 3.0, minimum=0.0)
 
 # --- logging --------------------------------------------------------------------------------------
 

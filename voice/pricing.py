@@ -83,6 +83,20 @@ def cost_of(price: ModelPrice | None, counts: dict[str, int]) -> Decimal | None:
     )
 
 
+def time_cost_increment(price: ModelPrice | None, cumulative: tuple[Decimal, Decimal],
+                        added: tuple[Decimal, Decimal]) -> Decimal | None:
+    """The cost GPT-Live's session time adds: cost(total so far) - cost(total before), each rounded to the
+    micro-dollar, so the rows add up exactly to the rounded cost of the whole time. None: unpriced."""
+    if price is None or price.voice_per_minute is None:
+        return None
+    active, standby = cumulative
+    before = (active - added[0], standby - added[1])
+    step = Decimal("0.000001")
+    now_cost, before_cost = price.time_cost(active, standby), price.time_cost(*before)
+    assert now_cost is not None and before_cost is not None
+    return now_cost.quantize(step) - before_cost.quantize(step)
+
+
 def add_cost(total: Decimal | None, cost: Decimal | None) -> Decimal | None:
     """A session's running cost: once one response is unpriced, the session's cost is unknown (null)."""
     return None if total is None or cost is None else total + cost
