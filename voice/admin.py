@@ -68,7 +68,9 @@ class VoiceConfigForm(forms.ModelForm):
     class Meta:
         model = VoiceConfig
         fields = (
-            "name", "slug", "description", "is_active", "is_default", "call_mode", "model", "voice", "custom_voice_id",
+            "name", "slug", "description", "is_active", "is_default", "call_mode", "protocol", "live_model", "live_voice",
+            "live_delegation", "live_responses_model", "live_responses_instructions", "live_backend_tool",
+            "live_transcript_gap_ms", "model", "voice", "custom_voice_id",
             "speed",
             "output_modality", "instructions", "max_output_tokens", "reasoning_effort", "parallel_tool_calls",
             "truncation", "truncation_retention_ratio", "truncation_token_limit", "turn_detection", "vad_threshold",
@@ -98,16 +100,21 @@ class VoiceConfigForm(forms.ModelForm):
 @admin.register(VoiceConfig)
 class VoiceConfigAdmin(SimpleHistoryAdmin):
     form = VoiceConfigForm
-    list_display = ("name", "slug", "call_mode", "model", "retirement", "voice", "output_modality", "turn_detection",
+    list_display = ("name", "slug", "call_mode", "protocol", "model", "retirement", "voice", "output_modality", "turn_detection",
                     "is_active",
                     "is_default", "updated_at", "updated_by")
-    list_filter = ("is_active", "is_default", "call_mode", "model", "voice")
+    list_filter = ("is_active", "is_default", "call_mode", "protocol", "model", "voice")
     search_fields = ("name", "slug", "instructions")
     prepopulated_fields = {"slug": ("name",)}
     readonly_fields = ("retirement", "provider_status", "created_at", "updated_at", "updated_by",
                        "session_payload_preview")
     fieldsets = (
-        (None, {"fields": ("retirement", "name", "slug", "description", "is_active", "is_default", "call_mode")}),
+        (None, {"fields": ("retirement", "name", "slug", "description", "is_active", "is_default", "call_mode",
+                           "protocol")}),
+        ("GPT-Live", {"fields": ("live_model", "live_voice", "live_delegation", "live_responses_model",
+                                 "live_responses_instructions", "live_backend_tool", "live_transcript_gap_ms"),
+                      "description": "Used when the protocol is GPT-Live; the instructions, custom voice and tools "
+                                     "below apply to both protocols."}),
         ("Model and voice", {"fields": ("model", "voice", "custom_voice_id", "speed", "output_modality",
                                         "instructions", "max_output_tokens")}),
         ("Reasoning and context", {"fields": ("reasoning_effort", "parallel_tool_calls", "truncation",
@@ -314,8 +321,9 @@ def _events_url(session_id: Any) -> str:
 
 class ResponseUsageInline(ReadOnlyInline):
     model = ResponseUsage
-    fields = ("response_id", "status", "input_text_tokens", "input_audio_tokens", "cached_tokens",
-              "output_text_tokens", "output_audio_tokens", "total_tokens", "cost", "created_at")
+    fields = ("response_id", "status", "model", "input_text_tokens", "input_audio_tokens", "cached_tokens",
+              "output_text_tokens", "output_audio_tokens", "total_tokens", "voice_seconds", "standby_seconds", "cost",
+              "created_at")
     readonly_fields = fields
 
     @admin.display(description="Cost")
@@ -654,7 +662,8 @@ def _as_uuid(text: str) -> uuid.UUID | None:
 @admin.register(ModelPrice)
 class ModelPriceAdmin(admin.ModelAdmin):
     list_display = ("model", "text_input", "text_cached_input", "text_output", "audio_input",
-                    "audio_cached_input", "audio_output", "image_input", "image_cached_input", "retirement",
+                    "audio_cached_input", "audio_output", "image_input", "image_cached_input", "voice_per_minute",
+                    "standby_per_minute", "retirement",
                     "updated_at")
     search_fields = ("model",)
 
