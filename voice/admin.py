@@ -68,8 +68,8 @@ class VoiceConfigForm(forms.ModelForm):
     class Meta:
         model = VoiceConfig
         fields = (
-            "name", "slug", "description", "is_active", "is_default", "call_mode", "protocol", "live_model", "live_voice",
-            "live_delegation", "live_responses_model", "live_responses_instructions", "live_backend_tool",
+            "name", "slug", "description", "is_active", "is_default", "call_mode", "protocol", "live_model",
+            "live_voice", "live_delegation", "live_responses_model", "live_responses_instructions", "live_backend_tool",
             "live_transcript_gap_ms", "model", "voice", "custom_voice_id",
             "speed",
             "output_modality", "instructions", "max_output_tokens", "reasoning_effort", "parallel_tool_calls",
@@ -100,8 +100,8 @@ class VoiceConfigForm(forms.ModelForm):
 @admin.register(VoiceConfig)
 class VoiceConfigAdmin(SimpleHistoryAdmin):
     form = VoiceConfigForm
-    list_display = ("name", "slug", "call_mode", "protocol", "model", "retirement", "voice", "output_modality", "turn_detection",
-                    "is_active",
+    list_display = ("name", "slug", "call_mode", "protocol", "model", "retirement", "voice", "output_modality",
+                    "turn_detection", "is_active",
                     "is_default", "updated_at", "updated_by")
     list_filter = ("is_active", "is_default", "call_mode", "protocol", "model", "voice")
     search_fields = ("name", "slug", "instructions")
