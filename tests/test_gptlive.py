@@ -14,6 +14,7 @@ import pytest
 
 from tests.server_mode import API_KEY, BrowserPeer, Emulator, eventually, running_emulator
 from tests.test_emulator_call import fast_script
+from voice.agent import Observer, VoiceAgent, make_tool
 from voice.realtime import (
     GPTLiveSidebandClient,
     OpenAIRealtimeSidebandClient,
@@ -322,3 +323,69 @@ def test_appends_are_bounded_to_gpt_lives_limit() -> None:
     long = "x" * (MAX_APPEND_CHARS * 2)
     assert len(bounded_content(long)) <= MAX_APPEND_CHARS and bounded_content(long).endswith("(cut short)")
     assert bounded_content("  ") == "(no result)"
+
+
+# --- delegations to this server: bounded in time, cancelled with the session -------------------------------
+
+
+class Finished(Observer):
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, str, float]] = []
+
+    async def on_tool_finished(self, call_id: str, name: str, output: str, status: Any, duration: float) -> None:
+        self.calls.append((call_id, status, output, duration))
+
+
+async def _delegating_agent(emulator: Emulator, tool: Any) -> tuple[VoiceAgent, Finished, str, BrowserPeer]:
+    peer, session_id = await start_session(emulator, CLIENT_SESSION)
+    client = get_client(llm_config(emulator, backend_tool=tool.name), logging.getLogger("test"), call_id=session_id)
+    finished = Finished()
+    agent = VoiceAgent(client=client, tools=[tool], observers=[finished])
+    return agent, finished, session_id, peer
+
+
+async def test_a_delegation_is_bounded_by_its_tools_timeout_and_gpt_live_hears_why(emulator: Emulator) -> None:
+    async def lookup() -> str:
+        await asyncio.sleep(5)
+        return "never"
+
+    agent, finished, session_id, peer = await _delegating_agent(
+        emulator, make_tool(lookup, name="current_time", timeout=0.2))
+    run = asyncio.create_task(agent.run())
+    await eventually(lambda: agent.client.started, "session.started")  # type: ignore[attr-defined]
+    await emulator.control("POST", f"/_emulator/calls/{session_id}/turn", json={})
+    await eventually(lambda: finished.calls, "the delegation's end", 5)
+    call_id, status, output, duration = finished.calls[0]
+    assert status == "timed_out" and 0.2 <= duration < 2 and json.loads(output)["error"]["type"] == "timeout"
+    state = await emulator.call(session_id)
+    appended = [c["event"] for c in state["client_events"] if c["event"]["type"] == "session.commentary.append"]
+    assert appended == [{"type": "session.commentary.append", "delegation_id": call_id, "content": output}]
+    await agent.client.close_session()  # type: ignore[attr-defined]
+    await asyncio.wait_for(run, 5)
+    await peer.close()
+
+
+async def test_a_delegation_still_running_when_the_session_closes_is_cancelled_and_recorded(
+    emulator: Emulator,
+) -> None:
+    started = asyncio.Event()
+
+    async def lookup() -> str:
+        started.set()
+        await asyncio.sleep(30)
+        return "never"
+
+    agent, finished, session_id, peer = await _delegating_agent(
+        emulator, make_tool(lookup, name="current_time", timeout=60))
+    run = asyncio.create_task(agent.run())
+    await eventually(lambda: agent.client.started, "session.started")  # type: ignore[attr-defined]
+    await emulator.control("POST", f"/_emulator/calls/{session_id}/turn", json={})
+    await asyncio.wait_for(started.wait(), 5)
+    await agent.client.close_session()  # type: ignore[attr-defined]
+    await asyncio.wait_for(run, 5)  # the session closed: the run ends without waiting for the tool
+    ((_, status, output, _),) = finished.calls
+    assert status == "failed" and json.loads(output)["error"]["type"] == "cancelled"
+    state = await emulator.call(session_id)
+    assert not [c for c in state["client_events"] if c["event"]["type"] == "session.commentary.append"]
+    assert state["end_reason"] == "close_requested"
+    await peer.close()
