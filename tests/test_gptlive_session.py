@@ -18,7 +18,7 @@ from tests.server_mode import BrowserPeer, Emulator, running_emulator
 from tests.test_emulator_call import fast_script
 from tests.ws_helpers import Peer, disconnect_peers, started, stored, wait_for  # noqa: F401
 from voice import live
-from voice.models import ModelPrice, ResponseUsage, ToolCall, TranscriptItem, VoiceConfig, VoiceSession
+from voice.models import MinutePrice, ModelPrice, ResponseUsage, ToolCall, TranscriptItem, VoiceConfig, VoiceSession
 from voice.realtime.gptlive_events import LiveSessionStarted, LiveUsage
 from voice.recording import Recorder
 
@@ -223,6 +223,5 @@ def test_a_live_config_is_checked_for_what_gpt_live_needs(db: None) -> None:
     responses = config.to_session_payload()["delegation"]["responses"]
     assert responses["model"] == "gpt-5.5" and [t["name"] for t in responses["tools"]] == ["current_time",
                                                                                              "calculator"]
-    prices = {p.model: (p.voice_per_minute, p.standby_per_minute) for p in ModelPrice.objects.filter(
-        model__startswith="gpt-live")}
+    prices = {p.model: (p.active_per_minute, p.standby_per_minute) for p in MinutePrice.objects.all()}
     assert prices == {"gpt-live-1": (Decimal("0.05"), None), "gpt-live-1.1": (Decimal("0.05"), Decimal("0.02"))}

@@ -26,6 +26,7 @@ from simple_history.admin import SimpleHistoryAdmin
 from voice import catalog, providers
 from voice.models import (
     REALTIME_MODELS,
+    MinutePrice,
     ModelPrice,
     ResponseUsage,
     SessionEvent,
@@ -81,8 +82,13 @@ class VoiceConfigForm(forms.ModelForm):
             "max_session_seconds", "provider", "azure_endpoint", "azure_deployment",
         )
 
+    # GPT-Live's fields: a form posted without them (a script, an older page) keeps what the config has.
+    KEPT_WHEN_ABSENT = ("protocol", "live_model", "live_voice", "live_delegation", "live_transcript_gap_ms")
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        for name in self.KEPT_WHEN_ABSENT:
+            self.fields[name].required = False
         self.fields["tools"].choices = [(name, name) for name in tool_name_choices()]
         # Offer what can be chosen today, retiring models with their date; a config already on a shut-down
         # model keeps it listed, so the form shows it (and the error that says what to pick instead).
@@ -95,6 +101,14 @@ class VoiceConfigForm(forms.ModelForm):
             if field == "input_transcription_model":
                 options.insert(0, ("", "Off (no user transcript)"))
             self.fields[field].choices = options
+
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        for name in self.KEPT_WHEN_ABSENT:
+            if data.get(name) in (None, ""):
+                data[name] = getattr(self.instance, name)
+        return data
 
 
 @admin.register(VoiceConfig)
@@ -659,11 +673,18 @@ def _as_uuid(text: str) -> uuid.UUID | None:
         return None
 
 
+@admin.register(MinutePrice)
+class MinutePriceAdmin(admin.ModelAdmin):
+    """Per-minute prices of models billed by session time (GPT-Live; docs/gpt-live.md, "Cost")."""
+
+    list_display = ("model", "active_per_minute", "standby_per_minute", "updated_at")
+    search_fields = ("model",)
+
+
 @admin.register(ModelPrice)
 class ModelPriceAdmin(admin.ModelAdmin):
     list_display = ("model", "text_input", "text_cached_input", "text_output", "audio_input",
-                    "audio_cached_input", "audio_output", "image_input", "image_cached_input", "voice_per_minute",
-                    "standby_per_minute", "retirement",
+                    "audio_cached_input", "audio_output", "image_input", "image_cached_input", "retirement",
                     "updated_at")
     search_fields = ("model",)
 

@@ -1075,7 +1075,7 @@ class ResponseUsage(models.Model):
     output_text_tokens = models.PositiveBigIntegerField(default=0)
     output_audio_tokens = models.PositiveBigIntegerField(default=0)
     # GPT-Live bills session time, not tokens: the seconds this row adds (active, and standby if ever
-    # reported apart), priced per minute (ModelPrice.voice_per_minute / standby_per_minute).
+    # reported apart), priced per minute (MinutePrice).
     voice_seconds = models.DecimalField(max_digits=12, decimal_places=3, default=Decimal("0"))
     standby_seconds = models.DecimalField(max_digits=12, decimal_places=3, default=Decimal("0"))
     # Null: unpriced (the model, or a kind of token it used, has no ModelPrice); never a guess.
@@ -1105,10 +1105,6 @@ class ModelPrice(models.Model):
     # tokens is then recorded as unpriced rather than billed at a guess.
     image_input = models.DecimalField(max_digits=10, decimal_places=4, null=True, blank=True)
     image_cached_input = models.DecimalField(max_digits=10, decimal_places=4, null=True, blank=True)
-    # Models billed by session time (GPT-Live), in USD per minute, per second used. Blank: not billed so.
-    # Standby (gpt-live-1.1, WebRTC, inference paused) has its own rate; blank bills standby as active.
-    voice_per_minute = models.DecimalField(max_digits=10, decimal_places=4, null=True, blank=True)
-    standby_per_minute = models.DecimalField(max_digits=10, decimal_places=4, null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -1150,9 +1146,24 @@ class ModelPrice(models.Model):
             total += (input_image - cached_image) * self.image_input + cached_image * image_cached_rate
         return (Decimal(total) / MILLION).quantize(Decimal("0.000001"))
 
-    def time_cost(self, active_seconds: Decimal, standby_seconds: Decimal = Decimal(0)) -> Decimal | None:
-        """Cost of session time (GPT-Live), unrounded; None when this model has no per-minute price."""
-        if self.voice_per_minute is None:
-            return None
-        standby_rate = self.standby_per_minute if self.standby_per_minute is not None else self.voice_per_minute
-        return (active_seconds * self.voice_per_minute + standby_seconds * standby_rate) / SIXTY
+
+class MinutePrice(models.Model):
+    """Published prices in USD per minute of session, for models billed by time (GPT-Live, per second used).
+    Editable like ModelPrice. Standby (gpt-live-1.1, WebRTC, inference paused) has its own rate; blank
+    bills standby seconds at the active rate."""
+
+    model = models.CharField(max_length=64, unique=True)
+    active_per_minute = models.DecimalField(max_digits=10, decimal_places=4)
+    standby_per_minute = models.DecimalField(max_digits=10, decimal_places=4, null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["model"]
+
+    def __str__(self) -> str:
+        return self.model
+
+    def time_cost(self, active_seconds: Decimal, standby_seconds: Decimal = Decimal(0)) -> Decimal:
+        """Cost of session time, unrounded."""
+        standby_rate = self.standby_per_minute if self.standby_per_minute is not None else self.active_per_minute
+        return (active_seconds * self.active_per_minute + standby_seconds * standby_rate) / SIXTY

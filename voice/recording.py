@@ -961,6 +961,13 @@ class Recorder:
             self._price = pricing.price_for(self.model) if self.model else None
             self._price_loaded = True
 
+    def minute_price_of(self, model: str) -> Any:
+        """The per-minute price of a model billed by time (GPT-Live), read once, in the writer's thread."""
+        key = f"minutes:{model}"
+        if key not in self._prices:
+            self._prices[key] = pricing.minute_price_for(model)
+        return self._prices[key]
+
     def price_of(self, model: str) -> Any:
         """The price of another model used by this session (GPT-Live's delegated model), read once, in the
         writer's thread."""
@@ -1431,11 +1438,12 @@ def _write_together(pairs: list[tuple[Recorder, _Batch]]) -> list[dict[str, Any]
 def _usage_row(recorder: Recorder, usage: dict[str, Any], notes: list[dict[str, Any]]) -> ResponseUsage:
     usage = dict(usage)
     cumulative = usage.pop("_cumulative", None)
-    price = recorder.price_of(usage.get("model") or "")
+    model = usage.get("model") or ""
     if cumulative is not None:  # GPT-Live's seconds: this row's share of the cumulative time's cost
-        cost = pricing.time_cost_increment(price, cumulative, (usage["voice_seconds"], usage["standby_seconds"]))
+        cost = pricing.time_cost_increment(recorder.minute_price_of(model), cumulative,
+                                           (usage["voice_seconds"], usage["standby_seconds"]))
     else:
-        cost = pricing.cost_of(price, {k: usage[k] for k in values.USAGE_FIELDS})
+        cost = pricing.cost_of(recorder.price_of(model), {k: usage[k] for k in values.USAGE_FIELDS})
     return ResponseUsage(session_id=recorder.session_id, cost_usd=_bounded_cost(cost, "responseusage", notes),
                          **usage)
 
