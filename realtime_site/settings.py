@@ -360,6 +360,11 @@ VOICE_RECORDING_MAX_CHUNKS_PER_MINUTE = env_int("VOICE_RECORDING_MAX_CHUNKS_PER_
 # The last chunks arrive just after the call ends (the page stops its recorder as it hangs up).
 VOICE_RECORDING_UPLOAD_GRACE_SECONDS = env_float("VOICE_RECORDING_UPLOAD_GRACE_SECONDS", 60.0, minimum=1.0)
 VOICE_RESUME_GRACE_SECONDS = env_float("VOICE_RESUME_GRACE_SECONDS", 30.0, minimum=1.0)
+# GPT-Live (docs/gpt-live.md). Creating a WebRTC session bills this many seconds, credited once it runs: a
+# session that never started is billed them. OpenAI says 15 s "with the default startup behavior".
+VOICE_LIVE_CREATION_CHARGE_SECONDS = env_float("VOICE_LIVE_CREATION_CHARGE_SECONDS", 15.0, minimum=0.0)
+# Ending a GPT-Live call: how long to wait for session.closed (its final usage) after session.close.
+VOICE_LIVE_CLOSE_WAIT_SECONDS = env_float("VOICE_LIVE_CLOSE_WAIT_SECONDS", 3.0, minimum=0.0)
 
 # --- logging --------------------------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ from simple_history.admin import SimpleHistoryAdmin
 from voice import catalog, providers, timeline
 from voice.models import (
     REALTIME_MODELS,
+    MinutePrice,
     ModelPrice,
     ResponseUsage,
     SessionEvent,
@@ -69,7 +70,9 @@ class VoiceConfigForm(forms.ModelForm):
     class Meta:
         model = VoiceConfig
         fields = (
-            "name", "slug", "description", "is_active", "is_default", "call_mode", "model", "voice", "custom_voice_id",
+            "name", "slug", "description", "is_active", "is_default", "call_mode", "protocol", "live_model",
+            "live_voice", "live_delegation", "live_responses_model", "live_responses_instructions", "live_backend_tool",
+            "live_transcript_gap_ms", "model", "voice", "custom_voice_id",
             "speed",
             "output_modality", "instructions", "max_output_tokens", "reasoning_effort", "parallel_tool_calls",
             "truncation", "truncation_retention_ratio", "truncation_token_limit", "turn_detection", "vad_threshold",
@@ -80,8 +83,13 @@ class VoiceConfigForm(forms.ModelForm):
             "max_session_seconds", "provider", "azure_endpoint", "azure_deployment",
         )
 
+    # GPT-Live's fields: a form posted without them (a script, an older page) keeps what the config has.
+    KEPT_WHEN_ABSENT = ("protocol", "live_model", "live_voice", "live_delegation", "live_transcript_gap_ms")
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        for name in self.KEPT_WHEN_ABSENT:
+            self.fields[name].required = False
         self.fields["tools"].choices = [(name, name) for name in tool_name_choices()]
         # Offer what can be chosen today, retiring models with their date; a config already on a shut-down
         # model keeps it listed, so the form shows it (and the error that says what to pick instead).
@@ -96,19 +104,32 @@ class VoiceConfigForm(forms.ModelForm):
             self.fields[field].choices = options
 
 
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        for name in self.KEPT_WHEN_ABSENT:
+            if data.get(name) in (None, ""):
+                data[name] = getattr(self.instance, name)
+        return data
+
+
 @admin.register(VoiceConfig)
 class VoiceConfigAdmin(SimpleHistoryAdmin):
     form = VoiceConfigForm
-    list_display = ("name", "slug", "call_mode", "model", "retirement", "voice", "output_modality", "turn_detection",
-                    "is_active",
+    list_display = ("name", "slug", "call_mode", "protocol", "model", "retirement", "voice", "output_modality",
+                    "turn_detection", "is_active",
                     "is_default", "updated_at", "updated_by")
-    list_filter = ("is_active", "is_default", "call_mode", "model", "voice")
+    list_filter = ("is_active", "is_default", "call_mode", "protocol", "model", "voice")
     search_fields = ("name", "slug", "instructions")
     prepopulated_fields = {"slug": ("name",)}
     readonly_fields = ("retirement", "provider_status", "created_at", "updated_at", "updated_by",
                        "session_payload_preview")
     fieldsets = (
-        (None, {"fields": ("retirement", "name", "slug", "description", "is_active", "is_default", "call_mode")}),
+        (None, {"fields": ("retirement", "name", "slug", "description", "is_active", "is_default", "call_mode",
+                           "protocol")}),
+        ("GPT-Live", {"fields": ("live_model", "live_voice", "live_delegation", "live_responses_model",
+                                 "live_responses_instructions", "live_backend_tool", "live_transcript_gap_ms"),
+                      "description": "Used when the protocol is GPT-Live; the instructions, custom voice and tools "
+                                     "below apply to both protocols."}),
         ("Model and voice", {"fields": ("model", "voice", "custom_voice_id", "speed", "output_modality",
                                         "instructions", "max_output_tokens")}),
         ("Reasoning and context", {"fields": ("reasoning_effort", "parallel_tool_calls", "truncation",
@@ -315,8 +336,9 @@ def _events_url(session_id: Any) -> str:
 
 class ResponseUsageInline(ReadOnlyInline):
     model = ResponseUsage
-    fields = ("response_id", "status", "input_text_tokens", "input_audio_tokens", "cached_tokens",
-              "output_text_tokens", "output_audio_tokens", "total_tokens", "cost", "created_at")
+    fields = ("response_id", "status", "model", "input_text_tokens", "input_audio_tokens", "cached_tokens",
+              "output_text_tokens", "output_audio_tokens", "total_tokens", "voice_seconds", "standby_seconds", "cost",
+              "created_at")
     readonly_fields = fields
 
     @admin.display(description="Cost")
@@ -667,6 +689,14 @@ def _as_uuid(text: str) -> uuid.UUID | None:
         return uuid.UUID(text)
     except ValueError:
         return None
+
+
+@admin.register(MinutePrice)
+class MinutePriceAdmin(admin.ModelAdmin):
+    """Per-minute prices of models billed by session time (GPT-Live; docs/gpt-live.md, "Cost")."""
+
+    list_display = ("model", "active_per_minute", "standby_per_minute", "updated_at")
+    search_fields = ("model",)
 
 
 @admin.register(ModelPrice)

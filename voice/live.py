@@ -38,8 +38,9 @@ from voice import lease, sessions
 from voice.agent import Observer, VoiceAgent
 from voice.broadcast import RESYNC_TYPE, Broadcaster
 from voice.models import SessionEvent, VoiceConfig, VoiceSession
-from voice.realtime import RawFrame, RealtimeError, SidebandGap, create_call, get_client
+from voice.realtime import RawFrame, RealtimeError, SidebandGap, create_call, create_live_session, get_client
 from voice.realtime.events import RealtimeEvent, ResponseDone
+from voice.realtime.gptlive_events import LiveSessionClosed
 from voice.realtime.throttle import ThrottledLog, TokenBucket
 from voice.recording import Recorder, heartbeat_hooks, load_state
 
@@ -143,6 +144,17 @@ class _ResponsesDone(Observer):
             self.done.set()
 
 
+class _LiveClosed(Observer):
+    """GPT-Live said session.closed (with the final usage): ending the call may go on."""
+
+    def __init__(self, closed: asyncio.Event) -> None:
+        self.closed = closed
+
+    async def on_event(self, event: RealtimeEvent) -> None:
+        if isinstance(event, LiveSessionClosed):
+            self.closed.set()
+
+
 def _display_facts(payload: dict[str, Any]) -> dict[str, Any]:
     voice = payload.get("audio", {}).get("output", {}).get("voice")
     if isinstance(voice, dict):
@@ -183,6 +195,8 @@ class LiveSession:
         self._text_lock = asyncio.Lock()
         self._text_tasks: set[asyncio.Task[None]] = set()
         self._response_done = asyncio.Event()  # set by _ResponsesDone on each response.done
+        self.live = sessions.is_live(session)  # GPT-Live, not the Realtime API
+        self._live_closed = asyncio.Event()  # set by _LiveClosed on session.closed
 
     def __repr__(self) -> str:
         return f"<LiveSession {self.session_id} browser={'yes' if self.browser else 'no'}>"
@@ -291,10 +305,15 @@ class LiveSession:
     async def _create_and_attach(self, sdp: str) -> None:
         try:
             provider = sessions.provider_for(self.session)
-            # Azure: ?webrtcfilter=on, so the browser's data channel carries only what the page shows.
-            created = await create_call(provider.api_base, None, sdp, self.llm_config["session"],
-                                        timeout=settings.OPENAI_TIMEOUT_SECONDS, auth=provider.auth(),
-                                        params=provider.calls_params(server_mode=True), service=provider.service)
+            if self.live:  # GPT-Live: a JSON body with the WebRTC transport (voice.realtime.gptlive)
+                created = await create_live_session(provider.api_base, sdp, self.llm_config["session"],
+                                                    auth=provider.auth(), timeout=settings.OPENAI_TIMEOUT_SECONDS,
+                                                    service=provider.service)
+            else:
+                # Azure: ?webrtcfilter=on, so the browser's data channel carries only what the page shows.
+                created = await create_call(provider.api_base, None, sdp, self.llm_config["session"],
+                                            timeout=settings.OPENAI_TIMEOUT_SECONDS, auth=provider.auth(),
+                                            params=provider.calls_params(server_mode=True), service=provider.service)
         except Exception as exc:
             await self._fail(exc, stage="create the call")
             return
@@ -397,7 +416,8 @@ class LiveSession:
         self.client = get_client(self.llm_config, logger, call_id=call_id, on_frame=self._on_raw,
                                  on_gap=self._on_gap)
         self.agent = sessions.agent_for(self.session, self.llm_config, self.client, self.recorder,
-                                        observers=[_Started(started), _ResponsesDone(self._response_done)])
+                                        observers=[_Started(started), _ResponsesDone(self._response_done),
+                                                   _LiveClosed(self._live_closed)])
         self._agent_started = False
         self.agent_error = None
         self.agent_task = asyncio.create_task(self._run_agent(started), name=f"agent-{self.session_id}")
@@ -502,6 +522,8 @@ class LiveSession:
         if notify:
             await self._send({"type": "ag2.close", "reason": reason})
         call_id = self.session.call_id
+        if call_id and self.live:
+            await self._close_live(hang_up=hang_up)
         if call_id and hang_up:
             await sessions.hang_up_call(self.session, call_id)
         await self._stop_agent()
@@ -519,6 +541,22 @@ class LiveSession:
         if browser is not None and close_code is not None:
             with contextlib.suppress(Exception):
                 await browser.close(code=close_code)
+
+    async def _close_live(self, *, hang_up: bool) -> None:
+        """GPT-Live: ask for session.close and wait (bounded) for session.closed, which carries the final
+        usage; then settle the creation charge (billed only if the session never started)."""
+        client = self.client
+        if hang_up and client is not None and getattr(client, "connected", False) and not self._live_closed.is_set():
+            try:
+                await client.close_session()
+                async with asyncio.timeout(settings.VOICE_LIVE_CLOSE_WAIT_SECONDS):
+                    await self._live_closed.wait()
+            except TimeoutError:
+                logger.info("Session %s: no session.closed within %.1fs; the last usage update stands",
+                            self.session_id, settings.VOICE_LIVE_CLOSE_WAIT_SECONDS)
+            except Exception as exc:
+                logger.info("Session %s: could not ask GPT-Live to close (%s)", self.session_id, type(exc).__name__)
+        self.recorder.settle_live_creation(settings.VOICE_LIVE_CREATION_CHARGE_SECONDS)
 
     async def release(self, *, reason: str, stopping: bool = False) -> None:
         """Let go of the call without ending it: close the sideband (no hang-up), write the record (spool

@@ -28,6 +28,20 @@ VOICES = ("alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse",
 REALTIME_MODELS = catalog.names("realtime")
 TRANSCRIPTION_MODELS = catalog.names("transcription")
 MILLION = Decimal(1_000_000)
+SIXTY = Decimal(60)
+
+# GPT-Live (docs/gpt-live.md): its models, and its built-in voices (the SDK's enum; the guide's "shida"
+# is the SDK's "shitan", and "aube" appears only in a later SDK, so both are left out until confirmed).
+LIVE_MODELS = ("gpt-live-1.1", "gpt-live-1")
+LIVE_VOICES = (
+    "alloy", "ash", "ballad", "beacon", "bossa", "brise", "cedar", "cinder", "coral", "delta", "echo", "flitz",
+    "gleam", "harema", "juni", "marin", "meridian", "nira", "noeul", "nuri", "quartz", "ripple", "sage", "shimmer",
+    "shitan", "sillage", "stone", "tempo", "verse", "vesper", "willow",
+)
+# Data-channel events the browser may see on a GPT-Live call (it is untrusted: no delegations, no backend
+# events, no usage); it may send none (the server speaks for it on the sideband).
+LIVE_BROWSER_EVENTS = ("session.started", "session.input_transcript.delta", "session.output_transcript.delta",
+                       "session.closed", "error")
 
 
 _TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -110,6 +124,15 @@ class VoiceConfig(models.Model):
         OPENAI = "openai", "OpenAI"
         AZURE = "azure", "Azure OpenAI"
 
+    class Protocol(models.TextChoices):
+        # docs/gpt-live.md: GPT-Live is served in server mode only (it has no client secrets).
+        REALTIME = "realtime", "Realtime API (turns, tools on the voice model)"
+        LIVE = "live", "GPT-Live (full duplex; reasoning and tools delegated)"
+
+    class LiveDelegation(models.TextChoices):
+        CLIENT = "client", "This server: the tools below answer each delegation"
+        RESPONSES = "responses", "A Responses model run by OpenAI, calling the tools below"
+
     class Approval(models.TextChoices):
         NEVER = "never", "Never: the model calls the allowed tools directly"
         ALWAYS = "always", "Always: every call waits for an approval (this app does not give any yet)"
@@ -130,6 +153,39 @@ class VoiceConfig(models.Model):
         help_text="Server-controlled calls keep their record whatever the browser does, survive a dropped "
                   "connection or a server restart, and may use private MCP credentials. Relay mode is the "
                   "older flow: what it records is only as trustworthy as the browser.",
+    )
+
+    protocol = models.CharField(
+        max_length=8, choices=Protocol.choices, default=Protocol.REALTIME,
+        help_text="Realtime: the settings below under 'Model and voice' and 'Listening'. GPT-Live: the settings "
+                  "under 'GPT-Live' (it needs server-controlled calls).",
+    )
+    live_model = models.CharField(max_length=32, choices=_choices(LIVE_MODELS), default="gpt-live-1.1",
+                                  help_text="GPT-Live only. Billed per minute of session (see the prices).")
+    live_voice = models.CharField(max_length=32, choices=_choices(LIVE_VOICES), default="marin",
+                                  help_text="GPT-Live only; the custom voice above, when set, replaces it.")
+    live_delegation = models.CharField(
+        max_length=10, choices=LiveDelegation.choices, default=LiveDelegation.CLIENT,
+        help_text="Who does the work GPT-Live delegates: this server (with one of the tools below), or a "
+                  "Responses model OpenAI runs (it may call the tools below; this server runs them).",
+    )
+    live_responses_model = models.CharField(
+        max_length=64, blank=True,
+        validators=[RegexValidator(r"^[A-Za-z0-9][A-Za-z0-9._-]*$", "Letters, digits, '.', '_' and '-' only.")],
+        help_text="Responses delegation: the backend model, e.g. gpt-5.5. Add its token prices to record its cost.",
+    )
+    live_responses_instructions = models.TextField(
+        blank=True, help_text="Responses delegation: the backend's own instructions (the voice keeps those above).",
+    )
+    live_backend_tool = models.CharField(
+        max_length=64, blank=True,
+        help_text="Delegation to this server: the tool that answers each delegation (one of the tools below). "
+                  "Blank: the only tool, when exactly one is chosen.",
+    )
+    live_transcript_gap_ms = models.PositiveIntegerField(
+        default=2000, validators=[MinValueValidator(200), MaxValueValidator(10000)],
+        help_text="GPT-Live transcribes both sides itself (no model to choose) in timed fragments; they make one "
+                  "transcript line until the speaker changes or is silent this long (200–10000 ms).",
     )
 
     provider = models.CharField(
@@ -310,6 +366,7 @@ class VoiceConfig(models.Model):
         self._clean_models(errors, catalog.today())
         self._clean_session_options(errors)
         self._clean_provider(errors)
+        self._clean_live(errors)
         if self.is_default:
             others = VoiceConfig.objects.filter(is_default=True).exclude(pk=self.pk)
             if others.exists():
@@ -405,6 +462,70 @@ class VoiceConfig(models.Model):
                 "The Azure endpoint and deployment apply only to Azure OpenAI; clear them or choose Azure OpenAI."
             )
 
+    def _clean_live(self, errors: dict[str, list[str]]) -> None:
+        def add(field: str, message: str) -> None:
+            errors.setdefault(field, []).append(message)
+
+        if self.protocol not in self.Protocol.values:
+            add("protocol", "Choose the Realtime API or GPT-Live.")
+            return
+        if self.protocol != self.Protocol.LIVE:
+            return
+        if self.call_mode != self.CallMode.SERVER:
+            add("call_mode", "GPT-Live has no browser credentials: it needs server-controlled calls.")
+        if self.provider == self.Provider.AZURE:
+            add("provider", "This server offers GPT-Live on OpenAI only (Azure's is a preview).")
+        if self.live_model not in LIVE_MODELS:
+            add("live_model", f"Choose one of {', '.join(LIVE_MODELS)}.")
+        if self.live_voice not in LIVE_VOICES:
+            add("live_voice", f"Unknown GPT-Live voice {self.live_voice!r}.")
+        if self.mcp_server_label or self.mcp_server_url:
+            add("mcp_server_url", "GPT-Live calls no MCP server; clear it or use the Realtime API.")
+        tools = self.tools if isinstance(self.tools, list) else []
+        if self.live_delegation == self.LiveDelegation.RESPONSES:
+            if not self.live_responses_model:
+                add("live_responses_model", "Name the Responses model that does the delegated work, e.g. gpt-5.5.")
+            if self.live_backend_tool:
+                add("live_backend_tool", "Only delegation to this server uses a backend tool; clear it.")
+        elif self.live_delegation == self.LiveDelegation.CLIENT:
+            if self.live_responses_model or self.live_responses_instructions:
+                add("live_responses_model", "The Responses model applies to Responses delegation only; clear it.")
+            if self.live_backend_tool and self.live_backend_tool not in tools:
+                add("live_backend_tool", "Choose the backend tool among the tools ticked below.")
+            elif not self.live_backend_tool and len(tools) > 1:
+                add("live_backend_tool", "Several tools are ticked: say which one answers delegations.")
+        else:
+            add("live_delegation", "Choose this server or a Responses model.")
+
+    def live_backend_tool_name(self) -> str:
+        """The tool that answers delegations to this server ("" for none)."""
+        if self.live_backend_tool:
+            return self.live_backend_tool
+        return self.tools[0] if isinstance(self.tools, list) and len(self.tools) == 1 else ""
+
+    def live_session_payload(self) -> dict[str, Any]:
+        """GPT-Live's ``MediaSessionConfig`` for ``POST /v1/live/sessions`` (docs/gpt-live.md), plus the
+        server-side settings under ``ag2_live`` (``voice.realtime.gptlive`` takes them out before sending)."""
+        if self.live_delegation == self.LiveDelegation.RESPONSES:
+            responses: dict[str, Any] = {"model": self.live_responses_model, "tools": self.tool_definitions(),
+                                         "tool_choice": "auto"}
+            if self.live_responses_instructions:
+                responses["instructions"] = self.live_responses_instructions
+            delegation: dict[str, Any] = {"type": "responses", "responses": responses}
+        else:
+            delegation = {"type": "client"}
+        return {
+            "model": self.live_model,
+            "instructions": self.instructions,
+            "audio": {"output": {"voice": {"id": self.custom_voice_id} if self.custom_voice_id else self.live_voice}},
+            "delegation": delegation,
+            # The browser is untrusted: it hears the call's transcript and lifecycle, sends nothing.
+            "client": {"data_channel": {"allowed_client_events": [],
+                                        "allowed_server_events": [{"type": t} for t in LIVE_BROWSER_EVENTS]}},
+            "ag2_live": {"backend_tool": self.live_backend_tool_name() if delegation["type"] == "client" else "",
+                         "transcript_gap_ms": self.live_transcript_gap_ms},
+        }
+
     def voice_payload(self) -> str | dict[str, str]:
         return {"id": self.custom_voice_id} if self.custom_voice_id else self.voice
 
@@ -465,7 +586,9 @@ class VoiceConfig(models.Model):
         return [get_tool(name).definition() for name in self.tools]
 
     def to_session_payload(self) -> dict[str, Any]:
-        """The GA session object (PROTOCOL.md) this config starts sessions with."""
+        """The GA session object (PROTOCOL.md) this config starts sessions with (GPT-Live's for a Live config)."""
+        if self.protocol == self.Protocol.LIVE:
+            return self.live_session_payload()
         noise_reduction: dict[str, Any] | None = None
         if self.noise_reduction:
             noise_reduction = {"type": self.noise_reduction}
@@ -638,6 +761,9 @@ class VoiceSession(models.Model):
     # Where the call went, fixed when the session starts: a process that adopts the call later (or hangs
     # it up) must reach the same service even if the config was switched since. No credential here.
     provider = models.CharField(max_length=8, default="openai", blank=True)
+    # The config's protocol, copied when the session starts (realtime for every session from before GPT-Live).
+    protocol = models.CharField(max_length=8, choices=VoiceConfig.Protocol.choices,
+                                default=VoiceConfig.Protocol.REALTIME)
     api_base = models.CharField(max_length=200, blank=True, help_text="The Azure OpenAI API base, for Azure calls.")
     session_payload = models.JSONField(default=dict, blank=True, help_text="Exactly what OpenAI was sent.")
     max_duration_seconds = models.PositiveIntegerField(default=900, help_text="The cap this session runs under.")
@@ -965,6 +1091,10 @@ class ResponseUsage(models.Model):
     cached_audio_tokens = models.PositiveBigIntegerField(default=0)
     output_text_tokens = models.PositiveBigIntegerField(default=0)
     output_audio_tokens = models.PositiveBigIntegerField(default=0)
+    # GPT-Live bills session time, not tokens: the seconds this row adds (active, and standby if ever
+    # reported apart), priced per minute (MinutePrice).
+    voice_seconds = models.DecimalField(max_digits=12, decimal_places=3, default=Decimal("0"))
+    standby_seconds = models.DecimalField(max_digits=12, decimal_places=3, default=Decimal("0"))
     # Null: unpriced (the model, or a kind of token it used, has no ModelPrice); never a guess.
     cost_usd = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True, default=Decimal("0"))
     created_at = models.DateTimeField(default=timezone.now)
@@ -1073,3 +1203,25 @@ class RecordingChunk(models.Model):
 
     def __str__(self) -> str:
         return f"Chunk {self.index} of {self.recording_id}"
+
+
+class MinutePrice(models.Model):
+    """Published prices in USD per minute of session, for models billed by time (GPT-Live, per second used).
+    Editable like ModelPrice. Standby (gpt-live-1.1, WebRTC, inference paused) has its own rate; blank
+    bills standby seconds at the active rate."""
+
+    model = models.CharField(max_length=64, unique=True)
+    active_per_minute = models.DecimalField(max_digits=10, decimal_places=4)
+    standby_per_minute = models.DecimalField(max_digits=10, decimal_places=4, null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["model"]
+
+    def __str__(self) -> str:
+        return self.model
+
+    def time_cost(self, active_seconds: Decimal, standby_seconds: Decimal = Decimal(0)) -> Decimal:
+        """Cost of session time, unrounded."""
+        standby_rate = self.standby_per_minute if self.standby_per_minute is not None else self.active_per_minute
+        return (active_seconds * self.active_per_minute + standby_seconds * standby_rate) / SIXTY

@@ -7,7 +7,7 @@ import re
 from decimal import Decimal
 from typing import Any
 
-from voice.models import ModelPrice
+from voice.models import MinutePrice, ModelPrice
 
 logger = logging.getLogger(__name__)
 _warned: set[str] = set()
@@ -81,6 +81,27 @@ def cost_of(price: ModelPrice | None, counts: dict[str, int]) -> Decimal | None:
         output_text=counts["output_text_tokens"],
         output_audio=counts["output_audio_tokens"],
     )
+
+
+def minute_price_for(model: str) -> MinutePrice | None:
+    """The per-minute price of a model billed by time (GPT-Live), or None (its time is then unpriced)."""
+    price = MinutePrice.objects.filter(model=model).first()
+    if price is None and f"minutes:{model}" not in _warned:
+        _warned.add(f"minutes:{model}")
+        logger.warning("No MinutePrice for model %r: its session time is recorded as unpriced (no cost)", model)
+    return price
+
+
+def time_cost_increment(price: MinutePrice | None, cumulative: tuple[Decimal, Decimal],
+                        added: tuple[Decimal, Decimal]) -> Decimal | None:
+    """The cost GPT-Live's session time adds: cost(total so far) - cost(total before), each rounded to the
+    micro-dollar, so the rows add up exactly to the rounded cost of the whole time. None: unpriced."""
+    if price is None:
+        return None
+    active, standby = cumulative
+    before = (active - added[0], standby - added[1])
+    step = Decimal("0.000001")
+    return price.time_cost(active, standby).quantize(step) - price.time_cost(*before).quantize(step)
 
 
 def add_cost(total: Decimal | None, cost: Decimal | None) -> Decimal | None:

@@ -83,6 +83,15 @@ from voice.realtime.events import (
     SpeechStopped,
     parse_client_event,
 )
+from voice.realtime.gptlive_events import (
+    LiveBackendResponseDone,
+    LiveDelegationEnded,
+    LiveDelegationStarted,
+    LiveSessionStarted,
+    LiveTranscriptDelta,
+    LiveTranscriptLineDone,
+    LiveUsage,
+)
 from voice.realtime.session import frame_without_secrets
 
 logger = logging.getLogger(__name__)
@@ -95,7 +104,13 @@ FOLDED_DELTAS = frozenset({
     "response.output_text.delta",
     "response.text.delta",
     "conversation.item.input_audio_transcription.delta",
+    # GPT-Live's timed fragments, folded into transcript lines (voice.realtime.gptlive).
+    "session.input_transcript.delta",
+    "session.output_transcript.delta",
 })
+# GPT-Live's sideband copies of the call's audio, ten frames a second each way: not rows in the log (a
+# server-side recording takes them from the typed LiveAudioCopy events; docs/gpt-live.md).
+AUDIO_COPIES = frozenset({"session.input_audio.append", "session.output_audio.delta"})
 FROM_OPENAI = SessionEvent.Direction.FROM_OPENAI
 TO_OPENAI = SessionEvent.Direction.TO_OPENAI
 INTERNAL = SessionEvent.Direction.INTERNAL
@@ -206,6 +221,13 @@ class Recorder:
         self._last_event: RealtimeEvent | None = None
         # A server-mode session outlives its process (another adopts the call): never ended at exit.
         self.survives_process = False
+        # GPT-Live: billable seconds already counted (cumulative snapshots become per-row increments), and
+        # whether the session ran (session.started), which credits the creation charge.
+        self.voice_seconds = Decimal(0)
+        self.standby_seconds = Decimal(0)
+        self.live_started = False
+        self._usage_rows = 0
+        self._prices: dict[str, Any] = {}
 
     # --- resuming ----------------------------------------------------------------------------------
 
@@ -221,6 +243,9 @@ class Recorder:
         self.turns, self.input_tokens = state["turns"], state["input_tokens"]
         self.output_tokens, self.total_tokens = state["output_tokens"], state["total_tokens"]
         self.cost_usd = state["cost_usd"]
+        self.voice_seconds = state.get("voice_seconds", Decimal(0))
+        self.standby_seconds = state.get("standby_seconds", Decimal(0))
+        self.live_started = self.live_started or self.voice_seconds > 0
 
     # --- lifecycle ---------------------------------------------------------------------------------
 
@@ -328,7 +353,7 @@ class Recorder:
         kind = values.bounded_text(message.get("type"), TYPE_CHARS) or "<missing type>"
         if direction == FROM_OPENAI:
             self._origin = origin
-            if kind in FOLDED_DELTAS:
+            if kind in FOLDED_DELTAS or kind in AUDIO_COPIES:
                 return
         # Every value is made storable where it enters (valid Unicode, no NUL, bounded nesting); the
         # caller's frame, which may still be on its way elsewhere, is never changed.
@@ -700,6 +725,93 @@ class Recorder:
         self._log(INTERNAL, event.type, {**stored, "type": event.type}, timezone.now(),
                   origin=SessionEvent.Origin.SIDEBAND)
 
+    # --- GPT-Live (docs/gpt-live.md, "Onto the record") ---
+
+    def _on_live_started(self, event: LiveSessionStarted) -> None:
+        if event.type == "session.started":
+            self.live_started = True
+        session_id = self._id("openai_session_id", event.session_id)
+        if session_id:
+            self._pending.session["openai_session_id"] = session_id
+
+    def _on_live_delta(self, event: LiveTranscriptDelta) -> None:
+        """A timed fragment onto its transcript line, with the line's times on the session's timeline."""
+        item = self._item(event.line_id, role=event.role)
+        if item is None:
+            return
+        if event.previous_line_id and not item["previous_item_id"]:
+            item["previous_item_id"] = self._id("previous_item_id", event.previous_line_id)
+        if item["audio_start_ms"] is None and event.start_ms is not None:
+            item["audio_start_ms"] = event.start_ms
+        if event.end_ms is not None:
+            item["audio_end_ms"] = max(item["audio_end_ms"] or 0, event.end_ms)
+        delta = self._append_text(item, event.delta) if event.delta else ""
+        self._mark_item(item)
+        if delta and self.broadcaster is not None:
+            self.broadcaster.to_session({"type": "delta", "item_id": item["item_id"], "role": event.role,
+                                         "delta": delta})
+
+    def _on_live_line_done(self, event: LiveTranscriptLineDone) -> None:
+        if (item := self._items.get(self._id("item_id", event.line_id))) is not None:
+            self._complete(item)
+            self._mark_item(item, finished=True)
+
+    def _on_live_delegation(self, event: LiveDelegationStarted) -> None:
+        """A delegation to the Responses backend, recorded as a tool call until its response ends."""
+        tool = self._tool(event.delegation_id, name=f"delegation:{event.target}")
+        if tool is not None:
+            tool["arguments"] = {k: v for k, v in (("target", event.target), ("response_id", event.response_id),
+                                                   ("offset_ms", event.offset_ms)) if v is not None}
+            self._mark_tool(tool)
+
+    def _on_live_delegation_ended(self, event: LiveDelegationEnded) -> None:
+        tool = self._tool(event.delegation_id, name="delegation:responses")
+        if tool is not None:
+            tool.update(output=self._bounded_output(event.output), status=values.bounded_choice(
+                event.status, TOOL_STATUSES) or ToolCall.Status.FAILED,
+                duration_ms=self._ms("duration_ms", event.duration_ms))
+            self._mark_tool(tool)
+
+    def _on_backend_done(self, event: LiveBackendResponseDone) -> None:
+        if event.response_id is None and event.usage is None:
+            return
+        self._apply_usage(event, model=event.model or self.model)
+
+    def _on_live_usage(self, event: LiveUsage) -> None:
+        """Billable seconds: each cumulative snapshot adds a row with what it adds ("do not sum")."""
+        seconds = Decimal(str(event.seconds)).quantize(Decimal("0.001"))
+        standby = min(seconds, Decimal(str(event.standby_seconds)).quantize(Decimal("0.001")))
+        self.live_started = self.live_started or event.final
+        self._add_seconds(seconds, standby, status="final" if event.final else "updated")
+
+    def _add_seconds(self, seconds: Decimal, standby: Decimal, *, status: str) -> None:
+        added, added_standby = seconds - self.voice_seconds, standby - self.standby_seconds
+        if added < 0 or added_standby < 0:
+            self._note("ag2.usage_refused", {"response_id": "live-seconds", "problem":
+                       f"usage went back from {self.voice_seconds} to {seconds} seconds"},
+                       once=("live_seconds_back",))
+            return
+        if added == 0 and added_standby == 0:
+            return
+        self.voice_seconds, self.standby_seconds = seconds, standby
+        self._usage_rows += 1
+        self._pending.usages.append(
+            {"response_id": f"live-seconds-{self._seq}-{self._usage_rows}", "status": status, "model": self.model,
+             "created_at": timezone.now(), **dict.fromkeys(values.USAGE_FIELDS, 0),
+             # Active is what is not standby; priced at write time from the cumulative totals, so the rows'
+             # rounded costs add up to the session's.
+             "voice_seconds": added - added_standby, "standby_seconds": added_standby,
+             "_cumulative": (seconds - standby, standby)})
+
+    def settle_live_creation(self, charge_seconds: float) -> None:
+        """At the end of a GPT-Live session this server created: the creation charge (15 s by default) is
+        credited once the session runs; a session that never started is billed it (docs/gpt-live.md)."""
+        if self.live_started or self.voice_seconds > 0 or charge_seconds <= 0:
+            return
+        self._note("ag2.live_creation_charge", {"seconds": charge_seconds,
+                                                "why": "the session was created but never started"})
+        self._add_seconds(Decimal(str(charge_seconds)), Decimal(0), status="creation_charge")
+
     def _apply_client_event(self, message: dict[str, Any]) -> None:
         """What the record needs of a client event the server sent: the output of a tool call."""
         event = parse_client_event(message)
@@ -741,7 +853,7 @@ class Recorder:
     def _mark_tool(self, tool: dict[str, Any]) -> None:
         self._pending.tools[tool["call_id"]] = tool
 
-    def _apply_usage(self, event: ResponseDone) -> None:
+    def _apply_usage(self, event: ResponseDone, *, model: str | None = None) -> None:
         """A response's usage, counted once and only if it is believable: it is what the session costs.
         Parsed once, by the typed event (`Usage`); only the bounds of this session are checked here."""
         response_id = self._id("response_id", event.response_id) or f"unknown-{self._seq}"
@@ -762,7 +874,7 @@ class Recorder:
         # The cost is worked out at write time, where the ORM may run (never on the event loop).
         self._pending.usages.append(
             {"response_id": response_id, "status": values.bounded_text(event.status, STATUS_CHARS),
-             "model": self.model, "created_at": timezone.now(), **counts}
+             "model": model or self.model, "created_at": timezone.now(), **counts}
         )
         self.turns += 1
         self.input_tokens += counts["input_tokens"]
@@ -849,6 +961,23 @@ class Recorder:
             self._price = pricing.price_for(self.model) if self.model else None
             self._price_loaded = True
 
+    def minute_price_of(self, model: str) -> Any:
+        """The per-minute price of a model billed by time (GPT-Live), read once, in the writer's thread."""
+        key = f"minutes:{model}"
+        if key not in self._prices:
+            self._prices[key] = pricing.minute_price_for(model)
+        return self._prices[key]
+
+    def price_of(self, model: str) -> Any:
+        """The price of another model used by this session (GPT-Live's delegated model), read once, in the
+        writer's thread."""
+        if not model or model == self.model:
+            self._load_price()
+            return self._price
+        if model not in self._prices:
+            self._prices[model] = pricing.price_for(model)
+        return self._prices[model]
+
     def _publish_committed(self, batch: _Batch, result: dict[str, Any]) -> None:
         if self.broadcaster is None:
             return
@@ -895,6 +1024,13 @@ _HANDLERS: dict[type[RealtimeEvent], Callable[[Recorder, Any], None]] = {
     FunctionCallArgumentsDone: Recorder._on_arguments_done,
     ResponseDone: Recorder._on_response_done,
     SidebandGap: Recorder._on_sideband_gap,
+    LiveSessionStarted: Recorder._on_live_started,
+    LiveTranscriptDelta: Recorder._on_live_delta,
+    LiveTranscriptLineDone: Recorder._on_live_line_done,
+    LiveDelegationStarted: Recorder._on_live_delegation,
+    LiveDelegationEnded: Recorder._on_live_delegation_ended,
+    LiveBackendResponseDone: Recorder._on_backend_done,
+    LiveUsage: Recorder._on_live_usage,
 }
 
 
@@ -1142,9 +1278,11 @@ class _Writer:
 
 def load_state(session_id: str) -> dict[str, Any]:
     """What `Recorder.restore` needs of a session recorded so far (ORM thread)."""
-    from django.db.models import Max
+    from django.db.models import Max, Sum
 
     session = VoiceSession.objects.get(pk=session_id)
+    seconds = ResponseUsage.objects.filter(session_id=session_id).aggregate(
+        active=Sum("voice_seconds"), standby=Sum("standby_seconds"))
     items = {row["item_id"]: row for row in TranscriptItem.objects.filter(session_id=session_id).values(
         "item_id", *ITEM_FIELDS, "created_at")}
     tools = {row["call_id"]: row for row in ToolCall.objects.filter(session_id=session_id).values(
@@ -1156,6 +1294,9 @@ def load_state(session_id: str) -> dict[str, Any]:
         "response_ids": set(ResponseUsage.objects.filter(session_id=session_id).values_list("response_id", flat=True)),
         "turns": session.turns, "input_tokens": session.input_tokens, "output_tokens": session.output_tokens,
         "total_tokens": session.total_tokens, "cost_usd": session.cost_usd,
+        # GPT-Live: the cumulative seconds counted so far (active + standby), and standby alone.
+        "voice_seconds": (seconds["active"] or Decimal(0)) + (seconds["standby"] or Decimal(0)),
+        "standby_seconds": seconds["standby"] or Decimal(0),
     }
 
 
@@ -1295,9 +1436,16 @@ def _write_together(pairs: list[tuple[Recorder, _Batch]]) -> list[dict[str, Any]
 
 
 def _usage_row(recorder: Recorder, usage: dict[str, Any], notes: list[dict[str, Any]]) -> ResponseUsage:
-    counts = {k: usage[k] for k in values.USAGE_FIELDS}
-    cost = _bounded_cost(pricing.cost_of(recorder._price, counts), "responseusage", notes)
-    return ResponseUsage(session_id=recorder.session_id, cost_usd=cost, **usage)
+    usage = dict(usage)
+    cumulative = usage.pop("_cumulative", None)
+    model = usage.get("model") or ""
+    if cumulative is not None:  # GPT-Live's seconds: this row's share of the cumulative time's cost
+        cost = pricing.time_cost_increment(recorder.minute_price_of(model), cumulative,
+                                           (usage["voice_seconds"], usage["standby_seconds"]))
+    else:
+        cost = pricing.cost_of(recorder.price_of(model), {k: usage[k] for k in values.USAGE_FIELDS})
+    return ResponseUsage(session_id=recorder.session_id, cost_usd=_bounded_cost(cost, "responseusage", notes),
+                         **usage)
 
 
 def _session_cost(cost: Decimal | None, usage_rows: list[ResponseUsage],

@@ -15,6 +15,8 @@ from voice.agent import Observer, ToolContext, VoiceAgent
 from voice.models import VoiceConfig, VoiceSession
 from voice.realtime import OpenAIRealtimeWebRTCClient, RealtimeClientProtocol
 from voice.realtime.calls import hangup
+from voice.realtime.gptlive import PROTOCOL as GPT_LIVE
+from voice.realtime.gptlive import live_hangup, split_session
 from voice.recording import Recorder, RecorderObserver
 from voice.tools import get_tool
 
@@ -49,7 +51,15 @@ def check_config_can_start(config: VoiceConfig, today: date | None = None) -> No
     """Refuse, before anything is sent to OpenAI, a config that cannot work: a shut-down model, or an MCP
     credential the browser would be able to see."""
     today = today or catalog.today()
-    for name in (config.model, config.input_transcription_model):
+    live = config.protocol == VoiceConfig.Protocol.LIVE
+    if live and config.call_mode != VoiceConfig.CallMode.SERVER:
+        raise SessionRefused(
+            "live_needs_server_mode",
+            "This assistant uses GPT-Live, which only works with server-controlled calls, so it cannot start. Ask "
+            "an administrator to switch it to server-controlled calls.",
+            close_code=4403,
+        )
+    for name in () if live else (config.model, config.input_transcription_model):
         model = catalog.info(name) if name else None
         if model is not None and model.retired_on(today):
             raise SessionRefused(
@@ -115,15 +125,17 @@ def start_session(user: Any, slug: str | None, *, today: date | None = None,
     server_mode = config.call_mode == VoiceConfig.CallMode.SERVER
     provider = providers.for_config(config)
     payload = config.to_session_payload()
-    if provider.kind == "azure":
+    live = config.protocol == VoiceConfig.Protocol.LIVE
+    if provider.kind == "azure" and not live:
         # Azure names the model by its deployment; the session row keeps the model (prices, retirements).
         payload["model"] = providers.deployment_for(config)
     return VoiceSession.objects.create(
         user=user,
         config=config,
         config_name=config.name,
-        model=config.model,
+        model=config.live_model if live else config.model,
         mode=config.call_mode,
+        protocol=config.protocol,
         provider=provider.kind,
         api_base=provider.api_base if provider.kind == "azure" else "",
         # Server mode: this process holds the call from the start (voice.lease).
@@ -134,7 +146,51 @@ def start_session(user: Any, slug: str | None, *, today: date | None = None,
     )
 
 
+def is_live(session: VoiceSession) -> bool:
+    return session.protocol == VoiceConfig.Protocol.LIVE
+
+
+def request_argument(tool_name: str) -> str:
+    """The argument of a backend tool that gets the user's words since the last delegation (GPT-Live gives
+    a delegation no task text): a string parameter named ``request`` or ``query``, if the tool has one."""
+    if not tool_name:
+        return ""
+    try:
+        properties = get_tool(tool_name).parameters_schema().get("properties", {})
+    except KeyError:
+        return ""
+    for name in ("request", "query"):
+        if properties.get(name, {}).get("type") == "string":
+            return name
+    return ""
+
+
+def live_llm_config_for(session: VoiceSession) -> dict[str, Any]:
+    """GPT-Live's llm_config: the session as created, and this server's settings for it (``gptlive``)."""
+    wire, own = split_session(session.session_payload)
+    delegation = wire.get("delegation") or {"type": "client"}
+    backend_tool = str(own.get("backend_tool") or "")
+    provider = provider_for(session)
+    return {
+        "config_list": [{"model": wire.get("model") or session.model, **provider.llm_entry()}],
+        "protocol": GPT_LIVE,
+        "session": session.session_payload,
+        "session_id": str(session.pk),
+        "timeout": settings.OPENAI_TIMEOUT_SECONDS,
+        "emulator": provider.emulator,
+        "gptlive": {
+            "delegation": delegation.get("type", "client"),
+            "backend_tool": backend_tool,
+            "request_argument": request_argument(backend_tool),
+            "responses_model": (delegation.get("responses") or {}).get("model", ""),
+            "transcript_gap_ms": int(own.get("transcript_gap_ms") or 2000),
+        },
+    }
+
+
 def llm_config_for(session: VoiceSession) -> dict[str, Any]:
+    if is_live(session):
+        return live_llm_config_for(session)
     payload = session.session_payload
     voice = payload.get("audio", {}).get("output", {}).get("voice", "marin")
     if isinstance(voice, dict):  # a custom voice {"id": "voice_..."}
@@ -172,6 +228,8 @@ def build_agent(session: VoiceSession, websocket: Any, recorder: Recorder) -> Vo
 def agent_for(session: VoiceSession, llm_config: dict[str, Any], client: RealtimeClientProtocol,
               recorder: Recorder, observers: list[Observer] | None = None) -> VoiceAgent:
     """The session's agent over any client (relay: the browser's websocket; server mode: the sideband)."""
+    if llm_config.get("protocol") == GPT_LIVE:
+        return _live_agent(session, llm_config, client, recorder, observers)
     session_tools = llm_config["session"].get("tools", [])
     tool_names = [t["name"] for t in session_tools if t.get("type", "function") == "function"]
     # OpenAI runs MCP servers itself; the agent re-declares them so that its session update keeps them.
@@ -190,6 +248,27 @@ def agent_for(session: VoiceSession, llm_config: dict[str, Any], client: Realtim
     )
 
 
+def _live_agent(session: VoiceSession, llm_config: dict[str, Any], client: RealtimeClientProtocol,
+                recorder: Recorder, observers: list[Observer] | None) -> VoiceAgent:
+    """A GPT-Live session's agent: its tools are those the delegated model may call, or the one that serves
+    delegations to this server. The voice's instructions went with the session's creation."""
+    options = llm_config["gptlive"]
+    if options["delegation"] == "responses":
+        tools = (llm_config["session"].get("delegation") or {}).get("responses", {}).get("tools", [])
+        names = [t["name"] for t in tools if t.get("type") == "function"]
+    else:
+        names = [options["backend_tool"]] if options["backend_tool"] else []
+    return VoiceAgent(
+        client=client,
+        system_message=None,
+        tools=[get_tool(name) for name in names],
+        observers=[recorder.observer(), *(observers or [])],
+        context=ToolContext(user_id=session.user_id, username=session.user.get_username(),
+                            session_id=str(session.pk)),
+        logger=logger,
+    )
+
+
 async def hang_up_call(session: VoiceSession, call_id: str | None = None) -> bool:
     """Hang up the session's call on the service it lives on (its own stored call id by default)."""
     call_id = call_id or session.call_id
@@ -198,5 +277,8 @@ async def hang_up_call(session: VoiceSession, call_id: str | None = None) -> boo
     except providers.ProviderNotConfigured as exc:
         logger.warning("Session %s: cannot hang up call %s: %s", session.pk, call_id, exc.detail)
         return False
+    if is_live(session):
+        return await live_hangup(provider.api_base, call_id or "", auth=provider.auth(),
+                                 timeout=settings.OPENAI_TIMEOUT_SECONDS)
     return await hangup(provider.api_base, None, call_id, auth=provider.auth(),
                         timeout=settings.OPENAI_TIMEOUT_SECONDS)

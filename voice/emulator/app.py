@@ -28,6 +28,19 @@ one per realtime model named after it; another name is Azure's 404 ``DeploymentN
 ``create_app(azure_webrtc=False)`` (or the control below) the resource is in a region without realtime
 calls: every Azure realtime path answers Azure's plain 404.
 
+GPT-Live endpoints (``voice/emulator/live.py``; docs/gpt-live.md):
+
+* ``POST /v1/live/sessions``  standard key; JSON ``{"session": MediaSessionConfig, "transport": {"type":
+  "webrtc", "sdp"}}``, strict (an unknown field is 400 ``unknown_parameter``; a query string, or a body that
+  is not JSON, is refused) -> 201 ``{"session": {"id": "live_..."}, "transport": {"type": "webrtc", "sdp"}}``
+* ``GET  /v1/live/sessions/{id}/attach``  the sideband WebSocket (standard key; ``?graceful_close=``
+  accepted): the replayed ``session.started``, every server event, the audio copies; closed (1000) after
+  ``session.closed``. An unknown or ended session: 404 ``session_id_not_found``.
+* ``POST /v1/live/sessions/{id}/hangup``  -> 200, empty body; unknown: 404 ``session_id_not_found``
+* ``POST /_emulator/live`` ``{"usage_interval"?: s, "delegation_wait"?: s, "audio_copies"?: bool}``: how
+  new GPT-Live sessions report usage, how long a delegation waits for its answer, whether sidebands get
+  audio copies (``GET`` shows them; reset restores the defaults).
+
 Test controls (no auth; the emulator listens on loopback):
 
 * ``GET  /healthz`` -> ``{"status": "ok", "script": ..., "active_calls": n}``
@@ -71,6 +84,7 @@ from typing import Any
 from aiohttp import web
 from multidict import CIMultiDict
 
+from .live import LiveCall, LiveError
 from .peer import EmulatedCall
 from .script import Script, available_scripts, load_script
 from .validation import (
@@ -174,6 +188,15 @@ class Faults:
         return status
 
 
+@dataclass
+class LiveSettings:
+    """How new GPT-Live sessions behave where the reference knows no number (docs/gpt-live.md)."""
+
+    usage_interval: float = 60.0  # Azure: "approximately once per minute"
+    delegation_wait: float = 30.0
+    audio_copies: bool = True
+
+
 class EmulatorState:
     """Everything one emulator instance knows: secrets, calls, faults and the active script."""
 
@@ -196,6 +219,7 @@ class EmulatorState:
         # Open sideband sockets per call (to cut them on request) and refusals still to serve.
         self.sideband_sockets: dict[str, set[SidebandSocket]] = {}
         self.sideband_faults: dict[str, SidebandFaults] = {}
+        self.live = LiveSettings()
 
     def is_standard_key(self, token: str | None) -> bool:
         if token is None:
@@ -611,6 +635,163 @@ async def _sideband(request: web.Request, *, azure: bool) -> web.StreamResponse:
     return ws
 
 
+# --- GPT-Live -------------------------------------------------------------------------------------------
+
+
+def _live_error(message: str, *, code: str | None, param: str | None = None, status: int = 400) -> RealtimeError:
+    return RealtimeError(message, code=code, param=param, status=status)
+
+
+def _live_session(request: web.Request) -> LiveCall:
+    session_id = request.match_info["session_id"]
+    call = request.app[STATE].calls.get(session_id)
+    if not isinstance(call, LiveCall):
+        raise _live_error(f"Session '{session_id}' not found.", code="session_id_not_found", param="session_id",
+                          status=404)
+    return call
+
+
+def _param(loc: tuple[Any, ...]) -> str | None:
+    """pydantic's error location as OpenAI's ``param`` (``session.delegation.responses.model``): without the
+    tags pydantic adds for a discriminated union (``delegation.responses.responses`` -> one)."""
+    parts: list[str] = []
+    for index, part in enumerate(loc):
+        previous = loc[index - 1] if index else None
+        if (previous == "delegation" and part in ("responses", "client")) or (
+                isinstance(previous, int) and part in ("function", "web_search")):
+            continue
+        parts.append(f"[{part}]" if isinstance(part, int) else str(part))
+    return ".".join(parts).replace(".[", "[") or None
+
+
+async def create_live_session(request: web.Request) -> web.Response:
+    from pydantic import ValidationError
+
+    from voice.realtime.gptlive_schema import CreateRequest
+
+    _require_standard_key(request)
+    state = request.app[STATE]
+    fault = _fault_response(state, "calls")
+    if fault is not None:
+        return fault
+    if request.query_string:
+        name = next(iter(request.query), request.query_string)
+        # "do not pass it as a URL query parameter" (the reference, 1.1)
+        raise _live_error(f"Unknown parameter: '{name}'. The Live endpoint takes no query parameters.",
+                          code="unknown_parameter", param=name)
+    if request.content_type != "application/json":
+        raise _live_error(f"Unsupported Content-Type '{request.content_type}'. The Live endpoint requires JSON, "
+                          "not multipart or raw SDP.", code="unsupported_content_type", status=415)
+    body = await _json_body(request)
+    try:
+        checked = CreateRequest.model_validate(body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        param = _param(first["loc"])
+        if first["type"] == "extra_forbidden":
+            raise _live_error(f"Unknown parameter: '{param}'.", code="unknown_parameter", param=param) from None
+        if first["type"] == "missing":
+            raise _live_error(f"Missing required parameter: '{param}'.", code="missing_required_parameter",
+                              param=param) from None
+        raise _live_error(f"Invalid value for '{param}': {first['msg']}.", code="invalid_value",
+                          param=param) from None
+    session = checked.session.model_dump(exclude_none=True)
+    sdp = checked.transport.sdp
+    if not sdp.lstrip().startswith("v=0"):
+        raise _live_error("The SDP offer is malformed (it must start with v=0).", code="invalid_offer",
+                          param="transport.sdp")
+    call = LiveCall(new_id("live", 12), session, state.script, max_call_seconds=state.max_call_seconds,
+                    connect_timeout=state.connect_timeout, usage_interval=state.live.usage_interval,
+                    delegation_wait=state.live.delegation_wait, audio_copies=state.live.audio_copies)
+    try:
+        answer = await call.accept(sdp)
+    except LiveError as err:
+        raise _live_error(err.message, code=err.code, param=err.param) from None
+    state.remember(call)  # type: ignore[arg-type]
+    logger.info("live session %s created (script %s)", call.id, call.script.name)
+    return web.json_response({"session": {"id": call.id}, "transport": {"type": "webrtc", "sdp": answer}},
+                             status=201)
+
+
+async def live_hangup(request: web.Request) -> web.Response:
+    _require_standard_key(request)
+    call = _live_session(request)
+    if not call.active:
+        raise _live_error(f"Session '{call.id}' has ended.", code="session_id_not_found", param="session_id",
+                          status=404)
+    await call.close("close_requested")
+    return web.Response(status=200)
+
+
+async def live_attach(request: web.Request) -> web.StreamResponse:
+    _require_standard_key(request)
+    call = _live_session(request)
+    if not call.active:
+        raise _live_error(f"Session '{call.id}' has ended.", code="session_id_not_found", param="session_id",
+                          status=404)
+    unknown = set(request.query) - {"graceful_close"}
+    if unknown:
+        name = sorted(unknown)[0]
+        raise _live_error(f"Unknown parameter: '{name}'.", code="unknown_parameter", param=name)
+    state = request.app[STATE]
+    refusal = state.sideband_faults.get(call.id)
+    if refusal is not None and refusal.refuse > 0:
+        refusal.refuse -= 1
+        raise RealtimeError(state.faults.message, code="emulator_fault", type_="server_error", status=refusal.status)
+    ws = web.WebSocketResponse(heartbeat=30)
+    await ws.prepare(request)
+    queue = call.attach_sideband()
+    sockets = state.sideband_sockets.setdefault(call.id, set())
+    entry = SidebandSocket(ws, request.transport)
+    sockets.add(entry)
+
+    async def forward() -> None:
+        while True:
+            event = await queue.get()
+            if event is None:
+                break
+            await ws.send_str(json.dumps(event))
+        await ws.close()  # code 1000: the session ended
+
+    writer = asyncio.create_task(forward())
+    try:
+        async for message in ws:
+            if message.type == web.WSMsgType.TEXT:
+                call.handle_client_message(message.data, source="sideband")
+            elif message.type == web.WSMsgType.ERROR:
+                break
+    finally:
+        sockets.discard(entry)
+        call.detach_sideband(queue)
+        if not writer.done():
+            writer.cancel()
+    return ws
+
+
+async def show_live(request: web.Request) -> web.Response:
+    return web.json_response(asdict(request.app[STATE].live))
+
+
+async def set_live(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    body = await _json_body(request)
+    fields = {"usage_interval", "delegation_wait", "audio_copies"}
+    if not isinstance(body, dict) or set(body) - fields:
+        raise RealtimeError('Expected {"usage_interval"?: s, "delegation_wait"?: s, "audio_copies"?: bool}.',
+                            code="invalid_value")
+    for name in ("usage_interval", "delegation_wait"):
+        if name in body:
+            value = body[name]
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0.05 <= value <= 3600:
+                raise RealtimeError(f"'{name}' must be 0.05-3600 seconds.", code="invalid_value", param=name)
+            setattr(state.live, name, float(value))
+    if "audio_copies" in body:
+        if not isinstance(body["audio_copies"], bool):
+            raise RealtimeError("'audio_copies' must be true or false.", code="invalid_value", param="audio_copies")
+        state.live.audio_copies = body["audio_copies"]
+    return web.json_response(asdict(state.live))
+
+
 # --- test controls ---------------------------------------------------------------------------------------
 
 
@@ -791,6 +972,7 @@ async def reset(request: web.Request) -> web.Response:
     state.script = state.default_script
     state.azure_webrtc = state.default_azure_webrtc
     state.azure_deployments = dict(state.default_azure_deployments)
+    state.live = LiveSettings()
     return web.json_response({"status": "reset"})
 
 
@@ -868,6 +1050,11 @@ def create_app(
     app.router.add_post("/openai/v1/realtime/calls", azure_create_call)
     app.router.add_post("/openai/v1/realtime/calls/{call_id}/hangup", azure_hangup)
     app.router.add_get("/openai/v1/realtime", azure_sideband)
+    app.router.add_post("/v1/live/sessions", create_live_session)
+    app.router.add_post("/v1/live/sessions/{session_id}/hangup", live_hangup)
+    app.router.add_get("/v1/live/sessions/{session_id}/attach", live_attach)
+    app.router.add_get("/_emulator/live", show_live)
+    app.router.add_post("/_emulator/live", set_live)
     app.router.add_get("/_emulator/azure", show_azure)
     app.router.add_post("/_emulator/azure", set_azure)
     app.router.add_get("/healthz", healthz)

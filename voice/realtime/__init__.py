@@ -28,10 +28,12 @@ from voice.realtime.session import SessionValidationError, validate_session
 # Imported last, in this order: importing them registers the clients with the registry.
 from voice.realtime.webrtc import OpenAIRealtimeWebRTCClient  # isort: skip
 from voice.realtime.sideband import OpenAIRealtimeSidebandClient, ReconnectPolicy  # isort: skip
+from voice.realtime.gptlive import GPTLiveSidebandClient, create_live_session, live_hangup  # isort: skip
 
 __all__ = [
     "CreatedCall",
     "FrameTap",
+    "GPTLiveSidebandClient",
     "InvalidFrameError",
     "OpenAIRealtimeSidebandClient",
     "OpenAIRealtimeWebRTCClient",
@@ -52,8 +54,10 @@ __all__ = [
     "SidebandGap",
     "WebSocketProtocol",
     "create_call",
+    "create_live_session",
     "get_client",
     "hangup",
+    "live_hangup",
     "register_realtime_client",
     "validate_session",
 ]

@@ -29,8 +29,9 @@ Transport: the ``websockets`` library (asyncio API), without permessage-deflate 
 far more memory per idle connection than the bandwidth it would save on small JSON events) and with one
 shared TLS context; ``benchmarks/bench_sideband_client.py`` measures it against the ``openai`` SDK.
 
-A second protocol (GPT-Live's ``/v1/live/sessions/{id}/attach``) fits by overriding ``sideband_url()``,
-``_parse()`` and ``_check_outgoing()``; the connection, gap and tap logic does not change.
+A second protocol (GPT-Live's ``/v1/live/sessions/{id}/attach``, ``voice.realtime.gptlive``) fits by
+overriding ``sideband_url()``, ``_parse_all()`` and ``_check_outgoing()``; the connection, gap and tap
+logic does not change.
 """
 
 from __future__ import annotations
@@ -308,6 +309,13 @@ class OpenAIRealtimeSidebandClient(ClientEventsMixin, RealtimeClientBase):
     def _parse(self, text: str) -> RealtimeEvent:
         return parse_frame(text)
 
+    def _parse_all(self, text: str) -> list[RealtimeEvent]:
+        """The typed events of one frame (one, for Realtime; GPT-Live's frames may mean several)."""
+        return [self._parse(text)]
+
+    def _after_event(self, event: RealtimeEvent) -> None:
+        """Called once an event is queued (a protocol that must answer some events on its own does it here)."""
+
     def _check_outgoing(self, event: dict[str, Any]) -> None:
         """Raise ``ValueError`` (pydantic's ``ValidationError`` is one) unless ``event`` is a client event."""
         if not isinstance(event, dict) or str(event.get("type", "")).startswith("ag2."):
@@ -511,10 +519,11 @@ class OpenAIRealtimeSidebandClient(ClientEventsMixin, RealtimeClientBase):
             async for message in ws:
                 text = message if isinstance(message, str) else message.decode("utf-8", "replace")
                 self._tap("from_openai", text)
-                event = self._parse(text)
-                self._observe(event)
-                # Waits while the queue is full: websockets then stops reading the socket (backpressure).
-                await self.add_event(event)
+                for event in self._parse_all(text):
+                    self._observe(event)
+                    # Waits while the queue is full: websockets then stops reading the socket (backpressure).
+                    await self.add_event(event)
+                    self._after_event(event)
         except ConnectionClosed:
             pass
         async with self._send_lock:
@@ -645,6 +654,8 @@ class OpenAIRealtimeSidebandClient(ClientEventsMixin, RealtimeClientBase):
             return None
         if api_type not in ("openai", "azure") or "call_id" not in kwargs or not set(kwargs) <= _FACTORY_KEYWORDS:
             return None
+        if llm_config.get("protocol", "realtime") != "realtime":
+            return None  # another protocol's session (GPT-Live: voice.realtime.gptlive)
         return lambda: cls(llm_config=llm_config, logger=logger, **kwargs)
 
 
