@@ -379,3 +379,35 @@ async def test_a_session_whose_server_died_stops_counting_against_the_limit_and_
     again = Browser(second_server.site, logins["alice"])
     browsers.append(again)
     assert (await again.open())["type"] == "ag2.init"  # before: too_many_sessions until someone ran a command
+
+
+async def test_pages_served_by_daphne_leave_no_database_connection_behind(
+    pg_cluster: ThrowawayPostgres, database: str, logins: dict[str, str], serve: Any
+) -> None:
+    """Under ASGI each request runs in a thread of its own: a connection kept for reuse is never reused.
+
+    With persistent connections (the old default, 60 s) every page left one open, and a busy minute ran
+    PostgreSQL out of clients (500s for everyone)."""
+    server = serve()
+
+    def connections() -> int:
+        rows = pg_cluster.query("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", database,
+                                database="postgres")
+        return int(rows[0][0])  # type: ignore[call-overload]
+
+    async def page() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", int(server.site.url.rsplit(":", 1)[1]))
+        writer.write(f"GET /voice/sessions/ HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: sessionid={logins['alice']}"
+                     "\r\nConnection: close\r\n\r\n".encode())
+        await writer.drain()
+        status = (await reader.readline()).decode()
+        await reader.read()
+        writer.close()
+        assert " 200 " in status, status
+
+    await page()
+    settled = connections()
+    for _ in range(40):
+        await page()
+    assert connections() <= settled + 2, "each page kept a database connection open"
+
