@@ -489,8 +489,10 @@ class VoiceSessionAdmin(LargeTableAdmin):
         return obj
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
-        # The payload (a few KB each) is read only by the change page, which fetches it on its own.
-        return super().get_queryset(request).select_related("user", "config").defer("session_payload")
+        # The payload (a few KB each) is read only by the change page, which fetches it on its own. The
+        # recording (one row at most) is joined for the change page's replay.
+        return (super().get_queryset(request).select_related("user", "config", "recording")
+                .defer("session_payload"))
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
