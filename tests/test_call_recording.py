@@ -350,6 +350,9 @@ def test_the_session_page_places_lines_on_the_recording_with_latency_and_cost(ow
     exported = _client(owner).get(f"/voice/sessions/{call.pk}/conversation.json").json()
     assert [row["recording_ms"] for row in exported["transcript"]] == [2000, 4600]
     assert exported["recording"]["url"].endswith(f"/voice/sessions/{call.pk}/recording.webm")
+    text = _client(owner).get(f"/voice/sessions/{call.pk}/conversation.txt").content.decode()
+    assert (f"Recording: http://testserver/voice/sessions/{call.pk}/recording.webm (WebM, length unknown; the user "
+            "left, the model right)\nAnswers: after 0.8 s (median of 1), slowest 0.8 s\n") in text
     assert exported["turn_timing"] == [{"audio_ms": 4600, "latency_ms": 800, "cost_usd": "0.001234", "tokens": 99,
                                         "measured_from": "output_audio_buffer.started"}]
 

@@ -30,6 +30,8 @@ from django.db.models import QuerySet
 from django.db.models.fields.json import KT
 
 from voice.models import CallRecording, ResponseUsage, SessionEvent, TranscriptItem, VoiceSession
+from voice.templatetags.voice_format import clock as _clock
+from voice.templatetags.voice_format import seconds as _seconds
 
 TIMING_EVENTS = ("input_audio_buffer.speech_started", "input_audio_buffer.speech_stopped",
                  "output_audio_buffer.started", "output_audio_buffer.stopped", "output_audio_buffer.cleared",
@@ -259,3 +261,16 @@ def turn_summary(timeline: Timeline) -> dict[str, Any]:
     if not latencies:
         return {"count": 0, "median_ms": None, "max_ms": None}
     return {"count": len(latencies), "median_ms": latencies[len(latencies) // 2], "max_ms": latencies[-1]}
+
+
+def recording_line(replay: Timeline, url: str) -> str:
+    """What a text transcript says of the call's audio, and how quickly the model answered."""
+    if not replay.has_recording:
+        return "Recording: none"
+    length = _clock(replay.duration_ms) if replay.duration_ms else "length unknown"
+    line = f"Recording: {url} (WebM, {length}; the user left, the model right)"
+    summary = turn_summary(replay)
+    if summary["count"]:
+        line += (f"\nAnswers: after {_seconds(summary['median_ms'])} (median of {summary['count']}), "
+                 f"slowest {_seconds(summary['max_ms'])}")
+    return line
