@@ -350,7 +350,11 @@ def test_the_session_page_places_lines_on_the_recording_with_latency_and_cost(ow
     exported = _client(owner).get(f"/voice/sessions/{call.pk}/conversation.json").json()
     assert [row["recording_ms"] for row in exported["transcript"]] == [2000, 4600]
     assert exported["recording"]["url"].endswith(f"/voice/sessions/{call.pk}/recording.webm")
-    assert exported["turn_timing"] == [{"audio_ms": 4600, "latency_ms": 800, "cost_usd": "0.001234", "tokens": 99}]
+    text = _client(owner).get(f"/voice/sessions/{call.pk}/conversation.txt").content.decode()
+    assert (f"Recording: http://testserver/voice/sessions/{call.pk}/recording.webm (WebM, length unknown; the user "
+            "left, the model right)\nAnswers: after 0.8 s (median of 1), slowest 0.8 s\n") in text
+    assert exported["turn_timing"] == [{"audio_ms": 4600, "latency_ms": 800, "cost_usd": "0.001234", "tokens": 99,
+                                        "measured_from": "output_audio_buffer.started"}]
 
 
 def test_a_session_without_recording_shows_no_player(owner: User, call: VoiceSession) -> None:
@@ -374,3 +378,74 @@ def test_the_admin_plays_the_recording_with_each_turns_latency(owner: User, supe
     html = _client(superuser).get(f"/admin/voice/voicesession/{call.pk}/change/").content.decode()
     assert f'src="/voice/sessions/{call.pk}/recording.webm"' in html
     assert "At 0:02: answered after 0.6 s, cost $0.0021" in html
+
+
+def test_without_output_audio_buffer_events_every_model_line_still_gets_a_place(owner: User,
+                                                                                call: VoiceSession) -> None:
+    """OpenAI's sideband may not send output_audio_buffer.started: a line then sits where its first audio
+    delta arrived (the Recorder's stamp), else where its output item was added, else where it was first
+    heard of; the latency is measured from the same moment. Where the exact event came, it wins."""
+    from voice import timeline
+    from voice.models import SessionEvent, TranscriptItem
+
+    t0 = call.connected_at
+    upload(_client(owner), call, 0, stereo_webm(0.5), **{"X-Recording-Offset-Ms": "1000"})
+
+    def at(seconds: float) -> Any:
+        return t0 + timedelta(seconds=seconds)
+
+    def message(response_id: str, item_id: str) -> dict[str, Any]:
+        return {"response_id": response_id, "item": {"id": item_id, "type": "message", "role": "assistant"}}
+
+    events = [
+        ("input_audio_buffer.speech_stopped", {"item_id": "u1", "audio_end_ms": 2000}, 2.0),
+        ("response.output_item.added", message("r1", "a1"), 2.3),  # its first delta came at 2.6 (below)
+        ("input_audio_buffer.speech_stopped", {"item_id": "u2", "audio_end_ms": 5000}, 5.0),
+        ("response.output_item.added", {"response_id": "r2", "item": {"id": "f2", "type": "function_call"}},
+         5.2),  # a tool call says nothing: the answer after the tool is the turn
+        ("response.output_item.added", message("r3", "a3"), 6.1),  # no delta stamp: the item's own moment
+        ("input_audio_buffer.speech_stopped", {"item_id": "u4"}, 9.0),
+        ("response.output_item.added", message("r4", "a4"), 9.2),
+        ("output_audio_buffer.started", {"response_id": "r4"}, 9.7),  # exact: wins over the delta at 9.4
+        ("output_audio_buffer.stopped", {"response_id": "r4"}, 11.0),
+    ]
+    for seq, (kind, payload, when) in enumerate(events, 1):
+        SessionEvent.objects.create(session=call, seq=seq, direction="from_openai", type=kind,
+                                    payload={"type": kind, **payload}, created_at=at(when))
+    lines = [("a1", "r1", 2.6, 2.25), ("a3", "r3", None, 6.05), ("a4", "r4", 9.4, 9.15), ("a5", "", None, 12.0)]
+    for item_id, response_id, first_audio, created in lines:
+        TranscriptItem.objects.create(session=call, item_id=item_id, role="assistant", response_id=response_id,
+                                      text=item_id, status="completed", created_at=at(created),
+                                      first_audio_at=at(first_audio) if first_audio is not None else None)
+
+    replay = timeline.build(call)
+    assert {item_id: replay.item_ms[item_id] for item_id, *_ in lines} == {
+        "a1": (1600, None),   # its first audio delta, 2.6 s into the call, 1 s into the recording's start
+        "a3": (5100, None),   # its output item
+        "a4": (8700, 10000),  # output_audio_buffer.started and .stopped
+        "a5": (11000, None),  # a line with no response at all: where the Recorder first heard of it
+    }
+    measured = {t.response_id: (t.latency_ms, t.source) for t in replay.turns.values()}
+    assert measured == {"r1": (600, "first_audio_delta"), "r3": (1100, "output_item_added"),
+                        "r4": (700, "output_audio_buffer.started")}
+    assert timeline.turn_summary(replay) == {"count": 3, "median_ms": 700, "max_ms": 1100}
+
+
+def test_the_turn_clock_keeps_the_best_sign_and_one_latency_per_user_turn() -> None:
+    from voice.timeline import AUDIO_DELTA, EXACT, ITEM_ADDED, TurnClock
+
+    t0 = timezone.now()
+    clock = TurnClock()
+    clock.speech_stopped(t0)
+    assert clock.audio("r1", t0 + timedelta(milliseconds=300), ITEM_ADDED, "a1")
+    assert clock.audio("r1", t0 + timedelta(milliseconds=450), AUDIO_DELTA)
+    assert not clock.audio("r1", t0 + timedelta(milliseconds=500), AUDIO_DELTA)  # the first of a kind stands
+    assert (clock.latency_ms("r1"), clock.source("r1")) == (450, "first_audio_delta")
+    assert clock.audio("r1", t0 + timedelta(milliseconds=480), EXACT)
+    assert (clock.latency_ms("r1"), clock.source("r1"), clock.responses["r1"].item_id) == (
+        480, "output_audio_buffer.started", "a1")
+    clock.audio("r2", t0 + timedelta(seconds=2), EXACT)  # a second answer to the same words: no latency
+    assert clock.latency_ms("r2") is None
+    clock.speech_stopped(t0 + timedelta(seconds=5))
+    clock.audio("r3", t0 + timedelta(seconds=4), EXACT)  # before the stop it would answer: not a latency
+    assert clock.latency_ms("r3") is None

@@ -253,3 +253,75 @@ async def test_subscribing_to_someone_elses_live_session_never_leaks_its_stream(
     assert {f["code"] for f in spy.frames} <= {"not_found", "rate_limited"}
     await voice.send({"type": "ag2.hangup"})
     await voice.closed()
+
+
+def _timed_turn(n: int) -> dict[str, list[dict[str, Any]]]:
+    """One user turn and the model's answer, in the phases a test spaces out in time."""
+    response, item = f"resp_t{n}", f"item_a{n}"
+    usage = {"total_tokens": 6, "input_tokens": 4, "output_tokens": 2}
+    return {
+        "stopped": [{"type": "input_audio_buffer.speech_started", "item_id": f"item_u{n}", "audio_start_ms": 1000 * n},
+                    {"type": "input_audio_buffer.speech_stopped", "item_id": f"item_u{n}",
+                     "audio_end_ms": 1000 * n + 500}],
+        "answer": [{"type": "response.created", "response": {"id": response, "status": "in_progress"}},
+                   {"type": "response.output_item.added", "response_id": response, "output_index": 0,
+                    "item": {"id": item, "type": "message", "role": "assistant", "status": "in_progress",
+                             "content": []}}],
+        "audio": [{"type": "response.output_audio_transcript.delta", "response_id": response, "item_id": item,
+                   "output_index": 0, "content_index": 0, "delta": f"Answer {n}."}],
+        "started": [{"type": "output_audio_buffer.started", "response_id": response}],
+        "done": [{"type": "response.done", "response": {"id": response, "status": "completed", "usage": usage}}],
+    }
+
+
+async def test_a_watched_session_shows_each_turns_latency_live_and_in_its_snapshot(
+    owner: User, staff: User, emulator: str, layer: str
+) -> None:
+    voice, init = await started(owner)
+    session_id = init["session_id"]
+    await voice.send({"type": "ag2.ready", "call_id": "rtc_latency"})
+    await wait_for(lambda: _status(session_id, "active"))
+    dashboard, _ = await open_peer(staff, "/ws/dashboard/")
+    await dashboard.until("snapshot")
+    await dashboard.send({"type": "subscribe", "session_id": session_id})
+    await collect(dashboard, lambda fs: sum(f["type"] == "session.snapshot" for f in fs) == 2)
+
+    async def play(n: int, *, exact: bool) -> None:
+        frames = _timed_turn(n)
+        for phase, pause in (("stopped", 0.3), ("answer", 0.2), ("audio", 0.2), ("started", 0), ("done", 0)):
+            if phase == "started" and not exact:
+                continue  # OpenAI's sideband may never say when the audio started
+            for frame in frames[phase]:
+                await voice.send(frame)
+            await asyncio.sleep(pause)
+
+    def turns(frames: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [f["turn"] for f in frames if f["type"] == "turn"]
+
+    # Turn 1: output_audio_buffer.started says it exactly (0.7 s after the user stopped), published at once.
+    await play(1, exact=True)
+    frames = await collect(dashboard, lambda fs: any(f["type"] == "usage" for f in fs))
+    (first,) = turns(frames)
+    assert (first["response_id"], first["item_id"], first["measured_from"]) == (
+        "resp_t1", "item_a1", "output_audio_buffer.started")
+    assert 650 <= first["latency_ms"] < 1500, first
+    # Turn 2: no output_audio_buffer event; measured from the first audio transcript delta (0.5 s), at
+    # response.done.
+    await play(2, exact=False)
+    frames = await collect(dashboard, lambda fs: len(turns(fs)) == 2)
+    second = turns(frames)[1]
+    assert (second["response_id"], second["item_id"], second["measured_from"]) == (
+        "resp_t2", "item_a2", "first_audio_delta")
+    assert 450 <= second["latency_ms"] < 1300, second
+    for frame in frames:
+        if frame["type"] == "turn":
+            published_message.validate_python(frame)
+
+    await voice.send({"type": "ag2.hangup"})
+    await voice.closed()
+    # A dashboard that opens the session later reads the same latencies from the record.
+    later, _ = await open_peer(staff, "/ws/dashboard/")
+    await later.until("snapshot")
+    await later.send({"type": "subscribe", "session_id": session_id})
+    snapshot = await later.until("session.snapshot")
+    assert snapshot["turns"] == [first, second]

@@ -21,6 +21,7 @@ from django.utils import timezone
 from voice import admin as voice_admin
 from voice import paging, snapshots
 from voice.models import (
+    CallRecording,
     ResponseUsage,
     SessionEvent,
     ToolCall,
@@ -237,14 +238,35 @@ def test_an_export_streams_with_a_fixed_number_of_queries_per_chunk(
     with CaptureQueriesContext(connection) as one_chunk:
         _export(client, "json", few)
     many = few + _sessions(owner, 12, items=3, offset=4)
+    _record(many[4:])  # recordings and turn timing, read in bulk like the rest
     with CaptureQueriesContext(connection) as four_chunks:
         _, body = _export(client, "json", many)
-    # Each further chunk costs its sessions (with users), their items and their tool calls: 3 queries.
-    assert len(four_chunks) - len(one_chunk) == 3 * 3
+    # Each further chunk costs its sessions (with users and recordings), their items, their tool calls,
+    # their timing events and their usage (the replay timeline): 5 queries.
+    assert len(four_chunks) - len(one_chunk) == 3 * 5
     data = json.loads(body)
     assert [d["id"] for d in data] == [str(s.pk) for s in many]  # the list's order, newest first
+    assert data[0]["recording"] is None and data[0]["turn_timing"] == []
+    assert data[5]["recording"]["url"].endswith(f"/voice/sessions/{many[5].pk}/recording.webm")
+    assert data[5]["turn_timing"][0]["latency_ms"] == 700 and data[5]["transcript"][1]["recording_ms"] == 1700
     assert [i["text"] for i in data[5]["transcript"]] == [f"line {n} of {many[5].call_id}" for n in range(3)]
     assert data[0]["tool_calls"][0]["name"] == "current_time"
+
+
+def _record(sessions: list[VoiceSession]) -> None:
+    """Each session recorded from its start, with one timed turn (0.7 s) answering its first line."""
+    for s in sessions:
+        VoiceSession.objects.filter(pk=s.pk).update(connected_at=s.started_at)
+        CallRecording.objects.create(session=s, chunk_count=1, size_bytes=100, duration_ms=4000,
+                                     delete_after=s.started_at + timedelta(days=1))
+        SessionEvent.objects.bulk_create([
+            SessionEvent(session=s, seq=1, direction="from_openai", type="input_audio_buffer.speech_stopped",
+                         payload={"item_id": "it0"}, created_at=s.started_at + timedelta(seconds=1)),
+            SessionEvent(session=s, seq=2, direction="from_openai", type="output_audio_buffer.started",
+                         payload={"response_id": "r1"}, created_at=s.started_at + timedelta(seconds=1.7)),
+        ])
+        TranscriptItem.objects.filter(session=s, item_id="it1").update(response_id="r1")
+        ResponseUsage.objects.create(session=s, response_id="r1", total_tokens=10)
 
 
 def test_a_text_export_and_an_empty_export_are_well_formed(superuser: User, owner: User,
@@ -252,9 +274,13 @@ def test_a_text_export_and_an_empty_export_are_well_formed(superuser: User, owne
     monkeypatch.setattr(voice_admin, "EXPORT_CHUNK", 2)
     client = _client(superuser)
     sessions = _sessions(owner, 3, items=2)
+    _record(sessions[:1])
     response, body = _export(client, "text", sessions)
     assert response["Content-Type"].startswith("text/plain")
     text = body.decode()
+    assert (f"Recording: http://testserver/voice/sessions/{sessions[0].pk}/recording.webm (WebM, 0:04; the user "
+            "left, the model right)\nAnswers: after 0.7 s (median of 1), slowest 0.7 s\n") in text
+    assert text.count("Recording: none\n") == 2
     assert text.count("=" * 60) == 2 and text.count("Session ") == 3
     assert "user: line 0 of rtc_2\nassistant: line 1 of rtc_2" in text
     stream = voice_admin._json_chunks(VoiceSession.objects.none())

@@ -384,8 +384,9 @@ class ModelFilter(admin.SimpleListFilter):
         return queryset.filter(model=value) if value else queryset
 
 
-# Sessions are exported this many at a time: three queries each time (sessions with their users, their
-# transcript items, their tool calls), and never more than one chunk's rows in memory.
+# Sessions are exported this many at a time: five queries each time (sessions with their users and
+# recordings, their transcript items, their tool calls, their timing events and their responses' usage,
+# the last two for the replay timeline), and never more than one chunk's rows in memory.
 EXPORT_CHUNK = 200
 TEXT_SEPARATOR = "\n" + "=" * 60 + "\n"
 
@@ -398,20 +399,32 @@ def _export_sessions(queryset: QuerySet[VoiceSession]) -> Iterator[list[VoiceSes
     # and search run once, whatever its size.
     ids = queryset.values_list("pk", flat=True).iterator(chunk_size=EXPORT_CHUNK * 10)
     while chunk := list(itertools.islice(ids, EXPORT_CHUNK)):
-        rows = {s.pk: s for s in VoiceSession.objects.filter(pk__in=chunk).select_related("user")
-                .defer("session_payload").prefetch_related(*related)}
+        rows = {s.pk: s for s in VoiceSession.objects.filter(pk__in=chunk).select_related("user", "recording")
+                .defer("session_payload").prefetch_related(*related, *timeline.export_related())}
         yield [rows[pk] for pk in chunk if pk in rows]
 
 
-def _json_chunks(queryset: QuerySet[VoiceSession]) -> Iterator[str]:
+def _recording_url(request: HttpRequest | None, session: VoiceSession) -> str:
+    path = reverse("voice:recording_audio", args=[session.pk])
+    return request.build_absolute_uri(path) if request is not None else path
+
+
+def _json_chunks(queryset: QuerySet[VoiceSession], request: HttpRequest | None = None) -> Iterator[str]:
     first = True
     yield "["
     for sessions in _export_sessions(queryset):
         parts = []
         for s in sessions:
+            replay = timeline.build_prefetched(s)
             record = {
                 **s.to_dict(),
-                "transcript": [i.to_dict() for i in s.ordered_transcript()],
+                # Where each line sits on the recording (ms), as in the user's own JSON download.
+                "transcript": [i.to_dict() | {"recording_ms": replay.item_ms.get(i.item_id, (None, None))[0]}
+                               for i in s.ordered_transcript()],
+                # The audio is a file of its own (one WebM, the user left, the model right): its address.
+                "recording": {"url": _recording_url(request, s), "offset_ms": replay.offset_ms,
+                              "duration_ms": replay.duration_ms} if replay.has_recording else None,
+                "turn_timing": timeline.turn_rows(replay),
                 "tool_calls": [
                     {"call_id": t.call_id, "name": t.name, "arguments": t.arguments, "output": t.output,
                      "status": t.status, "duration_ms": t.duration_ms}
@@ -425,16 +438,18 @@ def _json_chunks(queryset: QuerySet[VoiceSession]) -> Iterator[str]:
     yield "\n]\n"
 
 
-def _text_chunks(queryset: QuerySet[VoiceSession]) -> Iterator[str]:
+def _text_chunks(queryset: QuerySet[VoiceSession], request: HttpRequest | None = None) -> Iterator[str]:
     first = True
     for sessions in _export_sessions(queryset):
         parts = []
         for s in sessions:
+            replay = timeline.build_prefetched(s)
             parts.append(
                 ("" if first else TEXT_SEPARATOR)
                 + f"Session {s.pk}\nUser: {s.user.get_username()}\nConfig: {s.config_name}\n"
                 f"Started: {s.started_at:%Y-%m-%d %H:%M:%S %Z}\n"
-                f"Status: {s.status} {s.end_reason}\n\n{s.transcript_text()}\n"
+                f"Status: {s.status} {s.end_reason}\n{timeline.recording_line(replay, _recording_url(request, s))}\n\n"
+                f"{s.transcript_text()}\n"
             )
             first = False
         yield "".join(parts)
@@ -450,7 +465,7 @@ async def _async_chunks(chunks: Iterator[str]) -> AsyncIterator[str]:
 
 def _export(request: HttpRequest, queryset: QuerySet[VoiceSession], fmt: str) -> StreamingHttpResponse:
     """Stream the export: a constant number of queries per chunk of sessions, memory bounded by a chunk."""
-    chunks = _json_chunks(queryset) if fmt == "json" else _text_chunks(queryset)
+    chunks = _json_chunks(queryset, request) if fmt == "json" else _text_chunks(queryset, request)
     content: Any = _async_chunks(chunks) if isinstance(request, ASGIRequest) else chunks
     if fmt == "json":
         response = StreamingHttpResponse(content, content_type="application/json")
@@ -511,8 +526,10 @@ class VoiceSessionAdmin(LargeTableAdmin):
         return obj
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
-        # The payload (a few KB each) is read only by the change page, which fetches it on its own.
-        return super().get_queryset(request).select_related("user", "config").defer("session_payload")
+        # The payload (a few KB each) is read only by the change page, which fetches it on its own. The
+        # recording (one row at most) is joined for the change page's replay.
+        return (super().get_queryset(request).select_related("user", "config", "recording")
+                .defer("session_payload"))
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

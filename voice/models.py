@@ -1018,6 +1018,9 @@ class TranscriptItem(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.IN_PROGRESS)
     audio_start_ms = models.PositiveIntegerField(null=True, blank=True)
     audio_end_ms = models.PositiveIntegerField(null=True, blank=True)
+    # The model's lines: when its first audio (or audio transcript) delta arrived. Where OpenAI sends no
+    # output_audio_buffer.started, this places the line on the recording (voice/timeline.py).
+    first_audio_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     completed_at = models.DateTimeField(null=True, blank=True)
 

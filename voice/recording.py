@@ -47,7 +47,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
-from voice import pricing, spool
+from voice import pricing, spool, timeline
 from voice import record_values as values
 from voice.agent import Observer, ToolCallStatus, VoiceAgent
 from voice.broadcast import Broadcaster
@@ -111,13 +111,24 @@ FOLDED_DELTAS = frozenset({
 # GPT-Live's sideband copies of the call's audio, ten frames a second each way: not rows in the log (a
 # server-side recording takes them from the typed LiveAudioCopy events; docs/gpt-live.md).
 AUDIO_COPIES = frozenset({"session.input_audio.append", "session.output_audio.delta"})
+# The model's first audio of a line: its first audio delta (not sent over WebRTC) or audio transcript delta.
+AUDIO_DELTAS = frozenset({
+    "response.output_audio.delta",
+    "response.audio.delta",
+    "response.output_audio_transcript.delta",
+    "response.audio_transcript.delta",
+})
+# What a turn's latency is measured from (Recorder._time_turn, as voice/timeline.py does on replay).
+TURN_SIGNALS = AUDIO_DELTAS | {"input_audio_buffer.speech_stopped", "output_audio_buffer.started",
+                               "response.output_item.added", "response.done"}
+MAX_PENDING_STAMPS = 64  # first-audio moments of lines not created yet (a delta that came before its item)
 FROM_OPENAI = SessionEvent.Direction.FROM_OPENAI
 TO_OPENAI = SessionEvent.Direction.TO_OPENAI
 INTERNAL = SessionEvent.Direction.INTERNAL
 OPENAI_DIRECTIONS = frozenset({FROM_OPENAI, TO_OPENAI})
 ORIGINS = frozenset(SessionEvent.Origin.values)
 ITEM_FIELDS = ["previous_item_id", "response_id", "role", "kind", "name", "text", "text_truncated", "status",
-               "audio_start_ms", "audio_end_ms", "completed_at"]
+               "audio_start_ms", "audio_end_ms", "first_audio_at", "completed_at"]
 TOOL_FIELDS = ["item_id", "name", "arguments", "output", "status", "duration_ms"]
 MAX_PAYLOAD_CHARS = 64 * 1024
 # Column sizes, from the models, so a bound cannot drift from the column it protects.
@@ -218,6 +229,9 @@ class Recorder:
         self._stopping = False
         self._in_flight: dict[int, _Batch] = {}  # taken for a write whose outcome is not known yet
         self._origin = ""  # where OpenAI's frames are heard (the last tap's origin), for rows on_event logs
+        # Per-turn latency for the live dashboard, from the frames' arrival times (as the replay measures).
+        self._clock = timeline.TurnClock()
+        self._first_audio: dict[str, datetime] = {}  # item_id -> its first audio, until the item exists
         self._last_event: RealtimeEvent | None = None
         # A server-mode session outlives its process (another adopts the call): never ended at exit.
         self.survives_process = False
@@ -353,6 +367,8 @@ class Recorder:
         kind = values.bounded_text(message.get("type"), TYPE_CHARS) or "<missing type>"
         if direction == FROM_OPENAI:
             self._origin = origin
+            if kind in TURN_SIGNALS:
+                self._time_turn(kind, message, raw.at)
             if kind in FOLDED_DELTAS or kind in AUDIO_COPIES:
                 return
         # Every value is made storable where it enters (valid Unicode, no NUL, bounded nesting); the
@@ -508,7 +524,8 @@ class Recorder:
         if item is None:
             item = {"item_id": item_id, "previous_item_id": "", "response_id": "", "role": "", "kind": "message",
                     "name": "", "text": "", "text_truncated": False, "status": TranscriptItem.Status.IN_PROGRESS,
-                    "audio_start_ms": None, "audio_end_ms": None, "created_at": timezone.now(),
+                    "audio_start_ms": None, "audio_end_ms": None,
+                    "first_audio_at": self._first_audio.pop(item_id, None), "created_at": timezone.now(),
                     "completed_at": None}
             self._items[item_id] = item
         defaults = {"role": self._role(role) if role else "", "kind": kind,
@@ -811,6 +828,62 @@ class Recorder:
         self._note("ag2.live_creation_charge", {"seconds": charge_seconds,
                                                 "why": "the session was created but never started"})
         self._add_seconds(Decimal(str(charge_seconds)), Decimal(0), status="creation_charge")
+
+    # --- per-turn latency ----------------------------------------------------------------------------
+
+    def _time_turn(self, kind: str, message: dict[str, Any], at_seconds: float) -> None:
+        """Fold one timing frame into the turn clock, at the moment it arrived; publish a turn's latency
+        when its first audio is known exactly (output_audio_buffer.started), or at its response.done from
+        the best sign there was (its first audio delta, else its output item), since OpenAI may never
+        send the exact one. A later exact moment is published again: the dashboard keeps the last."""
+        try:
+            at = datetime.fromtimestamp(at_seconds, UTC)
+            if kind == "input_audio_buffer.speech_stopped":
+                self._clock.speech_stopped(at)
+                return
+            if kind == "response.done":
+                response = message.get("response")
+                if response_id := _plain_id(response.get("id") if isinstance(response, dict) else None):
+                    self._publish_turn(response_id)
+                return
+            response_id = _plain_id(message.get("response_id"))
+            if kind == "output_audio_buffer.started":
+                rank, item_id = timeline.EXACT, ""
+            elif kind == "response.output_item.added":
+                item = message.get("item")
+                if not isinstance(item, dict) or item.get("type") != "message" or item.get("role") not in (
+                        None, "assistant"):
+                    return  # a tool call says nothing: its response takes no turn
+                rank, item_id = timeline.ITEM_ADDED, _plain_id(item.get("id"))
+            else:
+                rank, item_id = timeline.AUDIO_DELTA, _plain_id(message.get("item_id"))
+                if item_id:
+                    self._stamp_first_audio(item_id, at)
+            if response_id and self._clock.audio(response_id, at, rank, item_id) and rank == timeline.EXACT:
+                self._publish_turn(response_id)
+        except Exception:  # a surprising shape must cost us the latency, never the log row
+            logger.exception("Session %s: could not time the turn from %s", self.session_id, kind)
+
+    def _stamp_first_audio(self, item_id: str, at: datetime) -> None:
+        item = self._items.get(item_id)
+        if item is not None:
+            if item.get("first_audio_at") is None:
+                item["first_audio_at"] = at
+                self._mark_item(item)
+        elif item_id not in self._first_audio:
+            if len(self._first_audio) >= MAX_PENDING_STAMPS:
+                self._first_audio.clear()  # deltas whose items never came: forget them
+            self._first_audio[item_id] = at
+
+    def _publish_turn(self, response_id: str) -> None:
+        seen = self._clock.responses.get(response_id)
+        latency = self._clock.latency_ms(response_id)
+        if self.broadcaster is None or seen is None or latency is None or seen.published == seen.rank:
+            return
+        seen.published = seen.rank
+        self.broadcaster.to_session({"type": "turn", "turn": {
+            "response_id": response_id, "item_id": seen.item_id, "latency_ms": latency,
+            "measured_from": timeline.SOURCES[seen.rank]}})
 
     def _apply_client_event(self, message: dict[str, Any]) -> None:
         """What the record needs of a client event the server sent: the output of a tool call."""
@@ -1618,6 +1691,11 @@ def _parse_arguments(raw: Any) -> dict[str, Any]:
 def _json_safe(values: dict[str, Any]) -> dict[str, Any]:
     return {k: (v.isoformat() if isinstance(v, datetime) else str(v) if isinstance(v, Decimal) else v)
             for k, v in values.items()}
+
+
+def _plain_id(raw: Any) -> str:
+    """An id as it may be stored (a string that fits the column), else "" (timing only: never noted)."""
+    return raw if isinstance(raw, str) and 0 < len(raw) <= ID_CHARS else ""
 
 
 def _item_payload(item: dict[str, Any]) -> dict[str, Any]:

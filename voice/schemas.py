@@ -196,6 +196,13 @@ class UsageMessage(_Published):
     totals: dict[str, Any]
 
 
+class TurnMessage(_Published):
+    """A turn's latency: the user stopped speaking -> the model's first audio (voice/timeline.py)."""
+
+    type: Literal["turn"]
+    turn: dict[str, Any]
+
+
 class SessionChanged(_Published):
     type: Literal["session.updated"]
     changes: dict[str, Any]
@@ -208,7 +215,8 @@ class SessionLifecycle(_Published):
 
 
 Published = Annotated[
-    DeltaMessage | EventMessage | ItemMessage | ToolCallMessage | UsageMessage | SessionChanged | SessionLifecycle,
+    DeltaMessage | EventMessage | ItemMessage | ToolCallMessage | UsageMessage | TurnMessage | SessionChanged
+    | SessionLifecycle,
     Field(discriminator="type"),
 ]
 published_message: TypeAdapter[Any] = TypeAdapter(Published)

@@ -11,11 +11,13 @@ from typing import Any
 
 from django.urls import reverse
 
+from voice import timeline
 from voice.models import SessionSummary, VoiceSession
 
 SNAPSHOT_ITEMS = 100
 SNAPSHOT_TOOL_CALLS = 50
 SNAPSHOT_EVENTS = 200
+SNAPSHOT_TURNS = 100
 
 
 def live_sessions() -> list[SessionSummary]:
@@ -38,6 +40,7 @@ def session_snapshot(session_id: str, user: Any) -> dict[str, Any] | None:
     events = list(session.events.order_by("-seq")[:SNAPSHOT_EVENTS]
                   .values("seq", "direction", "origin", "type", "payload"))
     events_earlier = session.events.count() - len(events) if len(events) == SNAPSHOT_EVENTS else 0
+    turns = [turn for turn in timeline.build(session).turns.values() if turn.latency_ms is not None]
     return {
         "type": "session.snapshot",
         "session_id": session_id,
@@ -50,6 +53,9 @@ def session_snapshot(session_id: str, user: Any) -> dict[str, Any] | None:
             for t in tools
         ],
         "events": events[::-1],
+        # Each turn's latency so far; the live ones follow as `turn` messages (voice/recording.py).
+        "turns": [{"response_id": t.response_id, "item_id": t.item_id, "latency_ms": t.latency_ms,
+                   "measured_from": t.source} for t in turns[-SNAPSHOT_TURNS:]],
         # What was left out, and where the whole record can be read.
         "earlier": {"items": items_earlier, "tool_calls": tools_earlier, "events": events_earlier},
         "transcript_url": reverse("admin:voice_voicesession_change", args=[session.pk]) if user.is_staff

@@ -9,21 +9,92 @@ Two clocks meet here. OpenAI gives a user turn's audio_start_ms/audio_end_ms on 
 which starts as the call connects; output_audio_buffer.started/stopped carry no time, so the moment the
 server received them stands in. Both are mapped to the session's clock (ms after connected_at) and then
 onto the recording by its offset.
+
+The model's first audio. `output_audio_buffer.started` says it exactly, but it is a WebRTC event and
+whether OpenAI's sideband sends it is not confirmed. Without it, the line sits where its first audio
+(or audio transcript) delta arrived (TranscriptItem.first_audio_at, stamped by the Recorder: the deltas
+themselves are folded, not kept), or else where its `response.output_item.added` arrived, or at last
+where the item was first heard of; the turn's latency is measured from the same moment. `TurnClock`
+holds these rules, so that the live dashboard (the Recorder) and the replay measure a turn alike.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from django.db.models import QuerySet
+from django.db.models.fields.json import KT
+
 from voice.models import CallRecording, ResponseUsage, SessionEvent, TranscriptItem, VoiceSession
+from voice.templatetags.voice_format import clock as _clock
+from voice.templatetags.voice_format import seconds as _seconds
 
 TIMING_EVENTS = ("input_audio_buffer.speech_started", "input_audio_buffer.speech_stopped",
-                 "output_audio_buffer.started", "output_audio_buffer.stopped", "output_audio_buffer.cleared")
+                 "output_audio_buffer.started", "output_audio_buffer.stopped", "output_audio_buffer.cleared",
+                 "response.output_item.added")
 # A session's timing events are a handful per turn; this bounds a pathological record.
 MAX_TIMING_EVENTS = 20_000
+# A latency longer than this is two unrelated moments (a lost event between them), not a turn.
+MAX_LATENCY_MS = 10 * 60 * 1000
+
+# How the model's first audio of a response was known, best first (TurnClock keeps the best).
+EXACT, AUDIO_DELTA, ITEM_ADDED = 0, 1, 2
+SOURCES = {EXACT: "output_audio_buffer.started", AUDIO_DELTA: "first_audio_delta", ITEM_ADDED: "output_item_added"}
+
+
+@dataclass
+class FirstAudio:
+    at: datetime
+    rank: int
+    stop: datetime | None  # the end of the user's speech this response answers
+    item_id: str = ""      # the response's first spoken line
+    published: int | None = None  # the rank last published live (voice/recording.py)
+
+
+class TurnClock:
+    """Per response, the model's first audio and the user's end of speech it answers, fed in the order
+    things happened. A response answers the latest end of speech not yet answered, taken when the first
+    sign of its audio arrives (a response with only a tool call takes none: the answer after the tool
+    does). A better kind of sign later replaces a worse one; the first of a kind stands."""
+
+    MAX_RESPONSES = 512  # live, a long call forgets its oldest turns (the replay reads them back)
+
+    def __init__(self) -> None:
+        self.last_stop: datetime | None = None
+        self.responses: dict[str, FirstAudio] = {}
+
+    def speech_stopped(self, at: datetime) -> None:
+        self.last_stop = at
+
+    def audio(self, response_id: str, at: datetime, rank: int, item_id: str = "") -> bool:
+        """A sign of the response's first audio; True when it is now the best one known."""
+        seen = self.responses.get(response_id)
+        if seen is None:
+            if len(self.responses) >= self.MAX_RESPONSES:
+                del self.responses[next(iter(self.responses))]
+            self.responses[response_id] = FirstAudio(at, rank, self.last_stop, item_id)
+            self.last_stop = None  # one latency per user turn: the first answer to it
+            return True
+        seen.item_id = seen.item_id or item_id
+        if rank < seen.rank:
+            seen.at, seen.rank = at, rank
+            return True
+        return False
+
+    def latency_ms(self, response_id: str) -> int | None:
+        seen = self.responses.get(response_id)
+        if seen is None or seen.stop is None:
+            return None
+        ms = round((seen.at - seen.stop).total_seconds() * 1000)
+        return ms if 0 <= ms <= MAX_LATENCY_MS else None
+
+    def source(self, response_id: str) -> str | None:
+        seen = self.responses.get(response_id)
+        return SOURCES[seen.rank] if seen is not None else None
 
 
 @dataclass
@@ -33,10 +104,13 @@ class Turn:
     latency_ms: int | None = None     # the user stopped speaking -> that first audio
     cost_usd: Decimal | None = None
     tokens: int = 0
+    source: str | None = None         # how the first audio was known (SOURCES)
+    item_id: str = ""                 # the response's first spoken line
 
     def to_dict(self) -> dict[str, Any]:
         return {"response_id": self.response_id, "audio_ms": self.audio_ms, "latency_ms": self.latency_ms,
-                "cost_usd": None if self.cost_usd is None else f"{self.cost_usd:.6f}", "tokens": self.tokens}
+                "cost_usd": None if self.cost_usd is None else f"{self.cost_usd:.6f}", "tokens": self.tokens,
+                "measured_from": self.source}
 
 
 @dataclass
@@ -63,51 +137,118 @@ def _on_recording(session: VoiceSession, moment: datetime | None, offset_ms: int
     return max(0, round((moment - session.connected_at).total_seconds() * 1000) - offset_ms)
 
 
+def timing_events(events: QuerySet[SessionEvent]) -> QuerySet[SessionEvent]:
+    """The timing rows, with only the payload keys the timeline reads (never a whole payload)."""
+    return (events.filter(type__in=TIMING_EVENTS).order_by("seq").only("session_id", "seq", "type", "created_at")
+            .annotate(t_item_id=KT("payload__item_id"), t_response_id=KT("payload__response_id"),
+                      t_start_ms=KT("payload__audio_start_ms"), t_end_ms=KT("payload__audio_end_ms"),
+                      t_out_id=KT("payload__item__id"), t_out_type=KT("payload__item__type"),
+                      t_out_role=KT("payload__item__role")))
+
+
+def _ms(raw: Any) -> int | None:
+    try:
+        value = int(raw)
+    except (TypeError, ValueError):
+        return None
+    return value if value >= 0 else None
+
+
 def build(session: VoiceSession) -> Timeline:
-    recording = CallRecording.objects.filter(session=session).first()
+    if VoiceSession.recording.is_cached(session):  # select_related("recording") read it already
+        recording = session.recording if _has_recording_cached(session) else None
+    else:
+        recording = CallRecording.objects.filter(session=session).first()
+    events = timing_events(SessionEvent.objects.filter(session=session))[:MAX_TIMING_EVENTS]
+    usages = ResponseUsage.objects.filter(session=session).order_by("created_at", "id")
+    items = TranscriptItem.objects.filter(session=session, role="assistant").only(
+        "item_id", "response_id", "kind", "first_audio_at", "created_at")
+    return assemble(session, recording, events, usages, items)
+
+
+def build_prefetched(session: VoiceSession) -> Timeline:
+    """The same, from what the admin's export prefetched (`export_prefetches`): no query of its own."""
+    recording = getattr(session, "recording", None) if _has_recording_cached(session) else None
+    items = [i for i in session.transcript_items.all() if i.role == "assistant"]
+    return assemble(session, recording, session.timing_events, session.usages.all(), items)
+
+
+def _has_recording_cached(session: VoiceSession) -> bool:
+    try:
+        return session.recording is not None
+    except CallRecording.DoesNotExist:
+        return False
+
+
+def export_related() -> tuple[Any, ...]:
+    """What the export prefetches for `build_prefetched` (with select_related("recording")): two queries."""
+    from django.db.models import Prefetch
+
+    return (Prefetch("events", queryset=timing_events(SessionEvent.objects.all()), to_attr="timing_events"),
+            Prefetch("usages", queryset=ResponseUsage.objects.order_by("created_at", "id")))
+
+
+def assemble(session: VoiceSession, recording: CallRecording | None, events: Iterable[SessionEvent],
+             usages: Iterable[ResponseUsage], assistant_items: Iterable[TranscriptItem]) -> Timeline:
     offset = recording.offset_ms if recording else 0
     timeline = Timeline(has_recording=recording is not None and recording.chunk_count > 0, offset_ms=offset,
                         duration_ms=recording.duration_ms if recording else 0)
-    events = list(SessionEvent.objects.filter(session=session, type__in=TIMING_EVENTS)
-                  .order_by("seq").values_list("type", "payload", "created_at")[:MAX_TIMING_EVENTS])
-    last_stop: datetime | None = None
-    for kind, payload, created_at in events:
-        payload = payload if isinstance(payload, dict) else {}
-        item_id = str(payload.get("item_id") or "")
-        response_id = str(payload.get("response_id") or "")
+    items = list(assistant_items)
+    # The rows in their order, and the Recorder's stamps of each line's first audio among them, by time.
+    signals: list[tuple[datetime, SessionEvent | TranscriptItem]] = [(e.created_at, e) for e in events]
+    signals += [(i.first_audio_at, i) for i in items if i.first_audio_at is not None and i.response_id]
+    signals.sort(key=lambda signal: signal[0])
+    clock = TurnClock()
+    ends: dict[str, int | None] = {}  # response_id -> where its audio stopped, on the recording
+    for created_at, row in signals:
+        if isinstance(row, TranscriptItem):
+            clock.audio(row.response_id, created_at, AUDIO_DELTA, row.item_id)
+            continue
+        kind, item_id, response_id = row.type, row.t_item_id or "", row.t_response_id or ""  # type: ignore[attr-defined]
         here = _on_recording(session, created_at, offset)
         if kind == "input_audio_buffer.speech_started" and item_id:
-            start = payload.get("audio_start_ms")
-            start = start - offset if isinstance(start, int) and start >= 0 else here
+            start = _ms(row.t_start_ms)  # type: ignore[attr-defined]
+            start = start - offset if start is not None else here
             timeline.item_ms[item_id] = (max(0, start) if start is not None else None, None)
         elif kind == "input_audio_buffer.speech_stopped":
-            last_stop = created_at
+            clock.speech_stopped(created_at)
             if item_id:
-                end = payload.get("audio_end_ms")
-                end = end - offset if isinstance(end, int) and end >= 0 else here
+                end = _ms(row.t_end_ms)  # type: ignore[attr-defined]
+                end = end - offset if end is not None else here
                 start = timeline.item_ms.get(item_id, (None, None))[0]
                 timeline.item_ms[item_id] = (start, max(0, end) if end is not None else None)
-        elif kind == "output_audio_buffer.started" and response_id and response_id not in timeline.turns:
-            latency = None
-            if last_stop is not None and created_at >= last_stop:
-                latency = round((created_at - last_stop).total_seconds() * 1000)
-            timeline.turns[response_id] = Turn(response_id, audio_ms=here, latency_ms=latency)
-            last_stop = None  # one latency per user turn: the first answer to it
+        elif kind == "output_audio_buffer.started" and response_id:
+            clock.audio(response_id, created_at, EXACT)
+        elif kind == "response.output_item.added" and response_id and _spoken(row):
+            clock.audio(response_id, created_at, ITEM_ADDED, row.t_out_id or "")  # type: ignore[attr-defined]
         elif kind in ("output_audio_buffer.stopped", "output_audio_buffer.cleared") and response_id:
-            turn = timeline.turns.get(response_id)
-            if turn is not None:  # the end of the model's lines, read below
-                timeline.item_ms.setdefault(f"response:{response_id}", (turn.audio_ms, here))
-    for usage in ResponseUsage.objects.filter(session=session).order_by("created_at", "id"):
+            ends.setdefault(response_id, here)
+    for response_id, seen in clock.responses.items():
+        timeline.turns[response_id] = Turn(response_id, audio_ms=_on_recording(session, seen.at, offset),
+                                           latency_ms=clock.latency_ms(response_id),
+                                           source=clock.source(response_id), item_id=seen.item_id)
+    for usage in usages:
         turn = timeline.turns.setdefault(usage.response_id, Turn(usage.response_id))
         turn.cost_usd, turn.tokens = usage.cost_usd, usage.total_tokens
-    # The model's lines sit where their response's audio played.
-    for item_id, response_id in (TranscriptItem.objects.filter(session=session, role="assistant")
-                                 .exclude(response_id="").values_list("item_id", "response_id")):
-        span = timeline.item_ms.get(f"response:{response_id}")
-        turn = timeline.turns.get(response_id)
-        if turn is not None and turn.audio_ms is not None:
-            timeline.item_ms[item_id] = (turn.audio_ms, span[1] if span else None)
+    # The model's lines sit where their response's audio played; without the exact moment, where the
+    # line's own audio began, or its response's; at last where the line was first heard of. Every line
+    # gets a place.
+    for item in items:
+        seen = clock.responses.get(item.response_id) if item.response_id else None
+        if seen is not None and seen.rank == EXACT:
+            moment = seen.at
+        else:
+            moment = item.first_audio_at or (seen.at if seen is not None else item.created_at)
+        timeline.item_ms[item.item_id] = (_on_recording(session, moment, offset), ends.get(item.response_id))
+        turn = timeline.turns.get(item.response_id)
+        if turn is not None and not turn.item_id and item.kind == TranscriptItem.Kind.MESSAGE:
+            turn.item_id = item.item_id  # known from output_audio_buffer.started alone: its first line
     return timeline
+
+
+def _spoken(row: SessionEvent) -> bool:
+    """An output item that may carry the model's voice: a message (a tool call says nothing)."""
+    return row.t_out_type == "message" and row.t_out_role in (None, "", "assistant")  # type: ignore[attr-defined]
 
 
 def turn_rows(timeline: Timeline) -> list[dict[str, Any]]:
@@ -120,3 +261,16 @@ def turn_summary(timeline: Timeline) -> dict[str, Any]:
     if not latencies:
         return {"count": 0, "median_ms": None, "max_ms": None}
     return {"count": len(latencies), "median_ms": latencies[len(latencies) // 2], "max_ms": latencies[-1]}
+
+
+def recording_line(replay: Timeline, url: str) -> str:
+    """What a text transcript says of the call's audio, and how quickly the model answered."""
+    if not replay.has_recording:
+        return "Recording: none"
+    length = _clock(replay.duration_ms) if replay.duration_ms else "length unknown"
+    line = f"Recording: {url} (WebM, {length}; the user left, the model right)"
+    summary = turn_summary(replay)
+    if summary["count"]:
+        line += (f"\nAnswers: after {_seconds(summary['median_ms'])} (median of {summary['count']}), "
+                 f"slowest {_seconds(summary['max_ms'])}")
+    return line

@@ -208,6 +208,8 @@ def session_download(request: HttpRequest, pk: str, fmt: str) -> HttpResponse:
             f"Lasted {wording.duration(session.duration_seconds)} · {wording.status_label(session.status)}"
             + (f": {wording.end_reason_text(session.end_reason, session.status)}" if session.end_reason else ""),
             f"{session.total_tokens} tokens · " + ("cost unpriced" if cost is None else f"${session.cost_usd:.4f}"),
+            timeline.recording_line(replay, request.build_absolute_uri(
+                reverse("voice:recording_audio", args=[session.pk]))),
             "",
         ]
         lines = [f"[{row['at']}] {row['speaker']}: {row['text']}" + (" [interrupted]" if row["interrupted"] else "")

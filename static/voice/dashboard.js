@@ -2,7 +2,7 @@
 // session (transcript, tool calls, raw events), fed by the websocket /ws/dashboard/.
 //
 //   server -> page  snapshot | session.started | session.updated | session.ended | item | tool_call |
-//                   usage | session.snapshot | delta | event | ag2.error
+//                   usage | turn | session.snapshot | delta | event | ag2.error
 //   page -> server  {type: "subscribe", session_id} | {type: "unsubscribe"}
 //
 // Watching a session means being in two groups at once (staff + that session's), so item, tool_call,
@@ -67,7 +67,7 @@ const dashboard = {
   recent: new Map(), // recently ended: id -> summary, newest first
   watching: null, // id of the session open in the session view
   opener: null, // the button that opened it (focus goes back there on close)
-  view: null, // {sessionId, summary, loaded, items: Map, tools: Map, seqs: Set, usages: Set}
+  view: null, // {sessionId, summary, loaded, items: Map, tools: Map, seqs: Set, usages: Set, turns: Map}
   attempts: 0,
   nextDelayMs: null,
   closeCode: null,
@@ -296,6 +296,9 @@ function handle(message) {
         }
       }
       break;
+    case "turn":
+      if (id && id === dashboard.watching && message.turn) applyTurn(message.turn);
+      break;
     case "item":
       if (id && id === dashboard.watching && message.item) renderItem(message.item);
       break;
@@ -523,7 +526,7 @@ function openSession(id, { opener = null, focus = false } = {}) {
   }
   dashboard.watching = id;
   const summary = dashboard.sessions.get(id) || dashboard.recent.get(id) || { id };
-  dashboard.view = { sessionId: id, summary, loaded: false, items: new Map(), tools: new Map(), seqs: new Set(), usages: new Set() };
+  dashboard.view = { sessionId: id, summary, loaded: false, items: new Map(), tools: new Map(), seqs: new Set(), usages: new Set(), turns: new Map() };
   clearError("not_found");
   resetViewPanes();
   els.view.dataset.sessionId = id;
@@ -592,11 +595,13 @@ function applySessionSnapshot(message) {
   view.tools.clear();
   view.seqs.clear();
   view.usages.clear();
+  view.turns.clear();
   resetViewPanes();
   if (message.session) {
     view.summary = { ...view.summary, ...message.session };
     if (dashboard.sessions.has(view.sessionId) || LIVE_STATUSES.has(message.session.status)) applySummary(message.session);
   }
+  for (const turn of Array.isArray(message.turns) ? message.turns : []) applyTurn(turn, { header: false });
   for (const item of message.items || []) renderItem(item);
   for (const tool of message.tool_calls || []) renderTool(tool);
   for (const event of message.events || []) renderEvent(event);
@@ -647,6 +652,7 @@ function renderViewHeader() {
     `${formatCount(s.turns ?? 0)} ${Number(s.turns) === 1 ? "turn" : "turns"}`,
     `${formatCount(s.total_tokens ?? 0)} tokens (in ${formatCount(s.input_tokens ?? 0)} / out ${formatCount(s.output_tokens ?? 0)})`,
     formatCost(s.cost_usd),
+    latencySummary(view.turns),
     s.end_reason && `ended: ${reasonText(s)}`,
   ];
   els.meta.textContent = parts.filter(Boolean).join(" · ");
@@ -746,6 +752,7 @@ function renderItem(item) {
           ? "(spoken, no transcript)"
           : "",
   );
+  showLatency(li);
   placeBubble(li);
   if (stick) els.transcript.scrollTop = els.transcript.scrollHeight;
 }
@@ -759,11 +766,58 @@ function renderDelta(message) {
     view.items.set(message.item_id, li);
     setBubbleRole(li, message.role, "message");
     li.dataset.status = "in_progress";
+    showLatency(li);
   }
   if (li.classList.contains("final")) return; // the final text is already shown
   const stick = transcriptAtEnd();
   li.querySelector(".text").textContent += message.delta;
   if (stick) els.transcript.scrollTop = els.transcript.scrollHeight;
+}
+
+// --- per-turn latency: the user stopped speaking -> the model's first audio (voice/timeline.py)
+
+function formatLatency(turn) {
+  // Without output_audio_buffer.started the moment is the line's first audio delta or its output item:
+  // close, not exact, and the page says so.
+  const seconds = `${(turn.latency_ms / 1000).toFixed(1)} s`;
+  return turn.measured_from === "output_audio_buffer.started" ? seconds : `about ${seconds}`;
+}
+
+function applyTurn(turn, { header = true } = {}) {
+  const view = dashboard.view;
+  if (!view || !turn || typeof turn.response_id !== "string") return;
+  const ms = Number(turn.latency_ms);
+  if (turn.latency_ms === null || !Number.isFinite(ms) || ms < 0) return;
+  // Sent again when a better measure arrives: the last one stands.
+  const clean = { item_id: typeof turn.item_id === "string" ? turn.item_id : "", latency_ms: ms, measured_from: turn.measured_from };
+  view.turns.set(turn.response_id, clean);
+  const li = clean.item_id && view.items.get(clean.item_id);
+  if (li) showLatency(li);
+  if (header) renderViewHeader();
+}
+
+function showLatency(li) {
+  const view = dashboard.view;
+  const itemId = li.dataset.itemId;
+  let turn = null;
+  for (const t of view ? view.turns.values() : []) if (t.item_id === itemId) turn = t;
+  let span = li.querySelector(".latency");
+  if (!turn) {
+    if (span) span.remove();
+    return;
+  }
+  if (!span) {
+    span = h("span", { class: "latency" });
+    li.querySelector(".who").after(span);
+  }
+  span.textContent = `answered after ${formatLatency(turn)}`;
+}
+
+function latencySummary(turns) {
+  if (!turns || !turns.size) return "";
+  const all = [...turns.values()].map((t) => t.latency_ms).sort((a, b) => a - b);
+  const median = all[Math.floor(all.length / 2)];
+  return `answers after ${(median / 1000).toFixed(1)} s (median of ${all.length}), slowest ${(all[all.length - 1] / 1000).toFixed(1)} s`;
 }
 
 // --- tool calls

@@ -16,7 +16,8 @@ from tests.e2e.harness import Harness
 from tests.e2e.pages import bubble, connect, expect, expect_state, log_in, snapshot
 from tests.e2e.records import wait_for_session
 from tests.e2e.servers import wait_until
-from voice.models import CallRecording, VoiceConfig, VoiceSession
+from voice import timeline
+from voice.models import CallRecording, TranscriptItem, VoiceConfig, VoiceSession
 
 pytestmark = [
     pytest.mark.e2e,
@@ -54,7 +55,11 @@ def _recorded(slug: str = "default", policy: str = VoiceConfig.Recording.ASK) ->
     VoiceConfig.objects.filter(slug=slug).update(recording=policy, recording_retention_days=14)
 
 
-def test_a_recorded_call_is_stored_whole_in_stereo_and_replays(e2e: Harness, owner: User) -> None:
+@pytest.mark.parametrize("mode", ["server", "relay"])
+def test_a_recorded_call_is_stored_whole_in_stereo_and_replays(e2e: Harness, owner: User, mode: str,
+                                                               request: pytest.FixtureRequest) -> None:
+    if mode == "relay":
+        request.getfixturevalue("relay_mode")  # the browser relays OpenAI's events; the recording is the same
     _recorded()
     e2e.emulator.use_script("default")
     page = e2e.new_page("chat")
@@ -65,14 +70,16 @@ def test_a_recorded_call_is_stored_whole_in_stereo_and_replays(e2e: Harness, own
     client = connect(page)
     session_id = client["sessionId"]
     session = wait_for_session(session_id, status=VoiceSession.Status.ACTIVE)
-    assert session.recording_consent is True
+    assert session.recording_consent is True and session.mode == mode
     expect(page.locator("#recording-state")).to_have_text("Recording this call")
     expect(bubble(page, "assistant", session_id=session_id)).to_have_count(1, timeout=20_000)
 
-    # The server's socket drops mid-call: the call goes on, and so does the recording.
-    page.evaluate("window.voiceClient.ws.close(4000, 'network test')")
-    page.wait_for_function("window.__e2e.states.includes('reconnecting')", timeout=10_000)
-    expect_state(page, "connected", timeout=20_000)
+    if mode == "server":
+        # The server's socket drops mid-call: the call goes on, and so does the recording. (In relay mode
+        # the call ends with its socket and a new session starts, with a recording of its own.)
+        page.evaluate("window.voiceClient.ws.close(4000, 'network test')")
+        page.wait_for_function("window.__e2e.states.includes('reconnecting')", timeout=10_000)
+        expect_state(page, "connected", timeout=20_000)
     time.sleep(2)
     page.click("#hangup")
     expect_state(page, "ended")
@@ -91,6 +98,13 @@ def test_a_recorded_call_is_stored_whole_in_stereo_and_replays(e2e: Harness, own
     assert abs(duration - call_seconds) < 1.0, (duration, call_seconds)
     assert gap < 0.5, f"a hole of {gap:.2f} s in the recording"
     assert levels[0] > 0.005 and levels[1] > 0.005, f"a silent channel: left {levels[0]:.4f}, right {levels[1]:.4f}"
+
+    # Every line of the model has its place on the recording; the Recorder stamped its first audio.
+    replay = timeline.build(session)
+    spoken = list(TranscriptItem.objects.filter(session_id=session_id, role="assistant", kind="message"))
+    assert spoken and all(item.first_audio_at is not None for item in spoken)
+    assert all(replay.item_ms[item.item_id][0] is not None for item in spoken)
+    assert any(turn.latency_ms is not None for turn in replay.turns.values())
 
     # The replay page plays it from a line.
     page.goto(f"/voice/sessions/{session_id}/")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.contrib.auth.models import User
 
@@ -69,6 +71,10 @@ def test_staff_see_the_session_its_transcript_and_its_tool_call_live_on_the_dash
     expect(transcript.locator("li.bubble[data-role=assistant].final")).to_have_count(2)
     expect(bubble(chat, "user", session_id=session_id).last.locator(".text")).to_have_text(FOLLOW_UP)
     expect(row.locator("td.col-turns")).not_to_have_text("0")
+    # The answer says how long the user waited for it (speech stopped -> the model's first audio).
+    answered = transcript.locator("li.bubble[data-role=assistant].final").last.locator(".latency")
+    expect(answered).to_have_text(re.compile(r"^answered after (about )?\d+\.\d s$"))
+    expect(dash.locator("#session-meta")).to_contain_text("answers after")
     e2e.screenshot(dash, "dashboard-live")
 
     # Hang-up: the session leaves the live table and the open view says it ended.
