@@ -34,7 +34,7 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.utils import timezone
 
-from voice import lease, sessions
+from voice import lease, live_audio, sessions
 from voice.agent import Observer, VoiceAgent
 from voice.broadcast import RESYNC_TYPE, Broadcaster
 from voice.models import SessionEvent, VoiceConfig, VoiceSession
@@ -415,9 +415,13 @@ class LiveSession:
         started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.client = get_client(self.llm_config, logger, call_id=call_id, on_frame=self._on_raw,
                                  on_gap=self._on_gap)
+        observers: list[Observer] = [_Started(started), _ResponsesDone(self._response_done),
+                                     _LiveClosed(self._live_closed)]
+        if self.live and live_audio.records(self.session):
+            # GPT-Live: the recording is made here from the sideband's audio copies; the page uploads none.
+            observers.append(live_audio.LiveAudioRecorder(self.session))
         self.agent = sessions.agent_for(self.session, self.llm_config, self.client, self.recorder,
-                                        observers=[_Started(started), _ResponsesDone(self._response_done),
-                                                   _LiveClosed(self._live_closed)])
+                                        observers=observers)
         self._agent_started = False
         self.agent_error = None
         self.agent_task = asyncio.create_task(self._run_agent(started), name=f"agent-{self.session_id}")

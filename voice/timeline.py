@@ -100,6 +100,12 @@ def build(session: VoiceSession) -> Timeline:
     for usage in ResponseUsage.objects.filter(session=session).order_by("created_at", "id"):
         turn = timeline.turns.setdefault(usage.response_id, Turn(usage.response_id))
         turn.cost_usd, turn.tokens = usage.cost_usd, usage.total_tokens
+    # GPT-Live's lines carry their place on the session's timeline, which is where its server-side
+    # recording starts (voice/live_audio.py).
+    for item_id, start, end in (TranscriptItem.objects.filter(session=session, item_id__startswith="live_")
+                                .values_list("item_id", "audio_start_ms", "audio_end_ms")):
+        if start is not None:
+            timeline.item_ms[item_id] = (max(0, start - offset), None if end is None else max(0, end - offset))
     # The model's lines sit where their response's audio played.
     for item_id, response_id in (TranscriptItem.objects.filter(session=session, role="assistant")
                                  .exclude(response_id="").values_list("item_id", "response_id")):
