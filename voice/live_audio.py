@@ -105,6 +105,7 @@ class LiveAudioRecorder(Observer):
         self._writes: asyncio.Lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
+        self._closing: asyncio.Task[None] | None = None
 
     async def start(self, agent: object) -> None:  # type: ignore[override]
         await super().start(agent)  # type: ignore[arg-type]
@@ -257,9 +258,15 @@ class LiveAudioRecorder(Observer):
             call_audio.storage().delete(old_name)
 
     async def close(self) -> None:
-        """Write what is held (the call's last seconds) and the final header."""
-        if self._closed:
-            return
+        """Write what is held (the call's last seconds) and the final header. Idempotent; the writing goes
+        on if the caller is cancelled (the agent's run is cancelled as the call ends), and whoever ends the
+        call awaits it again to know the recording is complete."""
+        if self._closing is None:
+            self._closing = asyncio.get_running_loop().create_task(self._close(),
+                                                                   name=f"live-audio-close-{self.session.pk}")
+        await asyncio.shield(self._closing)
+
+    async def _close(self) -> None:
         self._closed = True
         if not (self.full or self.failed):
             held = len(self.buffer) // CHANNELS
