@@ -4,7 +4,11 @@ transcript lines, the delegation as a tool call, cost by the second), the config
 from __future__ import annotations
 
 import asyncio
+import io
 import json
+import math
+import wave
+from array import array
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
@@ -17,8 +21,18 @@ from django.core.exceptions import ValidationError
 from tests.server_mode import BrowserPeer, Emulator, running_emulator
 from tests.test_emulator_call import fast_script
 from tests.ws_helpers import Peer, disconnect_peers, started, stored, wait_for  # noqa: F401
-from voice import live
-from voice.models import MinutePrice, ModelPrice, ResponseUsage, ToolCall, TranscriptItem, VoiceConfig, VoiceSession
+from voice import call_audio, live
+from voice.emulator.peer import ToneTrack
+from voice.models import (
+    CallRecording,
+    MinutePrice,
+    ModelPrice,
+    ResponseUsage,
+    ToolCall,
+    TranscriptItem,
+    VoiceConfig,
+    VoiceSession,
+)
 from voice.realtime.gptlive_events import LiveSessionStarted, LiveUsage
 from voice.recording import Recorder
 
@@ -225,3 +239,100 @@ def test_a_live_config_is_checked_for_what_gpt_live_needs(db: None) -> None:
                                                                                              "calculator"]
     prices = {p.model: (p.active_per_minute, p.standby_per_minute) for p in MinutePrice.objects.all()}
     assert prices == {"gpt-live-1": (Decimal("0.05"), None), "gpt-live-1.1": (Decimal("0.05"), Decimal("0.02"))}
+
+
+class SpeakingPeer(BrowserPeer):
+    """A browser whose microphone plays a tone (the emulated model hears a turn) until it is muted."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mic = ToneTrack(frequency=440.0, amplitude=0.3, playing=True)
+        self.pc.getTransceivers()[0].sender.replaceTrack(self.mic)
+
+
+def _wav(session_id: str) -> tuple[CallRecording, bytes]:
+    recording = CallRecording.objects.get(session_id=session_id)
+    rows = call_audio.chunk_rows(recording)
+    return recording, b"".join(call_audio.read_range(rows, 0, sum(size for _, size in rows) - 1))
+
+
+async def test_a_recorded_live_call_is_a_stereo_wav_made_on_the_server(owner: User, emulator: Emulator) -> None:
+    await live_config(recording=VoiceConfig.Recording.ASK)
+    peer, init = await started(owner, "/ws/voice/?recording=yes")
+    assert init["api"] == "gpt-live" and init["live"] == {"transcript_gap_ms": 1500, "typing": False,
+                                                           "recorded_by": "server"}
+    media = SpeakingPeer()
+    await peer.send({"type": "ag2.offer", "sdp": await media.offer()})
+    await media.answer((await peer.until("ag2.answer"))["sdp"])
+    await peer.send({"type": "ag2.ready"})
+    await asyncio.sleep(0.8)  # the user speaks (the tone), then is quiet: the emulated model answers
+    media.mic.playing = False
+
+    async def replied() -> bool:
+        items = (await _record(init["session_id"]))[0]
+        return any(i.role == "assistant" and "clock says" in i.text for i in items)
+
+    assert await wait_for(replied, timeout=15)
+    await asyncio.sleep(1.0)  # the rest of the reply's words, then a moment of quiet
+    await peer.send({"type": "ag2.hangup"})
+    await peer.closed()
+    await media.close()
+
+    session = await stored(init["session_id"])
+    assert session.recording_consent
+    recording, data = await database_sync_to_async(_wav)(init["session_id"])
+    assert recording.content_type == "audio/wav" and recording.size_bytes == len(data)
+    with wave.open(io.BytesIO(data)) as reader:
+        assert (reader.getnchannels(), reader.getsampwidth(), reader.getframerate()) == (2, 2, 24_000)
+        frames = array("h", reader.readframes(reader.getnframes()))
+        seconds = reader.getnframes() / 24_000
+    final = (await emulator.call(session.call_id))["server_events"][-1]
+    assert final["type"] == "session.closed"
+    assert abs(seconds - final["usage"]["seconds"]) < 0.5, (seconds, final["usage"])
+    left, right = frames[0::2], frames[1::2]
+
+    def loud(samples: array, start_ms: int, end_ms: int) -> float:
+        part = samples[start_ms * 24:end_ms * 24]
+        return math.sqrt(sum(s * s for s in part) / max(1, len(part)))
+
+    # Both sides carry sound, each where the transcript places its line.
+    items = (await _record(init["session_id"]))[0]
+    user = next(i for i in items if i.role == "user")
+    reply = next(i for i in items if i.role == "assistant" and "clock says" in i.text)
+    assert user.audio_start_ms is not None and reply.audio_start_ms is not None
+    middle = (user.audio_start_ms + user.audio_end_ms) // 2  # type: ignore[operator]
+    assert loud(left, middle - 100, middle + 100) > 1000
+    middle = (reply.audio_start_ms + reply.audio_end_ms) // 2  # type: ignore[operator]
+    assert loud(right, middle - 100, middle + 100) > 1000
+    assert loud(right, user.audio_start_ms, user.audio_end_ms) < 100  # the model was quiet meanwhile
+    # The page uploaded nothing: every chunk is the server's.
+    names = await database_sync_to_async(lambda: [n for n, _ in call_audio.chunk_rows(recording)])()
+    assert names and all(name.endswith(".wav") for name in names)
+
+
+async def test_without_consent_a_live_call_keeps_no_audio(owner: User, emulator: Emulator) -> None:
+    await live_config(recording=VoiceConfig.Recording.ASK)
+    peer, init = await started(owner, "/ws/voice/?recording=no")
+    media = SpeakingPeer()
+    await peer.send({"type": "ag2.offer", "sdp": await media.offer()})
+    await media.answer((await peer.until("ag2.answer"))["sdp"])
+    await peer.send({"type": "ag2.ready"})
+    await asyncio.sleep(0.5)
+    await peer.send({"type": "ag2.hangup"})
+    await peer.closed()
+    await media.close()
+    assert not await database_sync_to_async(CallRecording.objects.filter(session_id=init["session_id"]).exists)()
+
+
+async def test_a_typed_line_is_refused_with_a_sentence(owner: User, emulator: Emulator) -> None:
+    await live_config()
+    peer, _init, media, session_id_live = await _set_up(owner)
+    await peer.send({"type": "ag2.text", "text": "What time is it?"})
+    error = await peer.until("ag2.error")
+    assert error["code"] == "text_not_supported" and "Say it instead" in error["message"]
+    assert not error["retryable"]
+    sent = [c["event"]["type"] for c in (await emulator.call(session_id_live))["client_events"]]
+    assert not any(kind.endswith(".append") or kind.startswith("response.") for kind in sent), sent
+    await peer.send({"type": "ag2.hangup"})
+    await peer.closed()
+    await media.close()

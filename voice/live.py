@@ -34,7 +34,7 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.utils import timezone
 
-from voice import lease, sessions
+from voice import lease, live_audio, sessions
 from voice.agent import Observer, VoiceAgent
 from voice.broadcast import RESYNC_TYPE, Broadcaster
 from voice.models import SessionEvent, VoiceConfig, VoiceSession
@@ -197,6 +197,7 @@ class LiveSession:
         self._response_done = asyncio.Event()  # set by _ResponsesDone on each response.done
         self.live = sessions.is_live(session)  # GPT-Live, not the Realtime API
         self._live_closed = asyncio.Event()  # set by _LiveClosed on session.closed
+        self.audio: live_audio.LiveAudioRecorder | None = None  # a GPT-Live call's server-side recording
 
     def __repr__(self) -> str:
         return f"<LiveSession {self.session_id} browser={'yes' if self.browser else 'no'}>"
@@ -220,8 +221,16 @@ class LiveSession:
 
     def _init_frame(self, *, resumed: bool) -> dict[str, Any]:
         # Display facts only: no secret, no call id, not even the instructions.
-        return {"type": "ag2.init", "protocol": PROTOCOL_VERSION, "mode": "server", "session_id": self.session_id,
-                "resumed": resumed, "session": _display_facts(self.session.session_payload)}
+        frame = {"type": "ag2.init", "protocol": PROTOCOL_VERSION, "mode": "server", "session_id": self.session_id,
+                 "resumed": resumed, "session": _display_facts(self.session.session_payload)}
+        if self.live:
+            # What the page does differently for GPT-Live (docs/gpt-live.md, "The chat page"): how its
+            # transcript fragments make lines, no typed turns, and the recording is made here.
+            gap = (self.llm_config.get("gptlive") or {}).get("transcript_gap_ms")
+            frame["api"] = "gpt-live"
+            frame["live"] = {"transcript_gap_ms": gap if isinstance(gap, int) else 2000, "typing": False,
+                             "recorded_by": "server"}
+        return frame
 
     def _start_cap(self) -> None:
         self.cap_task = asyncio.create_task(self._enforce_cap(remaining_seconds(self.session)),
@@ -357,6 +366,12 @@ class LiveSession:
         sideband (conversation.item.added/done), as for a spoken turn; the browser sees it on its channel."""
         if self.ended or self.released:
             return
+        if self.live:
+            # GPT-Live takes no user turn as text: its only text inputs are instructions and commentary
+            # for the model, and a Responses backend's own conversation (docs/gpt-live.md).
+            await self.error("text_not_supported", "Your message was not sent: this assistant only listens, so "
+                             "typed messages cannot be used in this call. Say it instead.")
+            return
         if not self.session.call_id or self.signalling or not self._agent_started or self.client is None:
             await self.error("call_not_ready", "Your message was not sent: the call is not connected yet. Wait "
                              "until it says Connected, then send it again.", retryable=True)
@@ -415,9 +430,14 @@ class LiveSession:
         started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.client = get_client(self.llm_config, logger, call_id=call_id, on_frame=self._on_raw,
                                  on_gap=self._on_gap)
+        observers: list[Observer] = [_Started(started), _ResponsesDone(self._response_done),
+                                     _LiveClosed(self._live_closed)]
+        if self.live and live_audio.records(self.session):
+            # GPT-Live: the recording is made here from the sideband's audio copies; the page uploads none.
+            self.audio = live_audio.LiveAudioRecorder(self.session)
+            observers.append(self.audio)
         self.agent = sessions.agent_for(self.session, self.llm_config, self.client, self.recorder,
-                                        observers=[_Started(started), _ResponsesDone(self._response_done),
-                                                   _LiveClosed(self._live_closed)])
+                                        observers=observers)
         self._agent_started = False
         self.agent_error = None
         self.agent_task = asyncio.create_task(self._run_agent(started), name=f"agent-{self.session_id}")
@@ -527,6 +547,7 @@ class LiveSession:
         if call_id and hang_up:
             await sessions.hang_up_call(self.session, call_id)
         await self._stop_agent()
+        await self._close_audio()
         ended_at = timezone.now()
         self.recorder.update_session(status=status, ended_at=ended_at, end_reason=reason[:64], error=error)
         await self.recorder.close()
@@ -541,6 +562,13 @@ class LiveSession:
         if browser is not None and close_code is not None:
             with contextlib.suppress(Exception):
                 await browser.close(code=close_code)
+
+    async def _close_audio(self) -> None:
+        """The server-side recording complete (its last seconds and final header written); a failure is
+        logged there and never stops the call from ending."""
+        if self.audio is not None:
+            with contextlib.suppress(Exception):
+                await self.audio.close()
 
     async def _close_live(self, *, hang_up: bool) -> None:
         """GPT-Live: ask for session.close and wait (bounded) for session.closed, which carries the final
@@ -568,6 +596,7 @@ class LiveSession:
         _registry.pop(self.session_id, None)
         self._cancel_timers()
         await self._stop_agent()
+        await self._close_audio()
         self.recorder.record(INTERNAL, {"type": "ag2.sideband_released", "reason": reason})
         await self.recorder.close(stopping=stopping)
         try:

@@ -1168,8 +1168,9 @@ class ModelPrice(models.Model):
 
 
 class CallRecording(models.Model):
-    """A call's audio as the browser recorded it: one stereo Opus/WebM stream (the user left, the model
-    right), stored a chunk at a time through the "recordings" storage (voice/call_audio.py)."""
+    """A call's audio, both sides in stereo (the user left, the model right), stored a chunk at a time
+    through the "recordings" storage: Opus/WebM as the browser recorded it (voice/call_audio.py), or, for
+    a GPT-Live call, WAV assembled on the server from the sideband's copies (voice/live_audio.py)."""
 
     session = models.OneToOneField(VoiceSession, on_delete=models.CASCADE, primary_key=True,
                                    related_name="recording")
@@ -1178,7 +1179,9 @@ class CallRecording(models.Model):
     offset_ms = models.IntegerField(default=0)
     chunk_count = models.PositiveIntegerField(default=0, help_text="Chunks stored; the next one expected.")
     size_bytes = models.PositiveBigIntegerField(default=0)
-    duration_ms = models.PositiveIntegerField(default=0, help_text="As the browser measured it.")
+    duration_ms = models.PositiveIntegerField(default=0, help_text="As the recorder measured it.")
+    content_type = models.CharField(max_length=32, default="audio/webm",
+                                    help_text="audio/webm from the browser, audio/wav from the server.")
     started_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
     delete_after = models.DateTimeField(help_text="The retention period ends here (manage.py purge_recordings).")

@@ -93,7 +93,7 @@ def may_hear(user: Any, session: VoiceSession) -> bool:
 
 @require_GET
 def audio(request: HttpRequest, pk: str) -> HttpResponse:
-    """The whole recording (one WebM file), with byte ranges so that the player can seek."""
+    """The whole recording (one WebM or WAV file), with byte ranges so that the player can seek."""
     if not request.user.is_authenticated:
         raise Http404("No such recording.")
     recording = get_object_or_404(CallRecording.objects.select_related("session"), session_id=pk)
@@ -108,7 +108,7 @@ def audio(request: HttpRequest, pk: str) -> HttpResponse:
         response["Content-Range"] = f"bytes */{total}"
         return response
     start, end = wanted or (0, total - 1)
-    response = StreamingHttpResponse(call_audio.read_range(rows, start, end), content_type="audio/webm",
+    response = StreamingHttpResponse(call_audio.read_range(rows, start, end), content_type=recording.content_type,
                                      status=206 if wanted else 200)
     response["Content-Length"] = str(end - start + 1 if total else 0)
     response["Accept-Ranges"] = "bytes"
@@ -117,5 +117,6 @@ def audio(request: HttpRequest, pk: str) -> HttpResponse:
         response["Content-Range"] = f"bytes {start}-{end}/{total}"
     if request.GET.get("download"):
         started = wording.moment(recording.session.started_at)
-        response["Content-Disposition"] = f'attachment; filename="call-{slugify(started.replace(":", ""))}.webm"'
+        extension = "wav" if recording.content_type == "audio/wav" else "webm"
+        response["Content-Disposition"] = f'attachment; filename="call-{slugify(started.replace(":", ""))}.{extension}"'
     return response

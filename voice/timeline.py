@@ -29,7 +29,7 @@ from typing import Any
 from django.db.models import QuerySet
 from django.db.models.fields.json import KT
 
-from voice.models import CallRecording, ResponseUsage, SessionEvent, TranscriptItem, VoiceSession
+from voice.models import CallRecording, ResponseUsage, SessionEvent, TranscriptItem, VoiceConfig, VoiceSession
 from voice.templatetags.voice_format import clock as _clock
 from voice.templatetags.voice_format import seconds as _seconds
 
@@ -243,6 +243,15 @@ def assemble(session: VoiceSession, recording: CallRecording | None, events: Ite
         turn = timeline.turns.get(item.response_id)
         if turn is not None and not turn.item_id and item.kind == TranscriptItem.Kind.MESSAGE:
             turn.item_id = item.item_id  # known from output_audio_buffer.started alone: its first line
+    # GPT-Live's lines carry their place on the session's timeline, which is where its server-side
+    # recording starts (voice/live_audio.py); they win over the Realtime rules above. Realtime sessions
+    # (and so the exports' constant queries per chunk) never pay this query.
+    if session.protocol == VoiceConfig.Protocol.LIVE:
+        for item_id, start, end in (TranscriptItem.objects.filter(session=session, item_id__startswith="live_")
+                                    .values_list("item_id", "audio_start_ms", "audio_end_ms")):
+            if start is not None:
+                timeline.item_ms[item_id] = (max(0, start - offset),
+                                             None if end is None else max(0, end - offset))
     return timeline
 
 

@@ -18,6 +18,7 @@ export function setupRecording(client, config, pageData) {
   let readyAt = 0;
   let policyOfCall = "off";
   let agreedForCall = false;
+  let recordedByServer = false;
 
   const policy = () => (config && config.selectedOptions[0]?.dataset.recording) || "off";
 
@@ -65,7 +66,14 @@ export function setupRecording(client, config, pageData) {
   client.addEventListener("ready", () => {
     readyAt = performance.now();
     stopRecorder(); // a new session (relay mode reconnect): its own recording
-    if (!agreedForCall || !recordingSupported() || !client.sessionId) return;
+    if (!agreedForCall || !client.sessionId) return;
+    if (client.live?.recorded_by === "server") {
+      // GPT-Live: the server records the call from its own copy of the audio; this page uploads nothing.
+      recordedByServer = true;
+      showIndicator("Recording this call", "recording");
+      return;
+    }
+    if (!recordingSupported()) return;
     const sessionId = client.sessionId;
     const current = new CallRecorder({
       chunkUrl: (index) => pageData.recording_chunk_url.replace(pageData.any_session, sessionId).replace(/0$/, String(index)),
@@ -85,7 +93,13 @@ export function setupRecording(client, config, pageData) {
       showIndicator("This call could not be recorded in this browser; it goes on unrecorded.", "failed");
     }
   });
-  client.addEventListener("closed", () => { stopRecorder(); });
+  client.addEventListener("closed", () => {
+    if (recordedByServer) {
+      recordedByServer = false;
+      showIndicator("The recording is kept on the server", "saved");
+    }
+    stopRecorder();
+  });
 
   if (config) config.addEventListener("change", renderConsent);
   renderConsent();

@@ -68,7 +68,7 @@ let costTimer = 0;
 let costPoll = 0;
 // The last line typed, put back in the box if the server refuses it (too fast, too long, no call yet).
 let lastTyped = "";
-const TYPED_REFUSALS = new Set(["invalid_text", "text_rate_limited", "call_not_ready", "text_not_sent"]);
+const TYPED_REFUSALS = new Set(["invalid_text", "text_rate_limited", "call_not_ready", "text_not_sent", "text_not_supported"]);
 const speaking = { user: false, assistant: false };
 const announced = new Set();
 
@@ -189,6 +189,13 @@ function keepFocus(focused, active) {
 }
 
 function renderTyping(state) {
+  if (client.api === "gpt-live" && ACTIVE_STATES.has(state)) {
+    // GPT-Live takes no typed turn: it only listens (docs/gpt-live.md).
+    els.say.disabled = true;
+    els.saySend.disabled = true;
+    els.sayHelp.textContent = "This assistant only listens: typing is not available during this call. Say it instead.";
+    return;
+  }
   const ready = state === "connected";
   els.say.disabled = !ready;
   els.saySend.disabled = !ready;

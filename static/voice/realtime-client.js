@@ -161,6 +161,8 @@ export class RealtimeVoiceClient extends EventTarget {
     this.callId = null;
     this.model = null;
     this.mode = null;          // "server" | "relay", from ag2.init
+    this.api = "realtime";     // "realtime" | "gpt-live", from ag2.init (server mode)
+    this.live = null;          // GPT-Live: {transcript_gap_ms, typing, recorded_by}, from ag2.init
     this.muted = false;
     this.reconnectAttempt = 0;
     this.lastError = null;
@@ -176,6 +178,8 @@ export class RealtimeVoiceClient extends EventTarget {
     this._items = new Map();   // itemId -> {type, role, previousItemId, name, callId}
     this._toolsByCallId = new Map();
     this._transcriptionOn = false;
+    this._liveLines = {};      // GPT-Live: role -> the open transcript line {itemId, end}
+    this._liveCount = 0;
     this._analyser = null;
     this._levelBuffer = null;
     this._relayNode = null;
@@ -261,6 +265,7 @@ export class RealtimeVoiceClient extends EventTarget {
   sendText(text) {
     const line = String(text ?? "").trim();
     if (!line || this.state !== "connected") return false;
+    if (this.api === "gpt-live") return false; // GPT-Live takes no typed turn (the server refuses it too)
     if (this.mode === "server") return this._sendToServer({ type: "ag2.text", text: line });
     this.sendClientEvent({
       type: "conversation.item.create",
@@ -278,6 +283,7 @@ export class RealtimeVoiceClient extends EventTarget {
       callId: this.callId,
       model: this.model,
       mode: this.mode,
+      api: this.api,
       muted: this.muted,
       reconnectAttempt: this.reconnectAttempt,
       pcState: this.pc ? this.pc.connectionState : null,
@@ -477,6 +483,8 @@ export class RealtimeVoiceClient extends EventTarget {
       return;
     }
     this.mode = "relay";
+    this.api = "realtime";
+    this.live = null;
     this._resumeId = null;
     const gen = this._gen;
     if (this.pc) {
@@ -517,7 +525,7 @@ export class RealtimeVoiceClient extends EventTarget {
       if (this.pc && msg.session_id === this.sessionId) {
         // The same call, seen from a new socket: nothing to set up again.
         this.reconnectAttempt = 0;
-        this._emit("init", { sessionId: this.sessionId, model: this.model, protocol: msg.protocol, session, mode: "server", resumed: true });
+        this._emit("init", { sessionId: this.sessionId, model: this.model, protocol: msg.protocol, session, mode: "server", api: this.api, live: this.live, resumed: true });
         if (this.dc && this.dc.readyState === "open") this._setState("connected", "resumed");
         return;
       }
@@ -535,6 +543,10 @@ export class RealtimeVoiceClient extends EventTarget {
       this._warn(`The server speaks protocol ${msg.protocol}, this page speaks ${SERVER_PROTOCOL_VERSION} for server-controlled calls.`);
     }
     this.mode = "server";
+    this.api = msg.api === "gpt-live" ? "gpt-live" : "realtime";
+    this.live = this.api === "gpt-live" ? { transcript_gap_ms: 2000, typing: false, recorded_by: "server", ...(msg.live || {}) } : null;
+    this._liveLines = {};
+    this._liveCount = 0;
     this.sessionId = msg.session_id || null;
     this.callId = null; // the server keeps the call id to itself
     this.model = session.model || null;
@@ -543,7 +555,7 @@ export class RealtimeVoiceClient extends EventTarget {
     this._items = new Map();
     this._toolsByCallId = new Map();
     this._transcriptionOn = false;
-    this._emit("init", { sessionId: this.sessionId, model: this.model, protocol: msg.protocol, session, mode: "server", resumed: false });
+    this._emit("init", { sessionId: this.sessionId, model: this.model, protocol: msg.protocol, session, mode: "server", api: this.api, live: this.live, resumed: false });
     this._startCall(gen, null).catch((err) => {
       if (gen !== this._gen) return;
       this._failCall("sdp", "The call could not be set up.", String(err && err.message || err));
@@ -774,6 +786,8 @@ export class RealtimeVoiceClient extends EventTarget {
   }
 
   _teardownCall() {
+    // GPT-Live: a call that ends ends its open lines (session.closed may not reach a channel closing now).
+    for (const role of Object.keys(this._liveLines)) this._endLiveLine(role);
     const pc = this.pc;
     const dc = this.dc;
     this.pc = null;
@@ -844,6 +858,18 @@ export class RealtimeVoiceClient extends EventTarget {
       case "response.output_text.done":
       case "response.text.done":
         this._finishText(ev.item_id, "assistant", ev.text);
+        break;
+
+      // GPT-Live (docs/gpt-live.md): timed fragments with no item and no done event, made into lines by
+      // the server's rule, so that the page shows the lines the record keeps.
+      case "session.input_transcript.delta":
+        this._liveFragment("user", ev);
+        break;
+      case "session.output_transcript.delta":
+        this._liveFragment("assistant", ev);
+        break;
+      case "session.closed":
+        for (const role of Object.keys(this._liveLines)) this._endLiveLine(role);
         break;
 
       case "conversation.item.truncated":
@@ -923,6 +949,41 @@ export class RealtimeVoiceClient extends EventTarget {
       const call = [...this._items.values()].find((i) => i.type === "function_call" && i.callId === item.call_id);
       this._emitTool({ callId: item.call_id || null, itemId: item.id, name: call?.name || null, arguments: null, output: item.output ?? null, status: "completed" });
     }
+  }
+
+  /** A GPT-Live fragment joins its speaker's open line when it starts within the gap of that line's end;
+   *  the other speaker's line ends once a fragment starts later than its end plus the gap. */
+  _liveFragment(role, ev) {
+    if (typeof ev.delta !== "string") return;
+    const gap = Number(this.live?.transcript_gap_ms) || 2000;
+    const lines = this._liveLines;
+    const start = Number.isFinite(ev.start_ms) ? ev.start_ms : Math.max(0, ...Object.values(lines).map((l) => l.end));
+    const end = Number.isFinite(ev.end_ms) ? ev.end_ms : start;
+    const other = role === "user" ? "assistant" : "user";
+    if (lines[other] && start > lines[other].end + gap) this._endLiveLine(other);
+    let line = lines[role];
+    if (line && start > line.end + gap) {
+      this._endLiveLine(role);
+      line = null;
+    }
+    if (!line) {
+      this._liveCount += 1;
+      const previous = [...this.transcript.keys()].pop() ?? null;
+      line = { itemId: `live_${role === "user" ? "in" : "out"}_${this._liveCount}`, end };
+      lines[role] = line;
+      this._updateItem(line.itemId, role, { previousItemId: previous });
+    }
+    line.end = Math.max(line.end, end);
+    this._appendText(line.itemId, role, ev.delta); // as the record joins them: the fragments carry their spaces
+    this._emit("speech", { who: role, speaking: true });
+  }
+
+  _endLiveLine(role) {
+    const line = this._liveLines[role];
+    if (!line) return;
+    delete this._liveLines[role];
+    this._finishText(line.itemId, role);
+    this._emit("speech", { who: role, speaking: false });
   }
 
   _appendText(itemId, role, delta) {

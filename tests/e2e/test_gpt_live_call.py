@@ -7,14 +7,17 @@ Everything is real except OpenAI: daphne serves the site, the emulator (its own 
 
 from __future__ import annotations
 
+import io
 import json
+import time
+import wave
 from decimal import Decimal
 
 import pytest
 from django.contrib.auth.models import User
 
 from tests.e2e.harness import Harness
-from tests.e2e.pages import connect, expect, expect_state, live_peer_connections, log_in, sent_to_server
+from tests.e2e.pages import bubble, connect, expect, expect_state, live_peer_connections, log_in, sent_to_server
 from tests.e2e.records import wait_for_session
 from tests.e2e.servers import wait_until
 from voice.models import ResponseUsage, ToolCall, VoiceConfig, VoiceSession
@@ -31,6 +34,7 @@ SIGNALLING = {"ag2.offer", "ag2.ready", "ag2.client_error", "ag2.hangup"}
 def _live_default_config() -> None:
     config = VoiceConfig.objects.get(slug="default")
     config.protocol, config.call_mode, config.live_model = "live", "server", "gpt-live-1.1"
+    config.recording = VoiceConfig.Recording.ASK
     config.tools, config.live_delegation = ["current_time"], "client"
     config.full_clean()
     config.save()
@@ -47,9 +51,14 @@ def test_a_gpt_live_call_with_a_spoken_turn_and_a_delegation_to_a_server_tool(
 
     chat = e2e.new_page("chat")
     log_in(chat, "alice", "alice-pass-2026", next_path="/voice/")
+    chat.check("#recording-agree")
     client = connect(chat)  # the fake microphone's beep is the spoken turn
     session_id = client["sessionId"]
-    assert client["mode"] == "server" and client["callId"] is None, client
+    assert client["mode"] == "server" and client["callId"] is None and client["api"] == "gpt-live", client
+    # GPT-Live takes no typed turn: the page says so instead of offering it; the server records the call.
+    expect(chat.locator("#say")).to_be_disabled()
+    expect(chat.locator("#say-help")).to_contain_text("only listens")
+    expect(chat.locator("#recording-state")).to_have_text("Recording this call")
     session = wait_for_session(session_id, status=VoiceSession.Status.ACTIVE)
     assert (session.protocol, session.model) == ("live", "gpt-live-1.1") and session.call_id.startswith("live_")
     live_id = session.call_id
@@ -67,8 +76,16 @@ def test_a_gpt_live_call_with_a_spoken_turn_and_a_delegation_to_a_server_tool(
     expect(tool_row).to_contain_text("current_time")
     expect(tool_row).to_have_attribute("data-status", "succeeded")
 
+    # The chat page shows the call's lines too, from GPT-Live's fragments on its data channel.
+    expect(bubble(chat, "user", final=False).first.locator(".text")).to_have_text("What time is it in UTC?")
+    expect(bubble(chat, "assistant", final=False).last.locator(".text")).to_contain_text(
+        "Thanks for waiting. The clock says", timeout=15_000)
+    time.sleep(1.0)  # the rest of the reply
+
     chat.click("#hangup")
     expect_state(chat, "ended")
+    expect(bubble(chat, "assistant")).to_have_count(1)  # session.closed ended every line
+    assert chat.evaluate("window.voiceRecorder === undefined")  # the page recorded and uploaded nothing
     assert live_peer_connections(chat) == 0
     session = wait_for_session(session_id, status=VoiceSession.Status.ENDED, end_reason="hangup")
 
@@ -94,3 +111,18 @@ def test_a_gpt_live_call_with_a_spoken_turn_and_a_delegation_to_a_server_tool(
     assert session.cost_usd == (seconds * Decimal("0.05") / 60).quantize(Decimal("0.000001"))
     assert session.cost_usd > 0
     wait_until(lambda: e2e.emulator.call(live_id)["status"] == "ended", timeout=10, what="the session to end")
+
+    # The recording, made on the server from the sideband's copies: a stereo WAV as long as the session.
+    answer = chat.request.get(f"/voice/sessions/{session_id}/recording.webm")
+    assert answer.ok and answer.headers["content-type"] == "audio/wav"
+    with wave.open(io.BytesIO(answer.body())) as reader:
+        assert (reader.getnchannels(), reader.getframerate()) == (2, 24_000)
+        assert abs(reader.getnframes() / 24_000 - float(closed["usage"]["seconds"])) < 0.5
+    chat.goto(f"/voice/sessions/{session_id}/")
+    expect(chat.locator("#replay-audio")).to_be_visible()
+    buttons = chat.locator("button.play-at")
+    assert buttons.count() >= 2
+    assert int(buttons.nth(1).get_attribute("data-ms")) == items[1].audio_start_ms
+    buttons.nth(1).click()
+    wait_until(lambda: chat.evaluate("document.getElementById('replay-audio').currentTime") * 1000
+               > items[1].audio_start_ms, timeout=10, what="the player past the reply's moment")
