@@ -7,7 +7,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from asgiref.sync import sync_to_async
 from django import forms
@@ -33,6 +33,7 @@ from voice.models import (
     TranscriptItem,
     VoiceConfig,
     VoiceSession,
+    VoiceSessionQuerySet,
     tool_name_choices,
 )
 from voice.paging import AppendOnlyPaginator, LargeTablePaginator, page_query
@@ -82,7 +83,7 @@ class VoiceConfigForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["tools"].choices = [(name, name) for name in tool_name_choices()]
+        cast(forms.ChoiceField, self.fields["tools"]).choices = [(name, name) for name in tool_name_choices()]
         # Offer what can be chosen today, retiring models with their date; a config already on a shut-down
         # model keeps it listed, so the form shows it (and the error that says what to pick instead).
         today = catalog.today()
@@ -93,7 +94,7 @@ class VoiceConfigForm(forms.ModelForm):
                 options.append((current, f"{current} (shut down)"))
             if field == "input_transcription_model":
                 options.insert(0, ("", "Off (no user transcript)"))
-            self.fields[field].choices = options
+            cast(forms.ChoiceField, self.fields[field]).choices = options
 
 
 @admin.register(VoiceConfig)
@@ -421,9 +422,13 @@ def _text_chunks(queryset: QuerySet[VoiceSession]) -> Iterator[str]:
 async def _async_chunks(chunks: Iterator[str]) -> AsyncIterator[str]:
     # Under ASGI, Django would buffer a synchronous iterator whole; read each chunk (its queries
     # included) in the thread the ORM uses, and hand it on as it comes.
-    done = object()
-    while (chunk := await sync_to_async(next, thread_sensitive=True)(chunks, done)) is not done:
-        yield chunk  # type: ignore[misc]
+    read = sync_to_async(_next_chunk, thread_sensitive=True)
+    while (chunk := await read(chunks)) is not None:
+        yield chunk
+
+
+def _next_chunk(chunks: Iterator[str]) -> str | None:
+    return next(chunks, None)
 
 
 def _export(request: HttpRequest, queryset: QuerySet[VoiceSession], fmt: str) -> StreamingHttpResponse:
@@ -480,7 +485,7 @@ class VoiceSessionAdmin(LargeTableAdmin):
         # session, JSON included, on each view) with or without a search term.
         if not search_term.strip():
             return queryset, False
-        return queryset.search(search_term), False
+        return cast(VoiceSessionQuerySet, queryset).search(search_term), False
 
     def get_object(self, request: HttpRequest, object_id: str, from_field: str | None = None) -> Any:
         obj = super().get_object(request, object_id, from_field)
@@ -557,7 +562,7 @@ class VoiceSessionAdmin(LargeTableAdmin):
 
     @admin.display(description="Transcript")
     def transcript(self, obj: VoiceSession) -> str:
-        query = getattr(obj, "admin_query", QueryDict())
+        query = cast(QueryDict, getattr(obj, "admin_query", QueryDict()))
         page = obj.transcript_page(query.get("transcript_page"), TRANSCRIPT_PER_PAGE)
         if not page.paginator.count:
             return "No transcript recorded."
@@ -626,7 +631,7 @@ class SessionEventAdmin(LargeTableAdmin):
             return queryset.filter(session_id=session_id), False
         return queryset.filter(type__startswith=term.lower()), False
 
-    def get_ordering(self, request: HttpRequest) -> list[str] | tuple[str, ...]:
+    def get_ordering(self, request: HttpRequest) -> tuple[str, ...]:
         # One session's events in order, from the (session, seq) constraint's index; otherwise the
         # newest first, from the primary key. Neither joins the session nor sorts the table.
         if _as_uuid(request.GET.get(SEARCH_VAR, "").strip()) is not None:

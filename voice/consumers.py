@@ -118,6 +118,7 @@ class VoiceSessionConsumer(_NoPerMessageThreadHop, AsyncJsonWebsocketConsumer):
     session: VoiceSession | None = None
     # Server mode: the call lives in a LiveSession, which this socket is attached to (or was).
     live: live_sessions.LiveSession | None = None
+    ended: bool  # set by connect()
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         try:
@@ -265,7 +266,9 @@ class VoiceSessionConsumer(_NoPerMessageThreadHop, AsyncJsonWebsocketConsumer):
         try:
             data = boundedjson.loads(text_data)
         except ValueError as exc:
-            await self._refuse("invalid_json", f"The message is not valid JSON: {exc.msg}.", text_data)
+            # `msg`: the reason alone, without the position (JSONDecodeError, JSONTooDeepError alike).
+            reason = getattr(exc, "msg", exc)
+            await self._refuse("invalid_json", f"The message is not valid JSON: {reason}.", text_data)
             return
         if _has_lone_surrogate(text_data, data):
             await self._refuse("invalid_frame", "The message holds text that is not valid Unicode (an unpaired "
@@ -593,8 +596,9 @@ class DashboardConsumer(_NoPerMessageThreadHop, AsyncJsonWebsocketConsumer):
             self.log.flush()
         if getattr(self, "is_staff", False):
             await self.channel_layer.group_discard(STAFF_GROUP, self.channel_name)
-        if getattr(self, "watching", None):
-            await self.channel_layer.group_discard(session_group(self.watching), self.channel_name)
+        watching = getattr(self, "watching", None)
+        if watching:
+            await self.channel_layer.group_discard(session_group(watching), self.channel_name)
 
 
 assert (MESSAGE_TYPE, BATCH_TYPE) == ("dashboard.message", "dashboard.batch")  # the handlers above are named after them

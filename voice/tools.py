@@ -92,7 +92,7 @@ def _power(base: float, exponent: float) -> float:
         raise ToolError(f"Exponents are limited to ±{MAX_EXPONENT}.")
     # Refuse before computing: the bit length of base**exponent is about bits(base) * exponent.
     exact = isinstance(base, int) and isinstance(exponent, int) and exponent > 0
-    if exact and base.bit_length() * exponent > MAX_INTEGER_BITS:
+    if exact and int(base).bit_length() * exponent > MAX_INTEGER_BITS:
         raise ToolError("The result is too large.")
     result = base**exponent
     if isinstance(result, complex):

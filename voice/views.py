@@ -130,7 +130,7 @@ def session_detail(request: HttpRequest, pk: str) -> HttpResponse:
     for item in items.object_list:
         replay.place(item)
     for call in tools.object_list:
-        call.at_ms = replay.tool_ms(session, call.started_at)
+        call.at_ms = replay.tool_ms(session, call.started_at)  # type: ignore[attr-defined]  # for the template
     return render(request, "voice/session_detail.html", {
         "session": session,
         "has_recording": replay.has_recording,

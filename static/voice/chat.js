@@ -101,7 +101,7 @@ async function listMicrophones() {
     els.micHelp.textContent = "This browser cannot list microphones: its default one is used.";
     return;
   }
-  let devices = [];
+  let devices;
   try {
     devices = (await navigator.mediaDevices.enumerateDevices()).filter((d) => d.kind === "audioinput");
   } catch {
