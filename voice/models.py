@@ -21,6 +21,7 @@ from django.utils.text import slugify, smart_split, unescape_string_literal
 from simple_history.models import HistoricalRecords
 
 from voice import catalog
+from voice.tools import get_tool, tool_names
 
 # The GA voices (PROTOCOL.md). `voice` can change only before the first audio output.
 VOICES = ("alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar")
@@ -43,9 +44,6 @@ def _choices(values: tuple[str, ...]) -> list[tuple[str, str]]:
 
 
 def tool_name_choices() -> list[str]:
-    # Imported lazily: voice.tools may import models for its own tools.
-    from voice.tools import tool_names
-
     return list(tool_names())
 
 
@@ -460,8 +458,6 @@ class VoiceConfig(models.Model):
         return None
 
     def tool_definitions(self) -> list[dict[str, Any]]:
-        from voice.tools import get_tool
-
         return [get_tool(name).definition() for name in self.tools]
 
     def to_session_payload(self) -> dict[str, Any]:
