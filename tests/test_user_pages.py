@@ -196,6 +196,13 @@ def test_the_chat_page_shows_ids_to_staff_only(owner: User, staff: User) -> None
     assert data["end_reasons"]["upstream_error"] == wording.END_REASONS["upstream_error"]  # type: ignore[index]
 
 
+def test_the_chat_page_gets_its_urls_from_the_server(owner: User) -> None:
+    data = _chat_data(owner)
+    assert data["socket_path"] == "/ws/voice/"
+    any_session = str(data["any_session"])
+    assert data["totals_url"] == f"/voice/sessions/{any_session}/totals"
+
+
 def test_the_chat_pages_live_regions_are_in_the_page_before_they_have_text(owner: User) -> None:
     body = _client(owner).get("/voice/").content.decode()
     for element in ("error", "notice", "tool-activity"):
@@ -225,6 +232,12 @@ def _dashboard_data(user: User) -> dict[str, object]:
     match = re.search(r'<script id="dashboard-data" type="application/json">(.*?)</script>', body, re.S)
     assert match
     return json.loads(match.group(1))
+
+
+def test_the_dashboard_gets_its_urls_from_the_server(staff: User) -> None:
+    data = _dashboard_data(staff)
+    assert data["socket_path"] == "/ws/dashboard/" and data["login_url"] == "/accounts/login/"
+    assert data["any_session"] == "00000000-0000-0000-0000-000000000000"
 
 
 def test_the_dashboard_opens_with_the_sessions_that_ended_before_it(superuser: User, staff: User, owner: User,

@@ -26,6 +26,7 @@ from voice import live as live_sessions
 from voice import sessions, snapshots
 from voice.broadcast import BATCH_TYPE, MESSAGE_TYPE, RESYNC_TYPE, STAFF_GROUP, Broadcaster, session_group
 from voice.models import SessionEvent, VoiceConfig, VoiceSession
+from voice.protocol import CLOSE_FORBIDDEN, CLOSE_NOT_LOGGED_IN, CLOSE_TIMEOUT, CLOSE_TRY_AGAIN_LATER
 from voice.realtime import boundedjson
 from voice.realtime.client import RawFrame
 from voice.realtime.throttle import Throttle, ThrottledLog, TokenBucket
@@ -53,11 +54,6 @@ INTERNAL = SessionEvent.Direction.INTERNAL
 # the record) for at most this long before the agent is stopped; their raw frames are logged regardless.
 RELAY_DRAIN_SECONDS = 5.0
 
-CLOSE_NOT_LOGGED_IN = 4401
-CLOSE_FORBIDDEN = 4403
-CLOSE_NOT_FOUND = 4404
-CLOSE_TIMEOUT = 4408
-CLOSE_TRY_AGAIN_LATER = 1013  # the channel layer is down; the dashboard reconnects
 # A flooding browser is told at most this often that its frames over the rate are ignored.
 FLOOD_NOTICE_SECONDS = 5.0
 # A dashboard sends subscribe/unsubscribe requests, a few a minute; each costs a database read.

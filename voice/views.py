@@ -11,14 +11,14 @@ from django.core.paginator import Paginator
 from django.db import connection
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import get_token
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import get_object_or_404, redirect, render, resolve_url
 from django.templatetags.static import static
 from django.urls import reverse
 from django.utils.text import slugify
 from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_GET
 
-from voice import timeline, wording
+from voice import protocol, timeline, wording
 from voice.models import TranscriptItem, VoiceConfig, VoiceSession
 from voice.paging import page_query
 
@@ -61,6 +61,7 @@ def chat(request: HttpRequest) -> HttpResponse:
             "configs": configs,
             "default_slug": default.slug if default else "",
             "page_data": {
+                "socket_path": f"/{protocol.VOICE_SOCKET_PATH}",
                 # Staff may see a session's id and call id on the page; other users never do.
                 "show_ids": request.user.is_staff,
                 "totals_url": reverse("voice:session_totals", args=[ANY_SESSION]),
@@ -231,6 +232,9 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     return render(request, "voice/dashboard.html", {"page_data": {
         # Oldest first: the page puts each one it adds at the top, as it does for sessions ending live.
         "recent": recent,
+        "socket_path": f"/{protocol.DASHBOARD_SOCKET_PATH}",
+        "login_url": resolve_url(settings.LOGIN_URL),
+        "any_session": ANY_SESSION,
         "admin_url": reverse("admin:voice_voicesession_change", args=[ANY_SESSION]) if may_review else "",
         "end_reasons": wording.STAFF_END_REASONS,
     }})
