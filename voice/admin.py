@@ -391,11 +391,7 @@ def _json_chunks(queryset: QuerySet[VoiceSession]) -> Iterator[str]:
             record = {
                 **s.to_dict(),
                 "transcript": [i.to_dict() for i in s.ordered_transcript()],
-                "tool_calls": [
-                    {"call_id": t.call_id, "name": t.name, "arguments": t.arguments, "output": t.output,
-                     "status": t.status, "duration_ms": t.duration_ms}
-                    for t in s.tool_calls.all()
-                ],
+                "tool_calls": [t.to_dict() for t in s.tool_calls.all()],
             }
             # One session per line: json's C encoder (indent= falls back to the pure-Python one).
             parts.append(("\n" if first else ",\n") + json.dumps(record))

@@ -915,6 +915,11 @@ class TranscriptItem(models.Model):
         }
 
 
+# A tool call as the dashboard (snapshot and live frames), the admin's export and the user's download
+# show it (``ToolCall.to_dict``); the Recorder publishes the same fields of the calls it has not written yet.
+TOOL_CALL_FIELDS = ("call_id", "name", "arguments", "output", "status", "started_at", "duration_ms")
+
+
 class ToolCall(models.Model):
     class Status(models.TextChoices):
         RUNNING = "running", "running"
@@ -940,6 +945,23 @@ class ToolCall(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.status})"
+
+    def to_dict(self, *, for_download: bool = False) -> dict[str, Any]:
+        """The fields of ``TOOL_CALL_FIELDS``, ready for JSON. ``for_download``: as the user's own download
+        has it, without OpenAI's call id (the record's ids stay out of it) and with the status in words."""
+        fields = {
+            "call_id": self.call_id,
+            "name": self.name,
+            "arguments": self.arguments,
+            "output": self.output,
+            "status": self.status,
+            "started_at": self.started_at.isoformat(),
+            "duration_ms": self.duration_ms,
+        }
+        if for_download:
+            del fields["call_id"]
+            fields["status"] = self.get_status_display()
+        return fields
 
 
 class ResponseUsage(models.Model):

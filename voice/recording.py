@@ -52,7 +52,7 @@ from voice import pricing, spool
 from voice import record_values as values
 from voice.agent import Observer, ToolCallStatus, VoiceAgent
 from voice.broadcast import Broadcaster
-from voice.models import ResponseUsage, SessionEvent, ToolCall, TranscriptItem, VoiceSession
+from voice.models import TOOL_CALL_FIELDS, ResponseUsage, SessionEvent, ToolCall, TranscriptItem, VoiceSession
 from voice.realtime import boundedjson
 from voice.realtime.client import RawFrame
 from voice.realtime.events import (
@@ -1498,4 +1498,4 @@ def _item_payload(item: dict[str, Any]) -> dict[str, Any]:
 
 
 def _tool_payload(tool: dict[str, Any]) -> dict[str, Any]:
-    return _json_safe({k: tool[k] for k in ("call_id", "name", "arguments", "output", "status", "duration_ms")})
+    return _json_safe({k: tool[k] for k in TOOL_CALL_FIELDS})

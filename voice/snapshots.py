@@ -44,11 +44,7 @@ def session_snapshot(session_id: str, user: Any) -> dict[str, Any] | None:
         # The call id is OpenAI's handle on the call: staff see it; the user's own pages never do.
         "session": session.to_dict() if user.is_staff else without_call_id(session.to_dict()),
         "items": [item.to_dict() for item in items],
-        "tool_calls": [
-            {"call_id": t.call_id, "name": t.name, "arguments": t.arguments, "output": t.output, "status": t.status,
-             "duration_ms": t.duration_ms}
-            for t in tools
-        ],
+        "tool_calls": [t.to_dict() for t in tools],
         "events": events[::-1],
         # What was left out, and where the whole record can be read.
         "earlier": {"items": items_earlier, "tool_calls": tools_earlier, "events": events_earlier},
