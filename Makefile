@@ -29,8 +29,16 @@ test: $(STAMP)
 test-postgres: $(STAMP)
 	@DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test} $(PY) -m pytest $(PYTEST_ARGS)
 
-lint: $(STAMP)
-	@$(VENV)/bin/ruff check .
+# ESLint comes with the browser tests' tools (tests/e2e/package-lock.json); npm ci when the lockfile changes.
+NODE_TOOLS := tests/e2e/node_modules/.package-lock.json
+$(NODE_TOOLS): tests/e2e/package-lock.json
+	@npm ci --prefix tests/e2e --no-audit --no-fund --loglevel=error
+
+## make lint: ruff, mypy (voice/, realtime_site/) and ESLint (static/); silent when all is well.
+lint: $(STAMP) $(NODE_TOOLS)
+	@$(VENV)/bin/ruff check --quiet .
+	@$(VENV)/bin/mypy --no-error-summary
+	@tests/e2e/node_modules/.bin/eslint static/ eslint.config.js
 
 bench: $(STAMP)
 	@$(PY) -m pip install -q --disable-pip-version-check -e ".[bench]"

@@ -19,7 +19,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from tests.test_emulator_call import CURRENT_TIME_TOOL, FAST, KEY, LOUD, TRANSCRIBED_SESSION, ClientPeer, fast_script
 from voice.emulator.app import create_app
 from voice.emulator.script import Script, load_script
-from voice.tools import calculator, current_time
+from voice.tools.builtin import calculator, current_time
 
 CALCULATOR_TOOL = {
     "type": "function",

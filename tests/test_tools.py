@@ -2,18 +2,39 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.contrib.auth.models import User
 from pydantic import ValidationError
 
+from voice import agent
 from voice.agent import ToolContext, ToolError
-from voice.tools import BUILTIN_TOOLS, calculator, current_time, get_tool, session_history, tool_names
+from voice.tools import BUILTIN_TOOLS, get_tool, register, tool_names
+from voice.tools.builtin import calculator, current_time, session_history
 
 # --- registry -----------------------------------------------------------------------------------------
+
+
+def test_the_registry_does_not_import_the_models() -> None:
+    # The models import the registry (to validate and describe a config's tools); the implementations
+    # import the models. Neither may import the other back, lazily or not.
+    code = "import sys, voice.tools; print(sorted(m for m in sys.modules if m.startswith('voice.')))"
+    loaded = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
+                            cwd=settings.BASE_DIR).stdout
+    assert "'voice.tools'" in loaded
+    assert "voice.models" not in loaded and "voice.tools.builtin" not in loaded
+
+
+def test_a_second_tool_of_the_same_name_is_refused() -> None:
+    with pytest.raises(ValueError, match="already registered"):
+        register(agent.make_tool(current_time, timeout=5, uses_database=False))
+    assert BUILTIN_TOOLS["current_time"].name == "current_time"
 
 
 def test_tool_names_lists_the_builtin_tools_sorted() -> None:

@@ -13,7 +13,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.utils import timezone
 
-from voice import wording
+from voice import snapshots, wording
 from voice.models import ToolCall, TranscriptItem, VoiceConfig, VoiceSession
 
 pytestmark = pytest.mark.django_db
@@ -162,6 +162,26 @@ def test_the_conversation_downloads_as_json(owner: User, failed_call: VoiceSessi
     assert "rtc_hidden_call_id" not in raw and str(failed_call.pk) not in raw
 
 
+def test_a_tool_call_reads_alike_on_the_dashboard_in_the_admins_export_and_in_the_download(
+        owner: User, superuser: User, failed_call: VoiceSession) -> None:
+    failed_call.tool_calls.update(status=ToolCall.Status.TIMED_OUT)
+    tool = failed_call.tool_calls.get()
+    expected = {"call_id": "call_hidden", "name": "current_time", "arguments": {"timezone": "UTC"},
+                "output": '{"time": "12:00"}', "status": "timed_out", "started_at": tool.started_at.isoformat(),
+                "duration_ms": 7}
+    snapshot = snapshots.session_snapshot(str(failed_call.pk), superuser)
+    assert snapshot is not None and snapshot["tool_calls"] == [expected]
+    exported = _client(superuser).post("/admin/voice/voicesession/", {"action": "export_json",
+                                                                      "_selected_action": [failed_call.pk]})
+    record = json.loads(exported.getvalue())[0]
+    assert record["tool_calls"] == [expected]
+    assert {k: record[k] for k in snapshot["session"]} == snapshot["session"] == failed_call.to_dict()
+    # The user's own download: the same call without OpenAI's id, its status in words.
+    download = json.loads(_client(owner).get(f"/voice/sessions/{failed_call.pk}/conversation.json").content)
+    assert download["tool_calls"] == [{k: v for k, v in expected.items() if k != "call_id"} | {"status": "timed out"}]
+    assert download["started_at"] == failed_call.started_at.isoformat() and download["cost_usd"] == "0.012345"
+
+
 def test_only_the_owner_downloads_a_conversation(stranger: User, staff: User, failed_call: VoiceSession) -> None:
     for user in (stranger, staff):
         assert _client(user).get(f"/voice/sessions/{failed_call.pk}/conversation.txt").status_code == 404
@@ -196,6 +216,13 @@ def test_the_chat_page_shows_ids_to_staff_only(owner: User, staff: User) -> None
     assert data["end_reasons"]["upstream_error"] == wording.END_REASONS["upstream_error"]  # type: ignore[index]
 
 
+def test_the_chat_page_gets_its_urls_from_the_server(owner: User) -> None:
+    data = _chat_data(owner)
+    assert data["socket_path"] == "/ws/voice/"
+    any_session = str(data["any_session"])
+    assert data["totals_url"] == f"/voice/sessions/{any_session}/totals"
+
+
 def test_the_chat_pages_live_regions_are_in_the_page_before_they_have_text(owner: User) -> None:
     body = _client(owner).get("/voice/").content.decode()
     for element in ("error", "notice", "tool-activity"):
@@ -225,6 +252,12 @@ def _dashboard_data(user: User) -> dict[str, object]:
     match = re.search(r'<script id="dashboard-data" type="application/json">(.*?)</script>', body, re.S)
     assert match
     return json.loads(match.group(1))
+
+
+def test_the_dashboard_gets_its_urls_from_the_server(staff: User) -> None:
+    data = _dashboard_data(staff)
+    assert data["socket_path"] == "/ws/dashboard/" and data["login_url"] == "/accounts/login/"
+    assert data["any_session"] == "00000000-0000-0000-0000-000000000000"
 
 
 def test_the_dashboard_opens_with_the_sessions_that_ended_before_it(superuser: User, staff: User, owner: User,

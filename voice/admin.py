@@ -7,7 +7,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from asgiref.sync import sync_to_async
 from django import forms
@@ -34,6 +34,7 @@ from voice.models import (
     TranscriptItem,
     VoiceConfig,
     VoiceSession,
+    VoiceSessionQuerySet,
     tool_name_choices,
 )
 from voice.paging import AppendOnlyPaginator, LargeTablePaginator, page_query
@@ -90,7 +91,7 @@ class VoiceConfigForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         for name in self.KEPT_WHEN_ABSENT:
             self.fields[name].required = False
-        self.fields["tools"].choices = [(name, name) for name in tool_name_choices()]
+        cast(forms.ChoiceField, self.fields["tools"]).choices = [(name, name) for name in tool_name_choices()]
         # Offer what can be chosen today, retiring models with their date; a config already on a shut-down
         # model keeps it listed, so the form shows it (and the error that says what to pick instead).
         today = catalog.today()
@@ -101,7 +102,7 @@ class VoiceConfigForm(forms.ModelForm):
                 options.append((current, f"{current} (shut down)"))
             if field == "input_transcription_model":
                 options.insert(0, ("", "Off (no user transcript)"))
-            self.fields[field].choices = options
+            cast(forms.ChoiceField, self.fields[field]).choices = options
 
 
     def clean(self) -> dict[str, Any]:
@@ -425,11 +426,7 @@ def _json_chunks(queryset: QuerySet[VoiceSession], request: HttpRequest | None =
                 "recording": {"url": _recording_url(request, s), "offset_ms": replay.offset_ms,
                               "duration_ms": replay.duration_ms} if replay.has_recording else None,
                 "turn_timing": timeline.turn_rows(replay),
-                "tool_calls": [
-                    {"call_id": t.call_id, "name": t.name, "arguments": t.arguments, "output": t.output,
-                     "status": t.status, "duration_ms": t.duration_ms}
-                    for t in s.tool_calls.all()
-                ],
+                "tool_calls": [t.to_dict() for t in s.tool_calls.all()],
             }
             # One session per line: json's C encoder (indent= falls back to the pure-Python one).
             parts.append(("\n" if first else ",\n") + json.dumps(record))
@@ -458,9 +455,13 @@ def _text_chunks(queryset: QuerySet[VoiceSession], request: HttpRequest | None =
 async def _async_chunks(chunks: Iterator[str]) -> AsyncIterator[str]:
     # Under ASGI, Django would buffer a synchronous iterator whole; read each chunk (its queries
     # included) in the thread the ORM uses, and hand it on as it comes.
-    done = object()
-    while (chunk := await sync_to_async(next, thread_sensitive=True)(chunks, done)) is not done:
-        yield chunk  # type: ignore[misc]
+    read = sync_to_async(_next_chunk, thread_sensitive=True)
+    while (chunk := await read(chunks)) is not None:
+        yield chunk
+
+
+def _next_chunk(chunks: Iterator[str]) -> str | None:
+    return next(chunks, None)
 
 
 def _export(request: HttpRequest, queryset: QuerySet[VoiceSession], fmt: str) -> StreamingHttpResponse:
@@ -517,7 +518,7 @@ class VoiceSessionAdmin(LargeTableAdmin):
         # session, JSON included, on each view) with or without a search term.
         if not search_term.strip():
             return queryset, False
-        return queryset.search(search_term), False
+        return cast(VoiceSessionQuerySet, queryset).search(search_term), False
 
     def get_object(self, request: HttpRequest, object_id: str, from_field: str | None = None) -> Any:
         obj = super().get_object(request, object_id, from_field)
@@ -596,7 +597,7 @@ class VoiceSessionAdmin(LargeTableAdmin):
 
     @admin.display(description="Transcript")
     def transcript(self, obj: VoiceSession) -> str:
-        query = getattr(obj, "admin_query", QueryDict())
+        query = cast(QueryDict, getattr(obj, "admin_query", QueryDict()))
         page = obj.transcript_page(query.get("transcript_page"), TRANSCRIPT_PER_PAGE)
         if not page.paginator.count:
             return "No transcript recorded."
@@ -665,7 +666,7 @@ class SessionEventAdmin(LargeTableAdmin):
             return queryset.filter(session_id=session_id), False
         return queryset.filter(type__startswith=term.lower()), False
 
-    def get_ordering(self, request: HttpRequest) -> list[str] | tuple[str, ...]:
+    def get_ordering(self, request: HttpRequest) -> tuple[str, ...]:
         # One session's events in order, from the (session, seq) constraint's index; otherwise the
         # newest first, from the primary key. Neither joins the session nor sorts the table.
         if _as_uuid(request.GET.get(SEARCH_VAR, "").strip()) is not None:

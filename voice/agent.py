@@ -173,7 +173,7 @@ def _with_descriptions(hint: Any) -> Any:
         return hint
     base, *metadata = get_args(hint)
     converted = [Field(description=item) if isinstance(item, str) else item for item in metadata]
-    return Annotated[(base, *converted)]  # type: ignore[valid-type]
+    return Annotated[(base, *converted)]
 
 
 def _without_titles(schema: Any) -> Any:

@@ -39,7 +39,7 @@ import logging
 import time
 import weakref
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from channels.layers import InMemoryChannelLayer, get_channel_layer
@@ -235,7 +235,7 @@ class Broadcaster:
         # cannot tell us gets everything.
         self.watched = not isinstance(self.layer, InMemoryChannelLayer | RedisChannelLayer)
         # Run when the session becomes watched, before its stream starts (see the module docstring).
-        self.on_watched: Callable[[], Awaitable[None]] | None = None
+        self.on_watched: Callable[[], Coroutine[Any, Any, None]] | None = None
         self.sent = 0
         self.failed = 0
         self.dropped = 0

@@ -26,6 +26,7 @@ from voice import live as live_sessions
 from voice import sessions, snapshots
 from voice.broadcast import BATCH_TYPE, MESSAGE_TYPE, RESYNC_TYPE, STAFF_GROUP, Broadcaster, session_group
 from voice.models import SessionEvent, VoiceConfig, VoiceSession
+from voice.protocol import CLOSE_FORBIDDEN, CLOSE_NOT_LOGGED_IN, CLOSE_TIMEOUT, CLOSE_TRY_AGAIN_LATER
 from voice.realtime import boundedjson
 from voice.realtime.client import RawFrame
 from voice.realtime.throttle import Throttle, ThrottledLog, TokenBucket
@@ -53,11 +54,6 @@ INTERNAL = SessionEvent.Direction.INTERNAL
 # the record) for at most this long before the agent is stopped; their raw frames are logged regardless.
 RELAY_DRAIN_SECONDS = 5.0
 
-CLOSE_NOT_LOGGED_IN = 4401
-CLOSE_FORBIDDEN = 4403
-CLOSE_NOT_FOUND = 4404
-CLOSE_TIMEOUT = 4408
-CLOSE_TRY_AGAIN_LATER = 1013  # the channel layer is down; the dashboard reconnects
 # A flooding browser is told at most this often that its frames over the rate are ignored.
 FLOOD_NOTICE_SECONDS = 5.0
 # A dashboard sends subscribe/unsubscribe requests, a few a minute; each costs a database read.
@@ -118,6 +114,7 @@ class VoiceSessionConsumer(_NoPerMessageThreadHop, AsyncJsonWebsocketConsumer):
     session: VoiceSession | None = None
     # Server mode: the call lives in a LiveSession, which this socket is attached to (or was).
     live: live_sessions.LiveSession | None = None
+    ended: bool  # set by connect()
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         try:
@@ -265,7 +262,9 @@ class VoiceSessionConsumer(_NoPerMessageThreadHop, AsyncJsonWebsocketConsumer):
         try:
             data = boundedjson.loads(text_data)
         except ValueError as exc:
-            await self._refuse("invalid_json", f"The message is not valid JSON: {exc.msg}.", text_data)
+            # `msg`: the reason alone, without the position (JSONDecodeError, JSONTooDeepError alike).
+            reason = getattr(exc, "msg", exc)
+            await self._refuse("invalid_json", f"The message is not valid JSON: {reason}.", text_data)
             return
         if _has_lone_surrogate(text_data, data):
             await self._refuse("invalid_frame", "The message holds text that is not valid Unicode (an unpaired "
@@ -593,8 +592,9 @@ class DashboardConsumer(_NoPerMessageThreadHop, AsyncJsonWebsocketConsumer):
             self.log.flush()
         if getattr(self, "is_staff", False):
             await self.channel_layer.group_discard(STAFF_GROUP, self.channel_name)
-        if getattr(self, "watching", None):
-            await self.channel_layer.group_discard(session_group(self.watching), self.channel_name)
+        watching = getattr(self, "watching", None)
+        if watching:
+            await self.channel_layer.group_discard(session_group(watching), self.channel_name)
 
 
 assert (MESSAGE_TYPE, BATCH_TYPE) == ("dashboard.message", "dashboard.batch")  # the handlers above are named after them

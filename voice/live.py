@@ -38,6 +38,14 @@ from voice import lease, live_audio, sessions
 from voice.agent import Observer, VoiceAgent
 from voice.broadcast import RESYNC_TYPE, Broadcaster
 from voice.models import SessionEvent, VoiceConfig, VoiceSession
+from voice.protocol import (
+    CLOSE_FORBIDDEN,
+    CLOSE_NOT_FOUND,
+    CLOSE_REPLACED,
+    CLOSE_SERVICE_RESTART,
+    CLOSE_TIMEOUT,
+    CLOSE_TRY_AGAIN_LATER,
+)
 from voice.realtime import RawFrame, RealtimeError, SidebandGap, create_call, create_live_session, get_client
 from voice.realtime.events import RealtimeEvent, ResponseDone
 from voice.realtime.gptlive_events import LiveSessionClosed
@@ -51,12 +59,6 @@ FROM_BROWSER = SessionEvent.Direction.FROM_BROWSER
 TO_BROWSER = SessionEvent.Direction.TO_BROWSER
 INTERNAL = SessionEvent.Direction.INTERNAL
 
-CLOSE_NOT_FOUND = 4404
-CLOSE_FORBIDDEN = 4403
-CLOSE_TIMEOUT = 4408
-CLOSE_REPLACED = 4409  # a newer browser socket (or another process) took this call over
-CLOSE_SERVICE_RESTART = 1012  # the process is stopping: the page resumes on whichever process answers
-CLOSE_TRY_AGAIN_LATER = 1013
 # How often a process waiting for a hand-off retries the lease.
 HANDOFF_POLL_SECONDS = 0.2
 # The sideband's reconnection policy (voice.realtime.sideband.ReconnectPolicy fields); None: its default.

@@ -21,6 +21,7 @@ from django.utils.text import slugify, smart_split, unescape_string_literal
 from simple_history.models import HistoricalRecords
 
 from voice import catalog
+from voice.tools import get_tool, tool_names
 
 # The GA voices (PROTOCOL.md). `voice` can change only before the first audio output.
 VOICES = ("alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar")
@@ -57,9 +58,6 @@ def _choices(values: tuple[str, ...]) -> list[tuple[str, str]]:
 
 
 def tool_name_choices() -> list[str]:
-    # Imported lazily: voice.tools may import models for its own tools.
-    from voice.tools import tool_names
-
     return list(tool_names())
 
 
@@ -581,8 +579,6 @@ class VoiceConfig(models.Model):
         return None
 
     def tool_definitions(self) -> list[dict[str, Any]]:
-        from voice.tools import get_tool
-
         return [get_tool(name).definition() for name in self.tools]
 
     def to_session_payload(self) -> dict[str, Any]:
@@ -1048,6 +1044,11 @@ class TranscriptItem(models.Model):
         }
 
 
+# A tool call as the dashboard (snapshot and live frames), the admin's export and the user's download
+# show it (``ToolCall.to_dict``); the Recorder publishes the same fields of the calls it has not written yet.
+TOOL_CALL_FIELDS = ("call_id", "name", "arguments", "output", "status", "started_at", "duration_ms")
+
+
 class ToolCall(models.Model):
     class Status(models.TextChoices):
         RUNNING = "running", "running"
@@ -1073,6 +1074,23 @@ class ToolCall(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.status})"
+
+    def to_dict(self, *, for_download: bool = False) -> dict[str, Any]:
+        """The fields of ``TOOL_CALL_FIELDS``, ready for JSON. ``for_download``: as the user's own download
+        has it, without OpenAI's call id (the record's ids stay out of it) and with the status in words."""
+        fields = {
+            "call_id": self.call_id,
+            "name": self.name,
+            "arguments": self.arguments,
+            "output": self.output,
+            "status": self.status,
+            "started_at": self.started_at.isoformat(),
+            "duration_ms": self.duration_ms,
+        }
+        if for_download:
+            del fields["call_id"]
+            fields["status"] = self.get_status_display()
+        return fields
 
 
 class ResponseUsage(models.Model):

@@ -82,7 +82,7 @@ class LargeTablePaginator(Paginator):
     def page(self, number: Any) -> Page:
         number = self.validate_number(number)
         bottom = (number - 1) * self.per_page
-        return self._get_page(self.object_list[bottom:bottom + self.per_page], number, self)
+        return Page(self.object_list[bottom:bottom + self.per_page], number, self)
 
 
 class AppendOnlyPaginator(LargeTablePaginator):

@@ -40,18 +40,19 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 from channels.db import database_sync_to_async
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db import InterfaceError, OperationalError, connection, models, transaction
 from django.utils import timezone
 
 from voice import pricing, spool, timeline
 from voice import record_values as values
 from voice.agent import Observer, ToolCallStatus, VoiceAgent
 from voice.broadcast import Broadcaster
-from voice.models import ResponseUsage, SessionEvent, ToolCall, TranscriptItem, VoiceSession
+from voice.models import TOOL_CALL_FIELDS, ResponseUsage, SessionEvent, ToolCall, TranscriptItem, VoiceSession
 from voice.realtime import boundedjson
 from voice.realtime.client import RawFrame
 from voice.realtime.events import (
@@ -131,11 +132,21 @@ ITEM_FIELDS = ["previous_item_id", "response_id", "role", "kind", "name", "text"
                "audio_start_ms", "audio_end_ms", "first_audio_at", "completed_at"]
 TOOL_FIELDS = ["item_id", "name", "arguments", "output", "status", "duration_ms"]
 MAX_PAYLOAD_CHARS = 64 * 1024
+
+
+def _chars(model: type[models.Model], name: str) -> int:
+    """A text column's size."""
+    size = getattr(model._meta.get_field(name), "max_length", None)
+    if not isinstance(size, int):
+        raise TypeError(f"{model.__name__}.{name} is not a column of bounded size")
+    return size
+
+
 # Column sizes, from the models, so a bound cannot drift from the column it protects.
-ID_CHARS = min(TranscriptItem._meta.get_field(f).max_length for f in ("item_id", "previous_item_id", "response_id"))
-NAME_CHARS = min(TranscriptItem._meta.get_field("name").max_length, ToolCall._meta.get_field("name").max_length)
-TYPE_CHARS = SessionEvent._meta.get_field("type").max_length
-STATUS_CHARS = ResponseUsage._meta.get_field("status").max_length
+ID_CHARS = min(_chars(TranscriptItem, f) for f in ("item_id", "previous_item_id", "response_id"))
+NAME_CHARS = min(_chars(TranscriptItem, "name"), _chars(ToolCall, "name"))
+TYPE_CHARS = _chars(SessionEvent, "type")
+STATUS_CHARS = _chars(ResponseUsage, "status")
 MAX_ERROR_CHARS = 10_000
 # Choices as sets, once: a Django enum's `.values` builds a new list on every access (a third of the
 # intake's time in a profile when read per frame).
@@ -467,7 +478,7 @@ class Recorder:
         """Lifecycle changes (status, call id, timestamps, end reason): written at the next flush."""
         for name, value in fields.items():
             if isinstance(value, str):  # an error message or call id may come from the browser
-                limit = VoiceSession._meta.get_field(name).max_length or MAX_ERROR_CHARS
+                limit = getattr(VoiceSession._meta.get_field(name), "max_length", None) or MAX_ERROR_CHARS
                 fields[name] = values.bounded_text(value, limit)
         self._pending.session.update(fields)
         self._wake()
@@ -1354,17 +1365,17 @@ def load_state(session_id: str) -> dict[str, Any]:
     from django.db.models import Max, Sum
 
     session = VoiceSession.objects.get(pk=session_id)
-    seconds = ResponseUsage.objects.filter(session_id=session_id).aggregate(
+    seconds = ResponseUsage.objects.filter(session=session).aggregate(
         active=Sum("voice_seconds"), standby=Sum("standby_seconds"))
-    items = {row["item_id"]: row for row in TranscriptItem.objects.filter(session_id=session_id).values(
+    items = {row["item_id"]: row for row in TranscriptItem.objects.filter(session=session).values(
         "item_id", *ITEM_FIELDS, "created_at")}
-    tools = {row["call_id"]: row for row in ToolCall.objects.filter(session_id=session_id).values(
+    tools = {row["call_id"]: row for row in ToolCall.objects.filter(session=session).values(
         "call_id", *TOOL_FIELDS, "started_at")}
     return {
-        "last_seq": SessionEvent.objects.filter(session_id=session_id).aggregate(m=Max("seq"))["m"] or 0,
+        "last_seq": SessionEvent.objects.filter(session=session).aggregate(m=Max("seq"))["m"] or 0,
         "items": items,
         "tools": tools,
-        "response_ids": set(ResponseUsage.objects.filter(session_id=session_id).values_list("response_id", flat=True)),
+        "response_ids": set(ResponseUsage.objects.filter(session=session).values_list("response_id", flat=True)),
         "turns": session.turns, "input_tokens": session.input_tokens, "output_tokens": session.output_tokens,
         "total_tokens": session.total_tokens, "cost_usd": session.cost_usd,
         # GPT-Live: the cumulative seconds counted so far (active + standby), and standby alone.
@@ -1557,13 +1568,13 @@ def _write_isolating(recorder: Recorder, batch: _Batch) -> dict[str, Any]:
     sid = recorder.session_id
     notes: list[dict[str, Any]] = []
     for event in batch.events:
-        error = _attempt(lambda e=event: _insert_events([(sid, e)]))
+        error = _attempt(partial(_insert_events, [(sid, event)]))
         if error is None:
             continue
         note = {"seq": event["seq"], "direction": INTERNAL, "origin": SessionEvent.Origin.SERVER,
                 "type": UNWRITABLE_ROW, "created_at": event["created_at"],
                 "payload": _unwritable("event", str(event["seq"]), event, error)}
-        if _attempt(lambda n=note: _insert_events([(sid, n)])) is not None:  # e.g. its seq already written
+        if _attempt(partial(_insert_events, [(sid, note)])) is not None:  # e.g. its seq already written
             logger.error("Session %s: event #%s could not be written, nor its note: %s", sid, event["seq"],
                          note["payload"]["row"][:2000])
     for model, key, rows, fields, create_only in (
@@ -1571,25 +1582,26 @@ def _write_isolating(recorder: Recorder, batch: _Batch) -> dict[str, Any]:
         (ToolCall, "call_id", batch.tools.values(), TOOL_FIELDS, ["started_at"]),
     ):
         for row in rows:
-            error = _attempt(lambda m=model, k=key, r=row, f=fields, c=create_only: _upsert(m, k, [(sid, r)], f, c))
+            error = _attempt(partial(_upsert, model, key, [(sid, row)], fields, create_only))
             if error is not None:
-                notes.append(_unwritable(model._meta.model_name, row[key], row, error))
-    usage_rows = []
+                notes.append(_unwritable(str(model._meta.model_name), row[key], row, error))
+    usage_rows: list[ResponseUsage] = []
     for usage in batch.usages:
-        row = _usage_row(recorder, usage, notes)
-        error = _attempt(lambda r=row: ResponseUsage.objects.bulk_create([r], ignore_conflicts=True))
+        usage_row = _usage_row(recorder, usage, notes)
+        error = _attempt(partial(ResponseUsage.objects.bulk_create, [usage_row], ignore_conflicts=True))
         if error is None:
-            usage_rows.append(row)
+            usage_rows.append(usage_row)
         else:
             notes.append(_unwritable("responseusage", usage["response_id"], usage, error))
-    fields = dict(batch.session)
+    session_fields = dict(batch.session)
     cost = _session_cost(recorder.cost_usd, usage_rows, notes)
     if usage_rows:
-        fields["cost_usd"] = cost
-    if fields and _attempt(lambda: _update_sessions(sorted(fields), [(sid, fields)])) is not None:
+        session_fields["cost_usd"] = cost
+    together = partial(_update_sessions, sorted(session_fields), [(sid, session_fields)])
+    if session_fields and _attempt(together) is not None:
         # Column by column: the session must still end (status, ended_at) whatever else is refused.
-        for name, value in fields.items():
-            error = _attempt(lambda n=name, v=value: _update_sessions([n], [(sid, {n: v})]))
+        for name, value in session_fields.items():
+            error = _attempt(partial(_update_sessions, [name], [(sid, {name: value})]))
             if error is not None:
                 notes.append(_unwritable("voicesession", name, {name: value}, error))
                 if name == "cost_usd":
@@ -1620,6 +1632,14 @@ def _unwritable(table: str, key: Any, row: Any, error: Exception) -> dict[str, A
             "row": values.storable_repr(row, 16_000)}
 
 
+def _session_column(name: str) -> tuple[str, models.Field[Any, Any]]:
+    """A column of the session table and its field (``pk`` for the primary key)."""
+    field = VoiceSession._meta.pk if name == "pk" else VoiceSession._meta.get_field(name)
+    if not isinstance(field, models.Field) or not field.column:
+        raise ValueError(f"VoiceSession.{name} is not a column")
+    return field.column, field
+
+
 def _update_sessions(names: list[str], updates: list[tuple[str, dict[str, Any]]]) -> None:
     """Sessions changing the same columns (the usual case: token totals after each response) in one
     prepared UPDATE run for every row (executemany: one round trip on psycopg).
@@ -1628,13 +1648,13 @@ def _update_sessions(names: list[str], updates: list[tuple[str, dict[str, Any]]]
     200 sessions finished a response in the same round, and stalled the event loop with it (fan-out p99).
     Not a `.update()` per session either: a round trip each.
     """
-    fields = [VoiceSession._meta.get_field(name) for name in names]
+    fields = [_session_column(name) for name in names]
     quote = connection.ops.quote_name
-    pk = VoiceSession._meta.pk
-    assignments = ", ".join(f"{quote(f.column)} = %s" for f in fields)
-    sql = f"UPDATE {quote(VoiceSession._meta.db_table)} SET {assignments} WHERE {quote(pk.column)} = %s"
+    pk_column, pk = _session_column("pk")
+    assignments = ", ".join(f"{quote(column)} = %s" for column, _ in fields)
+    sql = f"UPDATE {quote(VoiceSession._meta.db_table)} SET {assignments} WHERE {quote(pk_column)} = %s"
     rows = [
-        [*(f.get_db_prep_save(changes[f.name], connection) for f in fields), pk.get_db_prep_value(sid, connection)]
+        [*(f.get_db_prep_save(changes[f.name], connection) for _, f in fields), pk.get_db_prep_value(sid, connection)]
         for sid, changes in updates
     ]
     with connection.cursor() as cursor:
@@ -1704,4 +1724,4 @@ def _item_payload(item: dict[str, Any]) -> dict[str, Any]:
 
 
 def _tool_payload(tool: dict[str, Any]) -> dict[str, Any]:
-    return _json_safe({k: tool[k] for k in ("call_id", "name", "arguments", "output", "status", "duration_ms")})
+    return _json_safe({k: tool[k] for k in TOOL_CALL_FIELDS})

@@ -15,6 +15,7 @@ from django.http import (
     Http404,
     HttpRequest,
     HttpResponse,
+    HttpResponseBase,
     JsonResponse,
     StreamingHttpResponse,
 )
@@ -92,7 +93,7 @@ def may_hear(user: Any, session: VoiceSession) -> bool:
 
 
 @require_GET
-def audio(request: HttpRequest, pk: str) -> HttpResponse:
+def audio(request: HttpRequest, pk: str) -> HttpResponseBase:
     """The whole recording (one WebM or WAV file), with byte ranges so that the player can seek."""
     if not request.user.is_authenticated:
         raise Http404("No such recording.")
@@ -104,9 +105,9 @@ def audio(request: HttpRequest, pk: str) -> HttpResponse:
     try:
         wanted = call_audio.parse_range(request.headers.get("Range", ""), total)
     except ValueError:
-        response = HttpResponse(status=416)
-        response["Content-Range"] = f"bytes */{total}"
-        return response
+        unsatisfiable = HttpResponse(status=416)
+        unsatisfiable["Content-Range"] = f"bytes */{total}"
+        return unsatisfiable
     start, end = wanted or (0, total - 1)
     response = StreamingHttpResponse(call_audio.read_range(rows, start, end), content_type=recording.content_type,
                                      status=206 if wanted else 200)

@@ -13,6 +13,7 @@ from django.utils import timezone
 from voice import call_audio, catalog, lease, mcp, providers
 from voice.agent import Observer, ToolContext, VoiceAgent
 from voice.models import VoiceConfig, VoiceSession
+from voice.protocol import CLOSE_FORBIDDEN, CLOSE_MODEL_RETIRED, CLOSE_NOT_FOUND, CLOSE_RATE_LIMITED
 from voice.realtime import OpenAIRealtimeWebRTCClient, RealtimeClientProtocol
 from voice.realtime.calls import hangup
 from voice.realtime.gptlive import PROTOCOL as GPT_LIVE
@@ -66,20 +67,20 @@ def check_config_can_start(config: VoiceConfig, today: date | None = None) -> No
                 "model_retired",
                 f"This assistant uses {name}, which OpenAI shut down on {model.shutdown:%Y-%m-%d}, so it cannot "
                 "start. Ask an administrator to switch the assistant to a current model.",
-                close_code=4410,
+                close_code=CLOSE_MODEL_RETIRED,
             )
     try:
         providers.for_config(config)
     except providers.ProviderNotConfigured as exc:
         logger.warning("Voice config %r cannot start: %s", config.name, exc.detail)
-        raise SessionRefused("provider_not_configured", exc.message, close_code=4403) from None
+        raise SessionRefused("provider_not_configured", exc.message, close_code=CLOSE_FORBIDDEN) from None
     if config.mcp_credential_env and browser_holds_call(config):
         raise SessionRefused(
             "credential_needs_server_mode",
             "This assistant uses a tool service with a private credential, which must not reach the browser, "
             "so it cannot start in this connection mode. Ask an administrator to switch it to server-controlled "
             "calls.",
-            close_code=4403,
+            close_code=CLOSE_FORBIDDEN,
         )
 
 
@@ -93,7 +94,7 @@ def start_session(user: Any, slug: str | None, *, today: date | None = None,
     config = VoiceConfig.objects.for_slug_or_default(slug)
     if config is None:
         what = f"No active voice configuration named {slug!r}." if slug else "No voice configuration is active."
-        raise SessionRefused("config_not_found", what, close_code=4404)
+        raise SessionRefused("config_not_found", what, close_code=CLOSE_NOT_FOUND)
     check_config_can_start(config, today)
     try:
         recording_consent = call_audio.consent_for(config, recording)
@@ -101,7 +102,7 @@ def start_session(user: Any, slug: str | None, *, today: date | None = None,
         raise SessionRefused(
             "recording_consent_required",
             "This assistant records its calls, so a call can only start once you agree to the recording.",
-            close_code=4403,
+            close_code=CLOSE_FORBIDDEN,
         ) from None
     # Sessions whose process died count no more: end them now rather than lock the user out.
     grace = settings.VOICE_HEARTBEAT_GRACE_SECONDS
@@ -111,7 +112,7 @@ def start_session(user: Any, slug: str | None, *, today: date | None = None,
         raise SessionRefused(
             "too_many_sessions",
             f"You already have {live} live session(s); hang up one before starting another.",
-            close_code=4429,
+            close_code=CLOSE_RATE_LIMITED,
             retryable=True,
         )
     recent = VoiceSession.objects.filter(user=user, started_at__gte=timezone.now() - timedelta(minutes=1)).count()
@@ -119,7 +120,7 @@ def start_session(user: Any, slug: str | None, *, today: date | None = None,
         raise SessionRefused(
             "rate_limited",
             "Too many sessions started in the last minute; wait a moment and try again.",
-            close_code=4429,
+            close_code=CLOSE_RATE_LIMITED,
             retryable=True,
         )
     server_mode = config.call_mode == VoiceConfig.CallMode.SERVER

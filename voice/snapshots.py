@@ -47,11 +47,7 @@ def session_snapshot(session_id: str, user: Any) -> dict[str, Any] | None:
         # The call id is OpenAI's handle on the call: staff see it; the user's own pages never do.
         "session": session.to_dict() if user.is_staff else without_call_id(session.to_dict()),
         "items": [item.to_dict() for item in items],
-        "tool_calls": [
-            {"call_id": t.call_id, "name": t.name, "arguments": t.arguments, "output": t.output, "status": t.status,
-             "duration_ms": t.duration_ms}
-            for t in tools
-        ],
+        "tool_calls": [t.to_dict() for t in tools],
         "events": events[::-1],
         # Each turn's latency so far; the live ones follow as `turn` messages (voice/recording.py).
         "turns": [{"response_id": t.response_id, "item_id": t.item_id, "latency_ms": t.latency_ms,

@@ -248,16 +248,18 @@ def _write_rows(session_id: str, rows: dict[str, list[dict[str, Any]]]) -> int:
     events = [_typed(SessionEvent, row) for row in rows["event"]]
     if events:
         # Unique per (session, seq): what an earlier, interrupted replay wrote is skipped, not doubled.
-        done = set(SessionEvent.objects.filter(session=session, seq__in=[e["seq"] for e in events])
-                   .values_list("seq", flat=True))
-        new = [e for e in events if e["seq"] not in done]
+        seqs_done = set(SessionEvent.objects.filter(session=session, seq__in=[e["seq"] for e in events])
+                        .values_list("seq", flat=True))
+        new = [e for e in events if e["seq"] not in seqs_done]
         from voice.recording import _insert_events  # the writer's own insert (COPY on PostgreSQL)
 
         _insert_events([(session_id, e) for e in new])
         written += len(new)
 
-    for model, key, create_only, table in ((TranscriptItem, "item_id", "created_at", "item"),
-                                           (ToolCall, "call_id", "started_at", "tool")):
+    # Any: the two models share the columns used here, which their union's type cannot say.
+    upserted: tuple[tuple[Any, str, str, str], ...] = ((TranscriptItem, "item_id", "created_at", "item"),
+                                                        (ToolCall, "call_id", "started_at", "tool"))
+    for model, key, create_only, table in upserted:
         upserts = [_typed(model, row) for row in rows[table]]
         if upserts:
             fields = sorted({name for row in upserts for name in row} - {key, create_only})

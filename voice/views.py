@@ -11,14 +11,14 @@ from django.core.paginator import Paginator
 from django.db import connection
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import get_token
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import get_object_or_404, redirect, render, resolve_url
 from django.templatetags.static import static
 from django.urls import reverse
 from django.utils.text import slugify
 from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_GET
 
-from voice import timeline, wording
+from voice import protocol, timeline, wording
 from voice.models import TranscriptItem, VoiceConfig, VoiceSession
 from voice.paging import page_query
 
@@ -61,6 +61,7 @@ def chat(request: HttpRequest) -> HttpResponse:
             "configs": configs,
             "default_slug": default.slug if default else "",
             "page_data": {
+                "socket_path": f"/{protocol.VOICE_SOCKET_PATH}",
                 # Staff may see a session's id and call id on the page; other users never do.
                 "show_ids": request.user.is_staff,
                 "totals_url": reverse("voice:session_totals", args=[ANY_SESSION]),
@@ -130,7 +131,7 @@ def session_detail(request: HttpRequest, pk: str) -> HttpResponse:
     for item in items.object_list:
         replay.place(item)
     for call in tools.object_list:
-        call.at_ms = replay.tool_ms(session, call.started_at)
+        call.at_ms = replay.tool_ms(session, call.started_at)  # type: ignore[attr-defined]  # for the template
     return render(request, "voice/session_detail.html", {
         "session": session,
         "has_recording": replay.has_recording,
@@ -170,21 +171,23 @@ def session_download(request: HttpRequest, pk: str, fmt: str) -> HttpResponse:
     """The user's own conversation as a text or JSON file (the record's ids are not in it)."""
     if fmt not in ("txt", "json"):
         raise Http404("Conversations download as .txt or .json.")
-    session = get_object_or_404(VoiceSession.objects.for_user(request.user).defer("session_payload"), pk=pk)
+    session = get_object_or_404(VoiceSession.objects.for_user(request.user).select_related("user")
+                                .defer("session_payload"), pk=pk)
+    summary = session.to_dict()
     rows = _transcript_rows(session)
     replay = timeline.build(session)
     started = wording.moment(session.started_at)
     name = f"conversation-{slugify(started.replace(':', ''))}.{fmt}"
-    cost = None if session.cost_usd is None else f"{session.cost_usd:.6f}"
+    cost = summary["cost_usd"]
     if fmt == "json":
         body = json.dumps({
-            "started_at": session.started_at.isoformat(),
-            "ended_at": session.ended_at.isoformat() if session.ended_at else None,
+            "started_at": summary["started_at"],
+            "ended_at": summary["ended_at"],
             "duration_seconds": round(session.duration_seconds or 0, 1),
-            "configuration": session.config_name, "model": session.model,
+            "configuration": summary["config"], "model": summary["model"],
             "status": wording.status_label(session.status),
             "ended_because": wording.end_reason_text(session.end_reason, session.status),
-            "turns": session.turns, "total_tokens": session.total_tokens, "cost_usd": cost,
+            "turns": summary["turns"], "total_tokens": summary["total_tokens"], "cost_usd": cost,
             "transcript": [{k: v for k, v in row.items() if k not in ("at", "item_id")}
                            | {"recording_ms": replay.item_ms.get(row["item_id"], (None, None))[0]} for row in rows],
             # The audio itself is a file of its own: its address, and where the lines sit on it.
@@ -194,11 +197,7 @@ def session_download(request: HttpRequest, pk: str, fmt: str) -> HttpResponse:
             } if replay.has_recording else None,
             "turn_timing": [{k: v for k, v in turn.items() if k != "response_id"}
                             for turn in timeline.turn_rows(replay)],
-            "tool_calls": [
-                {"name": t.name, "arguments": t.arguments, "output": t.output, "status": t.get_status_display(),
-                 "started_at": t.started_at.isoformat(), "duration_ms": t.duration_ms}
-                for t in session.tool_calls.order_by("started_at", "id")
-            ],
+            "tool_calls": [t.to_dict(for_download=True) for t in session.tool_calls.order_by("started_at", "id")],
         }, ensure_ascii=False, indent=2)
         response = HttpResponse(body, content_type="application/json; charset=utf-8")
     else:
@@ -233,6 +232,9 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     return render(request, "voice/dashboard.html", {"page_data": {
         # Oldest first: the page puts each one it adds at the top, as it does for sessions ending live.
         "recent": recent,
+        "socket_path": f"/{protocol.DASHBOARD_SOCKET_PATH}",
+        "login_url": resolve_url(settings.LOGIN_URL),
+        "any_session": ANY_SESSION,
         "admin_url": reverse("admin:voice_voicesession_change", args=[ANY_SESSION]) if may_review else "",
         "end_reasons": wording.STAFF_END_REASONS,
     }})

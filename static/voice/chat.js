@@ -53,7 +53,7 @@ const els = {
 const pageData = JSON.parse($("chat-data")?.textContent || "{}");
 
 // The microphone constraints the client was built with; a chosen device is added to them per call.
-const client = new RealtimeVoiceClient({ audioElement: els.audio });
+const client = new RealtimeVoiceClient({ audioElement: els.audio, wsPath: pageData.socket_path });
 const baseAudioConstraints = client.options.audioConstraints;
 window.voiceClient = client; // for end-to-end tests and debugging
 const recording = setupRecording(client, els.config, pageData);
@@ -101,7 +101,7 @@ async function listMicrophones() {
     els.micHelp.textContent = "This browser cannot list microphones: its default one is used.";
     return;
   }
-  let devices = [];
+  let devices;
   try {
     devices = (await navigator.mediaDevices.enumerateDevices()).filter((d) => d.kind === "audioinput");
   } catch {
@@ -245,7 +245,7 @@ function tickTimer() {
 function totalsUrl() {
   const id = client.sessionId;
   if (!id || !pageData.totals_url) return null;
-  return pageData.totals_url.replace("00000000-0000-0000-0000-000000000000", encodeURIComponent(id));
+  return pageData.totals_url.replace(pageData.any_session, encodeURIComponent(id));
 }
 
 async function refreshCost() {

@@ -14,11 +14,8 @@
 // button; opening moves focus to the session view's heading and says so, closing returns focus to the
 // button that opened it. The transcript is not a live region (deltas would be read word by word).
 import { endReasonText, formatCost, formatDuration, formatMoment, formatTimeOfDay, statusLabel } from "./format.js";
+import { CLOSE } from "./protocol.js";
 
-const WS_PATH = "/ws/dashboard/";
-const LOGIN_URL = "/accounts/login/";
-const CLOSE_NOT_LOGGED_IN = 4401;
-const CLOSE_FORBIDDEN = 4403;
 const RECONNECT_MIN_MS = 500;
 const RECONNECT_MAX_MS = 10_000;
 const MAX_EVENT_ROWS = 500;
@@ -27,8 +24,9 @@ const LIVE_STATUSES = new Set(["connecting", "active"]);
 const FINAL_ITEM_STATUSES = new Set(["completed", "truncated", "failed", "incomplete"]);
 const STATE_LABELS = { connecting: "Connecting…", live: "Live", reconnecting: "Reconnecting…", offline: "Offline" };
 const ROLE_LABELS = { user: "User", assistant: "Assistant", system: "System", tool: "Tool" };
+// The socket's path, the login page, the admin's session page (for ANY_SESSION): from the view.
 const pageData = JSON.parse(document.getElementById("dashboard-data")?.textContent || "{}");
-const ANY_SESSION = "00000000-0000-0000-0000-000000000000";
+const ANY_SESSION = pageData.any_session;
 
 const $ = (id) => document.getElementById(id);
 const els = {
@@ -185,7 +183,7 @@ function clearError(onlyCode = null) {
 
 function socketUrl() {
   const scheme = window.location.protocol === "https:" ? "wss" : "ws";
-  return `${scheme}://${window.location.host}${WS_PATH}`;
+  return `${scheme}://${window.location.host}${pageData.socket_path}`;
 }
 
 function connect() {
@@ -239,15 +237,15 @@ function connect() {
 
 function onClosed(code) {
   dashboard.closeCode = code;
-  if (code === CLOSE_NOT_LOGGED_IN) {
+  if (code === CLOSE.NOT_LOGGED_IN) {
     setState("offline");
     showError("not_logged_in", "Please log in again.", {
-      href: `${LOGIN_URL}?next=${encodeURIComponent(window.location.pathname)}`,
+      href: `${pageData.login_url}?next=${encodeURIComponent(window.location.pathname)}`,
       text: "Log in",
     });
     return;
   }
-  if (code === CLOSE_FORBIDDEN) {
+  if (code === CLOSE.FORBIDDEN) {
     setState("offline");
     showError("forbidden", "Staff only: this dashboard is for staff members.");
     return;

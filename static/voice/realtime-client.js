@@ -17,20 +17,21 @@
 // This module knows nothing of the page beyond audio playback. It reports through DOM events
 // (EventTarget + CustomEvent) that a page controller listens to; see the EVENTS comment below.
 
-export const PROTOCOL_VERSION = 1;          // relay mode
-export const SERVER_PROTOCOL_VERSION = 2;   // server mode
+import { CLOSE, PROTOCOL_VERSION, SERVER_PROTOCOL_VERSION } from "./protocol.js";
+
+export { PROTOCOL_VERSION, SERVER_PROTOCOL_VERSION };
 
 export const STATES = Object.freeze(["idle", "connecting", "connected", "reconnecting", "ended", "failed"]);
 
 // Close codes the server uses on purpose: never auto-reconnect after one of these.
 export const CLOSE_CODES = Object.freeze({
-  4401: { code: "not_logged_in", state: "failed", message: "You are not logged in any more. Please log in again and reconnect." },
-  4403: { code: "forbidden", state: "failed", message: "The server refused this connection (not allowed from this page or account)." },
-  4408: { code: "session_limit", state: "ended", message: "The call ended: the session time limit or idle timeout was reached, or you have too many calls open." },
-  4429: { code: "rate_limited", state: "failed", message: "Too many calls or messages in a short time. Please wait a minute and try again." },
-  4413: { code: "frame_too_large", state: "failed", message: "A message was too large for the server; the call was ended." },
-  4404: { code: "not_found", state: "failed", message: "The call could not be found on the server; start a new one." },
-  4409: { code: "replaced", state: "ended", message: "This call continues in another window or connection." },
+  [CLOSE.NOT_LOGGED_IN]: { code: "not_logged_in", state: "failed", message: "You are not logged in any more. Please log in again and reconnect." },
+  [CLOSE.FORBIDDEN]: { code: "forbidden", state: "failed", message: "The server refused this connection (not allowed from this page or account)." },
+  [CLOSE.TIMEOUT]: { code: "session_limit", state: "ended", message: "The call ended: the session time limit or idle timeout was reached, or you have too many calls open." },
+  [CLOSE.RATE_LIMITED]: { code: "rate_limited", state: "failed", message: "Too many calls or messages in a short time. Please wait a minute and try again." },
+  [CLOSE.FRAME_TOO_LARGE]: { code: "frame_too_large", state: "failed", message: "A message was too large for the server; the call was ended." },
+  [CLOSE.NOT_FOUND]: { code: "not_found", state: "failed", message: "The call could not be found on the server; start a new one." },
+  [CLOSE.REPLACED]: { code: "replaced", state: "ended", message: "This call continues in another window or connection." },
 });
 
 // Friendlier words for ag2.error codes we know; anything else shows the server's own message, which is
@@ -124,8 +125,8 @@ function bytesToBase64(bytes) {
 export class RealtimeVoiceClient extends EventTarget {
   /**
    * @param {object} [options]
-   * @param {string} [options.wsPath="/ws/voice/"]  path of the server websocket
-   * @param {(slug: string) => string} [options.wsUrl]  build the full websocket URL yourself
+   * @param {string} [options.wsPath]  path of the server websocket (the page has it from its view)
+   * @param {(slug: string) => string} [options.wsUrl]  build the full websocket URL yourself (one of the two)
    * @param {HTMLAudioElement} [options.audioElement]  where the model's audio plays (one is created if absent)
    * @param {object} [options.reconnect]  {maxAttempts=6, baseDelayMs=500, maxDelayMs=8000}; false disables
    * @param {RTCConfiguration} [options.rtcConfiguration]
@@ -135,8 +136,9 @@ export class RealtimeVoiceClient extends EventTarget {
    */
   constructor(options = {}) {
     super();
+    if (!options.wsPath && !options.wsUrl) throw new TypeError("RealtimeVoiceClient needs options.wsPath or options.wsUrl");
     this.options = {
-      wsPath: "/ws/voice/",
+      wsPath: null,
       wsUrl: null,
       audioElement: null,
       rtcConfiguration: undefined,

@@ -748,6 +748,8 @@ class EmulatedCall:
                 continue
             except MediaStreamError:
                 return
+            if not isinstance(frame, av.AudioFrame):  # an audio track yields audio frames; be sure of it
+                continue
             if frame.format.name != "s16":
                 resampler = resampler or av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
                 frames = resampler.resample(frame)
@@ -1117,7 +1119,7 @@ class EmulatedCall:
             "role": "assistant",
             "content": [],
         }
-        ids = {"response_id": response.id, "item_id": item_id, "output_index": 0}
+        ids: dict[str, Any] = {"response_id": response.id, "item_id": item_id, "output_index": 0}
         self._emit("response.output_item.added", response_id=response.id, output_index=0, item=copy.deepcopy(item))
         previous = self._last_item_id
         meta = _ItemMeta()
@@ -1197,7 +1199,7 @@ class EmulatedCall:
             "call_id": call_id,
             "arguments": "",
         }
-        ids = {"response_id": response.id, "item_id": item_id, "output_index": 0, "call_id": call_id}
+        ids: dict[str, Any] = {"response_id": response.id, "item_id": item_id, "output_index": 0, "call_id": call_id}
         self._emit("response.output_item.added", response_id=response.id, output_index=0, item=copy.deepcopy(item))
         previous = self._last_item_id
         self._items[item_id] = item

@@ -73,7 +73,7 @@ def iter_websocket_text(websocket: WebSocketProtocol | IterTextWebSocket) -> Asy
     """
     iter_text = getattr(websocket, "iter_text", None)
     if callable(iter_text):
-        return iter_text()  # type: ignore[no-any-return]
+        return iter_text()
 
     async def receive() -> AsyncIterator[str]:
         while True:

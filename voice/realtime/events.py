@@ -51,9 +51,9 @@ from voice.realtime import boundedjson
 FRAME_EXCERPT_CHARS = 200
 
 
-def _from(name: str, *path: str | int) -> Any:
-    """A field filled from its own name or, in a server message, from a nested path."""
-    return Field(default=None, validation_alias=AliasChoices(name, AliasPath(*path)))
+def _from(name: str, key: str, *path: str | int) -> Any:
+    """A field filled from its own name or, in a server message, from a nested path (``key``, ``*path``)."""
+    return Field(default=None, validation_alias=AliasChoices(name, AliasPath(key, *path)))
 
 
 # Token counts: OpenAI may send null for a count it did not measure; treat that as zero. What is not a count
@@ -282,11 +282,11 @@ class RealtimeEvent(BaseModel):
 EVENT_CLASSES: dict[str, type[RealtimeEvent]] = {}
 BETA_ALIASES: dict[str, str] = {}
 
-E = TypeVar("E", bound=type[RealtimeEvent])
+E = TypeVar("E", bound=RealtimeEvent)
 
 
-def _register(*aliases: str) -> Callable[[E], E]:
-    def decorate(cls: E) -> E:
+def _register(*aliases: str) -> Callable[[type[E]], type[E]]:
+    def decorate(cls: type[E]) -> type[E]:
         ga_type = cls.model_fields["type"].default
         cls.BETA_ALIASES = aliases
         EVENT_CLASSES[ga_type] = cls
@@ -583,7 +583,7 @@ class InvalidFrame(ErrorEvent):
     """
 
     type: str = "ag2.invalid_frame"
-    code: InvalidFrameCode  # type: ignore[assignment]
+    code: InvalidFrameCode
     frame_type: str | None = None
     excerpt: str = ""
     call_id: str | None = None

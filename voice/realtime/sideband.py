@@ -602,7 +602,7 @@ class OpenAIRealtimeSidebandClient(ClientEventsMixin, RealtimeClientBase):
         return None
 
     def _gap(self, started_at: float, ended_at: float | None, attempts: int, reason: str) -> SidebandGap:
-        fields = {
+        fields: dict[str, Any] = {
             "call_id": self._call_id,
             "started_at": started_at,
             "ended_at": ended_at,

@@ -1,4 +1,4 @@
-"""Built-in tools operators may enable on a voice config (``VoiceConfig.tools`` holds their names).
+"""The built-in tools' implementations, registered in ``voice.tools`` when the app is ready.
 
 Each tool is a plain typed function turned into a ``voice.agent.Tool``. Tools that touch the database are
 sync (they run in asgiref's thread) and act only for the user in their ``ToolContext``.
@@ -17,7 +17,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field
 
-from voice.agent import Tool, ToolContext, ToolError, make_tool
+from voice.agent import ToolContext, ToolError, make_tool
+from voice.models import VoiceSession
+from voice.tools import register
 
 # --- current_time ---------------------------------------------------------------------------------
 
@@ -92,7 +94,7 @@ def _power(base: float, exponent: float) -> float:
         raise ToolError(f"Exponents are limited to ±{MAX_EXPONENT}.")
     # Refuse before computing: the bit length of base**exponent is about bits(base) * exponent.
     exact = isinstance(base, int) and isinstance(exponent, int) and exponent > 0
-    if exact and base.bit_length() * exponent > MAX_INTEGER_BITS:
+    if exact and int(base).bit_length() * exponent > MAX_INTEGER_BITS:
         raise ToolError("The result is too large.")
     result = base**exponent
     if isinstance(result, complex):
@@ -168,9 +170,6 @@ def session_history(context: ToolContext) -> dict[str, Any]:
     started."""
     if context.user_id is None:
         raise ToolError("Session history needs a signed-in user.")
-    # Imported here: voice.models imports this module (tool names), and the ORM needs apps loaded.
-    from voice.models import VoiceSession
-
     # Sync tools run on the one ORM thread, where every database_sync_to_async call (the Recorder's
     # writes, several a second) checks the connection's age and health before and after it.
     sessions = VoiceSession.objects.filter(user_id=context.user_id)
@@ -193,30 +192,13 @@ def _as_uuid(value: str) -> uuid.UUID | None:
         return None
 
 
-# --- registry -------------------------------------------------------------------------------------
+# --- registration ---------------------------------------------------------------------------------
 
-BUILTIN_TOOLS: dict[str, Tool] = {
-    tool.name: tool
-    for tool in (
-        # Neither touches the database: they need not queue behind the Recorder on the ORM's thread.
-        make_tool(current_time, timeout=5, uses_database=False),
-        make_tool(calculator, timeout=5, uses_database=False),
-        make_tool(session_history, timeout=10),
-    )
-}
+# Run once, when the voice app is ready (voice.apps): the registry then holds these tools.
+# Neither current_time nor calculator touches the database: they need not queue behind the Recorder on
+# the ORM's thread.
+register(make_tool(current_time, timeout=5, uses_database=False))
+register(make_tool(calculator, timeout=5, uses_database=False))
+register(make_tool(session_history, timeout=10))
 
-
-def tool_names() -> list[str]:
-    """Names of the built-in tools, sorted (``VoiceConfig.tools`` is validated against these)."""
-    return sorted(BUILTIN_TOOLS)
-
-
-def get_tool(name: str) -> Tool:
-    """The built-in tool called ``name``; ``KeyError`` naming the available ones if there is none."""
-    try:
-        return BUILTIN_TOOLS[name]
-    except KeyError:
-        raise KeyError(f"Unknown tool {name!r}; available: {', '.join(tool_names())}") from None
-
-
-__all__ = ["BUILTIN_TOOLS", "calculator", "current_time", "get_tool", "session_history", "tool_names"]
+__all__ = ["calculator", "current_time", "session_history"]
