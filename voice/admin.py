@@ -95,8 +95,10 @@ class VoiceConfigForm(forms.ModelForm):
         # Offer what can be chosen today, retiring models with their date; a config already on a shut-down
         # model keeps it listed, so the form shows it (and the error that says what to pick instead).
         today = catalog.today()
-        for field, kind in (("model", "realtime"), ("input_transcription_model", "transcription")):
-            options = catalog.selectable(kind, today)  # type: ignore[arg-type]
+        offered: tuple[tuple[str, catalog.Kind], ...] = (
+            ("model", "realtime"), ("input_transcription_model", "transcription"))
+        for field, kind in offered:
+            options = catalog.selectable(kind, today)
             current = getattr(self.instance, field, "")
             if current and current not in dict(options):
                 options.append((current, f"{current} (shut down)"))
@@ -104,9 +106,10 @@ class VoiceConfigForm(forms.ModelForm):
                 options.insert(0, ("", "Off (no user transcript)"))
             cast(forms.ChoiceField, self.fields[field]).choices = options
 
-
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        # A ModelForm's clean() returns cleaned_data; the stubs type it Optional (a Form's may return None).
+        super().clean()
+        data = self.cleaned_data
         for name in self.KEPT_WHEN_ABSENT:
             if data.get(name) in (None, ""):
                 data[name] = getattr(self.instance, name)

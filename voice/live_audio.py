@@ -35,7 +35,7 @@ from django.core.files.base import ContentFile
 from django.utils import timezone
 
 from voice import call_audio
-from voice.agent import Observer
+from voice.agent import Observer, VoiceAgent
 from voice.models import CallRecording, RecordingChunk, VoiceSession
 from voice.realtime.events import RealtimeEvent
 from voice.realtime.gptlive_events import LiveAudioCopy
@@ -107,8 +107,9 @@ class LiveAudioRecorder(Observer):
         self._closed = False
         self._closing: asyncio.Task[None] | None = None
 
-    async def start(self, agent: object) -> None:  # type: ignore[override]
-        await super().start(agent)  # type: ignore[arg-type]
+    async def start(self, agent: VoiceAgent | None) -> None:
+        # Observer.start takes an agent, but the recorder never reads it: it also runs without one.
+        await super().start(agent)  # type: ignore[arg-type]  # Observer.agent itself is Optional
         written = await database_sync_to_async(self._written_frames)()
         # Taken over from another process: go on after what it wrote (earlier copies are not replayed).
         self.base = self.input_at = self.output_end = max(self.base, written)

@@ -789,6 +789,9 @@ class VoiceSession(models.Model):
     recording_consent = models.BooleanField(default=False)
 
     objects = VoiceSessionQuerySet.as_manager()
+    # Not a column: set only on the sessions an export loads, by timeline.export_related()'s
+    # Prefetch(to_attr="timing_events"); read by timeline.build_prefetched.
+    timing_events: list[SessionEvent]
 
     class Meta:
         ordering = ["-started_at"]

@@ -223,13 +223,13 @@ def assemble(session: VoiceSession, recording: CallRecording | None, events: Ite
             clock.audio(response_id, created_at, ITEM_ADDED, row.t_out_id or "")  # type: ignore[attr-defined]
         elif kind in ("output_audio_buffer.stopped", "output_audio_buffer.cleared") and response_id:
             ends.setdefault(response_id, here)
-    for response_id, seen in clock.responses.items():
-        timeline.turns[response_id] = Turn(response_id, audio_ms=_on_recording(session, seen.at, offset),
+    for response_id, first in clock.responses.items():
+        timeline.turns[response_id] = Turn(response_id, audio_ms=_on_recording(session, first.at, offset),
                                            latency_ms=clock.latency_ms(response_id),
-                                           source=clock.source(response_id), item_id=seen.item_id)
+                                           source=clock.source(response_id), item_id=first.item_id)
     for usage in usages:
-        turn = timeline.turns.setdefault(usage.response_id, Turn(usage.response_id))
-        turn.cost_usd, turn.tokens = usage.cost_usd, usage.total_tokens
+        priced = timeline.turns.setdefault(usage.response_id, Turn(usage.response_id))
+        priced.cost_usd, priced.tokens = usage.cost_usd, usage.total_tokens
     # The model's lines sit where their response's audio played; without the exact moment, where the
     # line's own audio began, or its response's; at last where the line was first heard of. Every line
     # gets a place.

@@ -348,7 +348,7 @@ class LiveCall:
             self._emit(kind + "d", **_echo(client_event_id))
         elif kind == "session.update":
             self._on_update(event, client_event_id)
-        elif kind.endswith(".append"):
+        elif isinstance(kind, str) and kind.endswith(".append"):  # a str: the event was validated above
             self._on_append(event, client_event_id)
         elif kind == "response.item.create":
             self._require_responses(kind)
@@ -408,6 +408,8 @@ class LiveCall:
                 continue
             except MediaStreamError:
                 return
+            if not isinstance(frame, av.AudioFrame):  # an audio track yields audio frames; be sure of it
+                continue
             rms = frame_rms(frame) if frame.format.name == "s16" else 0.0
             pcm = b"".join(bytes(f.planes[0])[: f.samples * 2] for f in to_copy.resample(frame))
             if frame.format.name != "s16":

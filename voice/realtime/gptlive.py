@@ -29,7 +29,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
@@ -80,7 +80,8 @@ PROTOCOL = "gpt-live"
 # Server-side settings travel with the session under this key and are taken out before it is sent.
 SERVER_SETTINGS_KEY = "ag2_live"
 DEFAULT_TRANSCRIPT_GAP_MS = 2000
-_TERMINALS = {"response.completed": "succeeded", "response.failed": "failed", "response.incomplete": "failed"}
+_TERMINALS: dict[str, Literal["succeeded", "failed"]] = {
+    "response.completed": "succeeded", "response.failed": "failed", "response.incomplete": "failed"}
 _FACTORY_KEYWORDS = {"call_id", "on_frame", "on_gap", "auth"}
 
 
@@ -188,10 +189,13 @@ async def live_hangup(api_base: str, session_id: str, *, auth: AuthProvider | No
 # --- frames -> typed events -----------------------------------------------------------------------------
 
 
+Speaker = Literal["user", "assistant"]
+
+
 @dataclass
 class _Line:
     line_id: str
-    role: str
+    role: Speaker
     end_ms: int
 
 
@@ -230,7 +234,7 @@ class LiveEventMapper:
         self.request_argument = request_argument
         self.responses_model = responses_model
         self._clock = clock
-        self._lines: dict[str, _Line] = {}  # the open line of each speaker
+        self._lines: dict[Speaker, _Line] = {}  # the open line of each speaker
         self._last_line_id: str | None = None
         self._line_numbers = itertools.count(1)
         self._user_words: list[str] = []  # the user's words since the last delegation
@@ -257,16 +261,17 @@ class LiveEventMapper:
 
     def map(self, message: dict[str, Any]) -> list[RealtimeEvent]:
         kind = message["type"]
-        event_id = message.get("event_id") if isinstance(message.get("event_id"), str) else None
-        common = {"event_id": event_id, "raw_message": message}
+        event_id = _text(message.get("event_id"))
+        common: dict[str, Any] = {"event_id": event_id, "raw_message": message}
         if kind in ("session.started", "session.updated"):
-            session = message.get("session") if isinstance(message.get("session"), dict) else {}
+            session = _object(message.get("session"))
             if kind == "session.started":
                 self.started = True
-                self.session_id = session.get("id") if isinstance(session.get("id"), str) else self.session_id
+                started_id = _text(session.get("id"))
+                self.session_id = started_id if started_id is not None else self.session_id
             return [LiveSessionStarted(type=kind, session_id=session.get("id"), model=session.get("model"), **common)]
         if kind in ("session.input_transcript.delta", "session.output_transcript.delta"):
-            role = "user" if kind == "session.input_transcript.delta" else "assistant"
+            role: Speaker = "user" if kind == "session.input_transcript.delta" else "assistant"
             return self._fragment(role, message, common)
         if kind == "session.input_audio.append":
             return [LiveAudioCopy(direction="input", audio=str(message.get("audio") or ""), raw_message={"type": kind})]
@@ -291,8 +296,8 @@ class LiveEventMapper:
 
     # --- transcript lines ---
 
-    def _fragment(self, role: str, message: dict[str, Any], common: dict[str, Any]) -> list[RealtimeEvent]:
-        delta = message.get("delta") if isinstance(message.get("delta"), str) else ""
+    def _fragment(self, role: Speaker, message: dict[str, Any], common: dict[str, Any]) -> list[RealtimeEvent]:
+        delta = _text(message.get("delta")) or ""
         start, end = _ms(message.get("start_ms")), _ms(message.get("end_ms"))
         at = start if start is not None else max((line.end_ms for line in self._lines.values()), default=0)
         events: list[RealtimeEvent] = []
@@ -313,13 +318,13 @@ class LiveEventMapper:
         line.end_ms = max(line.end_ms, end if end is not None else at)
         if role == "user" and delta:
             self._user_words.append(delta)
-        events.append(LiveTranscriptDelta(role=role, line_id=line.line_id, previous_line_id=previous,  # type: ignore[arg-type]
+        events.append(LiveTranscriptDelta(role=role, line_id=line.line_id, previous_line_id=previous,
                                           delta=delta, start_ms=start, end_ms=end, **common))
         return events
 
     def _end_line(self, line: _Line) -> LiveTranscriptLineDone:
         self._lines.pop(line.role, None)
-        return LiveTranscriptLineDone(role=line.role, line_id=line.line_id)  # type: ignore[arg-type]
+        return LiveTranscriptLineDone(role=line.role, line_id=line.line_id)
 
     def _close_lines(self) -> list[RealtimeEvent]:
         return [self._end_line(line) for line in list(self._lines.values())]
@@ -327,7 +332,7 @@ class LiveEventMapper:
     # --- delegations ---
 
     def _delegation(self, message: dict[str, Any], common: dict[str, Any]) -> list[RealtimeEvent]:
-        info = message.get("delegation") if isinstance(message.get("delegation"), dict) else {}
+        info = _object(message.get("delegation"))
         delegation_id, target = info.get("id"), info.get("target")
         if not isinstance(delegation_id, str) or not delegation_id:
             return [RealtimeEvent(type=message["type"], **common)]
@@ -343,28 +348,29 @@ class LiveEventMapper:
             # with the session, answered once (send_function_result), recorded as a tool call.
             return [FunctionCall(name=self.backend_tool, call_id=delegation_id, arguments=arguments,
                                  **common)]
-        response_id = info.get("response_id") if isinstance(info.get("response_id"), str) else None
+        response_id = _text(info.get("response_id"))
         if response_id:
             self.responses.setdefault(response_id, _BackendResponse(response_id, delegation_id))
         return [LiveDelegationStarted(delegation_id=delegation_id, target=str(target), response_id=response_id,
                                       offset_ms=_ms(message.get("offset_ms")), **common)]
 
     def _response_event(self, message: dict[str, Any], common: dict[str, Any]) -> list[RealtimeEvent]:
-        nested = message.get("event") if isinstance(message.get("event"), dict) else {}
+        nested = _object(message.get("event"))
         kind = nested.get("type")
-        delegation_id = message.get("delegation_id") if isinstance(message.get("delegation_id"), str) else None
-        response = nested.get("response") if isinstance(nested.get("response"), dict) else {}
-        response_id = response.get("id") if isinstance(response.get("id"), str) else nested.get("response_id")
+        delegation_id = _text(message.get("delegation_id"))
+        response = _object(nested.get("response"))
+        own_id = _text(response.get("id"))
+        response_id = own_id if own_id is not None else nested.get("response_id")
         if kind == "response.created" and isinstance(response_id, str):
             self.responses.setdefault(response_id, _BackendResponse(response_id, delegation_id))
             return [RealtimeEvent(type="response.event", **common)]
         if kind == "response.output_text.delta" and delegation_id in self._delegations:
             delta = nested.get("delta")
             if isinstance(delta, str):
-                self._delegations[delegation_id].output.append(delta)  # type: ignore[index]
+                self._delegations[delegation_id].output.append(delta)
             return [RealtimeEvent(type="response.event", **common)]
         if kind == "response.output_item.done":
-            item = nested.get("item") if isinstance(nested.get("item"), dict) else {}
+            item = _object(nested.get("item"))
             if item.get("type") == "function_call" and item.get("status") in (None, "completed"):
                 # "Read function calls from output_item.done" (the reference, 4.2): one call runs once.
                 call = parse_event({**nested, "type": "response.output_item.done"})
@@ -404,7 +410,7 @@ class LiveEventMapper:
         if delegation is not None and not (owner is not None and owner.made_calls and _TERMINALS[kind] == "succeeded"):
             del self._delegations[delegation.delegation_id]
             events.append(LiveDelegationEnded(
-                delegation_id=delegation.delegation_id, status=_TERMINALS[kind],  # type: ignore[arg-type]
+                delegation_id=delegation.delegation_id, status=_TERMINALS[kind],
                 output="".join(delegation.output),
                 duration_ms=int((self._clock() - delegation.started) * 1000)))
         return events
@@ -425,6 +431,16 @@ class LiveEventMapper:
         return LiveUsage(type="session.closed" if final else "session.usage.updated",
                          seconds=_seconds(usage.get("seconds")), standby_seconds=_seconds(usage.get("standby_seconds")),
                          final=final, **common)
+
+
+def _object(value: Any) -> dict[str, Any]:
+    """A JSON object of a frame, or an empty one when the frame had something else there."""
+    return value if isinstance(value, dict) else {}
+
+
+def _text(value: Any) -> str | None:
+    """A string of a frame, or None when the frame had something else there."""
+    return value if isinstance(value, str) else None
 
 
 def _ms(value: Any) -> int | None:
@@ -465,7 +481,7 @@ class GPTLiveSidebandClient(OpenAIRealtimeSidebandClient):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        options = self._llm_config.get("gptlive") if isinstance(self._llm_config.get("gptlive"), dict) else {}
+        options = _object(self._llm_config.get("gptlive"))
         gap = options.get("transcript_gap_ms", DEFAULT_TRANSCRIPT_GAP_MS)
         if isinstance(gap, bool) or not isinstance(gap, int) or not 0 < gap <= 60_000:
             raise RealtimeConfigError("llm_config['gptlive']['transcript_gap_ms'] must be 1-60000 milliseconds")

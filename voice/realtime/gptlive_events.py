@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from voice.realtime.events import RealtimeEvent, ResponseDone
+from voice.realtime.events import RealtimeEvent, ResponseDone, Usage
 
 
 class LiveSessionStarted(RealtimeEvent):
@@ -106,19 +106,21 @@ LIVE_EVENT_CLASSES: tuple[type[RealtimeEvent], ...] = (
 )
 
 
-def responses_usage(usage: Any) -> dict[str, Any] | None:
-    """A Responses API usage (``input_tokens_details``, text only) in the Realtime shape the record reads."""
+def responses_usage(usage: Any) -> Usage | None:
+    """A Responses API usage (``input_tokens_details``, text only) in the Realtime shape the record reads
+    (checked as ``response.done``'s usage is: an unbelievable count is 0 and named in ``problems``)."""
     if not isinstance(usage, dict):
         return None
-    inp = usage.get("input_tokens_details") if isinstance(usage.get("input_tokens_details"), dict) else {}
-    return {
+    details = usage.get("input_tokens_details")
+    inp: dict[str, Any] = details if isinstance(details, dict) else {}
+    return Usage.model_validate({
         "total_tokens": usage.get("total_tokens"),
         "input_tokens": usage.get("input_tokens"),
         "output_tokens": usage.get("output_tokens"),
         "input_token_details": {"text_tokens": usage.get("input_tokens"), "cached_tokens": inp.get("cached_tokens"),
                                 "cached_tokens_details": {"text_tokens": inp.get("cached_tokens")}},
         "output_token_details": {"text_tokens": usage.get("output_tokens")},
-    }
+    })
 
 
 __all__ = [
