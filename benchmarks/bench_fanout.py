@@ -381,7 +381,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--levels", default="", help="e.g. 50x5,200x1 (sessions x dashboards)")
     parser.add_argument("--no-plot", action="store_true")
     args = parser.parse_args(argv)
-    result = h.run(args, main_async)
+    result = h.run(args, main_async, call_mode="relay")
     for key, value in result["figure"].items():
         if isinstance(value, dict):
             h.log(f"FAN-OUT {key}: A cpu {value['cpu_percent_a']}%, undelivered {value['frames_undelivered']}, "

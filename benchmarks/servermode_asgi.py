@@ -20,6 +20,9 @@ Recorder: right after a frame is read from the socket, and right after a client 
 
 from __future__ import annotations
 
+import contextvars
+import dataclasses
+import itertools
 import json
 import logging
 import time
@@ -96,10 +99,128 @@ def _install() -> None:
                             (now - arguments_at) * 1000, (output_at - item_at) * 1000)
         original_record_raw(recorder, raw)
 
+    _install_tool_steps(heard)
     voice.live.create_call = create_call
     sideband.OpenAIRealtimeSidebandClient._dial = dial  # type: ignore[method-assign]
     voice.live.LiveSession.offer = offer  # type: ignore[method-assign]
     voice.live._record_raw = record_raw
+
+
+_call = contextvars.ContextVar("bench_tool_call", default="")
+
+
+def _install_tool_steps(heard: dict[str, tuple[float, float]]) -> None:
+    """`bench-toolsteps`: where a tool call's time goes between the frame heard and the output written.
+
+    Timestamps (perf_counter) at each step of the real path, keyed by call id (a context variable carries
+    it into the tool's task and into the thread a sync tool runs on): the FunctionCall event reaching the
+    ToolObserver, its task starting, the tool invoked, the function entered and left (in whatever thread it
+    runs), invoke returning, the function_call_output send starting, and its tap. The loop-lag probe
+    (`bench-looplag`) wakes every 2 ms and logs each late wake-up over 1 ms: how long the loop could not
+    run anything, whatever held it (its own callbacks, or the GIL held by another thread)."""
+    import asyncio
+
+    from voice import agent as agent_module
+    from voice import tools as tools_module
+    from voice.realtime import sideband
+
+    steps: dict[str, dict[str, float]] = {}
+
+    def mark(call_id: str, step: str) -> None:
+        if call_id:
+            steps.setdefault(call_id, {})[step] = time.perf_counter()
+
+    original_on_event = agent_module.ToolObserver.on_event
+    original_answer = agent_module.ToolObserver._answer
+    original_invoke = agent_module.Tool.invoke
+    original_send = sideband.OpenAIRealtimeSidebandClient.send_event
+
+    async def on_event(self: Any, event: Any) -> None:
+        if isinstance(event, agent_module.FunctionCall):
+            mark(event.call_id, "dispatch")
+        await original_on_event(self, event)
+
+    async def answer(self: Any, call_id: str, *args: Any) -> None:
+        _call.set(call_id)
+        mark(call_id, "task")
+        await original_answer(self, call_id, *args)
+
+    async def invoke(self: Any, kwargs: dict[str, Any], context: Any) -> Any:
+        call_id = _call.get()
+        mark(call_id, "invoke")
+        try:
+            return await original_invoke(self, kwargs, context)
+        finally:
+            mark(call_id, "invoked")
+
+    def timed(function: Any) -> Any:
+        import functools
+
+        @functools.wraps(function)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            call_id = _call.get()
+            mark(call_id, "enter")
+            try:
+                return function(*args, **kwargs)
+            finally:
+                mark(call_id, "leave")
+
+        return wrapper
+
+    for name, tool in list(tools_module.BUILTIN_TOOLS.items()):
+        if not tool.is_async:
+            tools_module.BUILTIN_TOOLS[name] = dataclasses.replace(tool, function=timed(tool.function))
+
+    async def send_event(self: Any, event: dict[str, Any]) -> None:
+        call_id = _call.get()
+        if event.get("type") == "conversation.item.create" and call_id:
+            mark(call_id, "send")
+        await original_send(self, event)
+        if event.get("type") == "response.create" and call_id:
+            mark(call_id, "sent")
+            times, item_at = steps.pop(call_id, {}), heard.get(call_id, (0.0, 0.0))[1]
+            order = ("dispatch", "task", "invoke", "enter", "leave", "invoked", "send", "sent")
+            if item_at and all(k in times for k in order):
+                points = [item_at] + [times[k] for k in order]
+                log.warning("bench-toolsteps %s %s", call_id,
+                            " ".join(f"{(b - a) * 1000:.3f}" for a, b in itertools.pairwise(points)))
+
+    agent_module.ToolObserver.on_event = on_event  # type: ignore[method-assign]
+    agent_module.ToolObserver._answer = answer  # type: ignore[method-assign]
+    agent_module.Tool.invoke = invoke  # type: ignore[method-assign]
+    sideband.OpenAIRealtimeSidebandClient.send_event = send_event  # type: ignore[method-assign]
+    sideband.OpenAIRealtimeSidebandClient._send_client_event = send_event  # type: ignore[method-assign]
+
+    async def loop_lag() -> None:
+        while True:
+            t0 = time.perf_counter()
+            await asyncio.sleep(0.002)
+            late = (time.perf_counter() - t0) * 1000 - 2.0
+            if late > 1.0:
+                log.warning("bench-looplag %.3f %.3f", time.perf_counter(), late)
+
+    _lag_started: list[Any] = []
+
+    original_on_event_start = agent_module.ToolObserver.start
+
+    async def start(self: Any, agent: Any) -> None:
+        # The first agent to start in this process starts the lag probe, on the server's own loop.
+        if not _lag_started:
+            _lag_started.append(asyncio.get_running_loop().create_task(loop_lag(), name="bench-looplag"))
+        await original_on_event_start(self, agent)
+
+    agent_module.ToolObserver.start = start  # type: ignore[method-assign]
+
+
+def _switch_interval() -> None:
+    """BENCH_SWITCH_INTERVAL=<seconds>: sys.setswitchinterval in this daphne only (a trial, nothing more)."""
+    import os
+    import sys
+
+    value = os.environ.get("BENCH_SWITCH_INTERVAL")
+    if value:
+        sys.setswitchinterval(float(value))
+        log.warning("bench-switch-interval %s", sys.getswitchinterval())
 
 
 def _current_task() -> Any:
@@ -109,3 +230,4 @@ def _current_task() -> Any:
 
 
 _install()
+_switch_interval()
