@@ -482,7 +482,7 @@ async def run_tool(args: Any, cookies: list[str], offer: str) -> dict[str, Any]:
             await control.close()
         probes = [[float(v) for v in rest] for _, *rest in _probe_lines(server, "bench-tool")]
         steps = [[float(v) for v in rest] for _, *rest in _probe_lines(server, "bench-toolsteps")]
-        lags = [float(late) for _, late in _probe_lines(server, "bench-looplag")]
+        lags = [[float(v) for v in rest] for _, *rest in _probe_lines(server, "bench-looplag")]
     result: dict[str, Any] = {
         "sessions": sessions, "turns_per_session": turns, "rate_per_session": rate,
         "server_item_done_to_response_create_ms": h.summary([p[0] for p in probes]),
@@ -492,7 +492,9 @@ async def run_tool(args: Any, cookies: list[str], offer: str) -> dict[str, Any]:
         # Where the server's share goes, step by step (servermode_asgi.py, bench-toolsteps), and the loop's
         # late wake-ups over 1 ms during the whole run (bench-looplag).
         "server_steps_ms": {name: h.summary([p[i] for p in steps]) for i, name in enumerate(TOOL_STEPS)},
-        "loop_late_wakeups_over_1ms": {"count": len(lags), **h.summary(lags)},
+        "loop_late_wakeups_over_1ms": {"count": len(lags), "late_ms": h.summary([lag[0] for lag in lags]),
+                                       "loop_thread_cpu_ms": h.summary([lag[1] for lag in lags]),
+                                       "other_threads_cpu_ms": h.summary([lag[2] for lag in lags])},
     }
     if profile is not None:
         top = profile.top()

@@ -175,10 +175,13 @@ def _install_tool_steps(heard: dict[str, tuple[float, float]]) -> None:
         call_id = _call.get()
         if event.get("type") == "conversation.item.create" and call_id:
             mark(call_id, "send")
+            # Read now: the response.create's tap (record_raw above) consumes `heard`.
+            steps[call_id]["item"] = heard.get(call_id, (0.0, 0.0))[1]
         await original_send(self, event)
         if event.get("type") == "response.create" and call_id:
             mark(call_id, "sent")
-            times, item_at = steps.pop(call_id, {}), heard.get(call_id, (0.0, 0.0))[1]
+            times = steps.pop(call_id, {})
+            item_at = times.get("item", 0.0)
             order = ("dispatch", "task", "invoke", "enter", "leave", "invoked", "send", "sent")
             if item_at and all(k in times for k in order):
                 points = [item_at] + [times[k] for k in order]
@@ -192,12 +195,17 @@ def _install_tool_steps(heard: dict[str, tuple[float, float]]) -> None:
     sideband.OpenAIRealtimeSidebandClient._send_client_event = send_event  # type: ignore[method-assign]
 
     async def loop_lag() -> None:
+        # Beside each late wake-up: the CPU time the loop's own thread used meanwhile, and the CPU time of
+        # the process's other threads (the ORM thread, the pool). A stall with neither is time the process
+        # was not running at all (the machine's other work).
         while True:
-            t0 = time.perf_counter()
+            t0, loop0, proc0 = time.perf_counter(), time.thread_time(), time.process_time()
             await asyncio.sleep(0.002)
             late = (time.perf_counter() - t0) * 1000 - 2.0
             if late > 1.0:
-                log.warning("bench-looplag %.3f %.3f", time.perf_counter(), late)
+                loop_cpu = (time.thread_time() - loop0) * 1000
+                others = (time.process_time() - proc0) * 1000 - loop_cpu
+                log.warning("bench-looplag %.3f %.3f %.3f %.3f", time.perf_counter(), late, loop_cpu, others)
 
     _lag_started: list[Any] = []
 
