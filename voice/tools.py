@@ -1,7 +1,8 @@
 """Built-in tools operators may enable on a voice config (``VoiceConfig.tools`` holds their names).
 
 Each tool is a plain typed function turned into a ``voice.agent.Tool``. Tools that touch the database are
-sync (they run in asgiref's thread) and act only for the user in their ``ToolContext``.
+sync (they run in asgiref's thread) and act only for the user in their ``ToolContext``; the pure, bounded
+ones (clock, calculator) run inline on the event loop.
 """
 
 from __future__ import annotations
@@ -198,9 +199,10 @@ def _as_uuid(value: str) -> uuid.UUID | None:
 BUILTIN_TOOLS: dict[str, Tool] = {
     tool.name: tool
     for tool in (
-        # Neither touches the database: they need not queue behind the Recorder on the ORM's thread.
-        make_tool(current_time, timeout=5, uses_database=False),
-        make_tool(calculator, timeout=5, uses_database=False),
+        # Pure and bounded (the calculator by MAX_EXPRESSION_LENGTH, MAX_NODES, MAX_EXPONENT and
+        # MAX_INTEGER_BITS): microseconds of work, run on the event loop rather than hopping to a thread.
+        make_tool(current_time, timeout=5, inline=True),
+        make_tool(calculator, timeout=5, inline=True),
         make_tool(session_history, timeout=10),
     )
 }
