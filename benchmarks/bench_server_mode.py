@@ -446,6 +446,18 @@ async def run_start(args: Any, cookies: list[str], offer: str) -> dict[str, Any]
 # --- 3. tool turnaround -----------------------------------------------------------------------------------
 
 
+def _stalls(lags: list[list[float]], over_ms: float) -> dict[str, Any]:
+    """The loop's long stalls: how many, and how many of them the loop spent working, lost the CPU to
+    another process (involuntary switches, little CPU of its own), or waited on another thread."""
+    # Each lag: late ms, loop thread CPU ms, other threads' CPU ms, voluntary and involuntary switches.
+    long = [lag for lag in lags if lag[0] > over_ms]
+    return {"count": len(long),
+            "loop_busy": sum(1 for lag in long if lag[1] > lag[0] / 2),
+            "other_threads_busy": sum(1 for lag in long if lag[2] > lag[0] / 2),
+            "preempted": sum(1 for lag in long if lag[4] > 0 and lag[1] + lag[2] <= lag[0] / 2),
+            "late_ms": [round(lag[0], 1) for lag in sorted(long, key=lambda lag: -lag[0])[:10]]}
+
+
 TOOL_STEPS = ("item_done_to_dispatch", "dispatch_to_task", "task_to_invoke", "invoke_to_function",
               "function", "function_to_invoked", "invoked_to_send", "send_to_sent")
 
@@ -494,7 +506,10 @@ async def run_tool(args: Any, cookies: list[str], offer: str) -> dict[str, Any]:
         "server_steps_ms": {name: h.summary([p[i] for p in steps]) for i, name in enumerate(TOOL_STEPS)},
         "loop_late_wakeups_over_1ms": {"count": len(lags), "late_ms": h.summary([lag[0] for lag in lags]),
                                        "loop_thread_cpu_ms": h.summary([lag[1] for lag in lags]),
-                                       "other_threads_cpu_ms": h.summary([lag[2] for lag in lags])},
+                                       "other_threads_cpu_ms": h.summary([lag[2] for lag in lags]),
+                                       "loop_voluntary_switches": h.summary([lag[3] for lag in lags]),
+                                       "loop_involuntary_switches": h.summary([lag[4] for lag in lags]),
+                                       "over_10ms": _stalls(lags, 10.0)},
     }
     if profile is not None:
         top = profile.top()

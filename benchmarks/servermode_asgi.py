@@ -198,14 +198,24 @@ def _install_tool_steps(heard: dict[str, tuple[float, float]]) -> None:
         # Beside each late wake-up: the CPU time the loop's own thread used meanwhile, and the CPU time of
         # the process's other threads (the ORM thread, the pool). A stall with neither is time the process
         # was not running at all (the machine's other work).
+        # Also the loop thread's context switches meanwhile (Linux RUSAGE_THREAD): involuntary ones mean
+        # the kernel ran something else on its CPU; voluntary ones, that it blocked (select, a write...).
+        import resource
+
+        def switches() -> tuple[int, int]:
+            usage = resource.getrusage(resource.RUSAGE_THREAD)
+            return usage.ru_nvcsw, usage.ru_nivcsw
+
         while True:
-            t0, loop0, proc0 = time.perf_counter(), time.thread_time(), time.process_time()
+            t0, loop0, proc0, (vol0, invol0) = time.perf_counter(), time.thread_time(), time.process_time(), switches()
             await asyncio.sleep(0.002)
             late = (time.perf_counter() - t0) * 1000 - 2.0
             if late > 1.0:
                 loop_cpu = (time.thread_time() - loop0) * 1000
                 others = (time.process_time() - proc0) * 1000 - loop_cpu
-                log.warning("bench-looplag %.3f %.3f %.3f %.3f", time.perf_counter(), late, loop_cpu, others)
+                vol, invol = switches()
+                log.warning("bench-looplag %.3f %.3f %.3f %.3f %d %d", time.perf_counter(), late, loop_cpu, others,
+                            vol - vol0, invol - invol0)
 
     _lag_started: list[Any] = []
 
