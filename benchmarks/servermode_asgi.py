@@ -14,6 +14,17 @@ bench_server_mode.py reads back from the daphne log:
       tap of the `response.create` that follows the `function_call_output` (both written to the
       sideband); the last figure is up to the `function_call_output` alone.
 
+  bench-toolsteps <call id> <8 step durations, ms>
+      the same span split where the tool's path goes (bench_server_mode.TOOL_STEPS): tap -> FunctionCall
+      dispatched -> tool task running -> Tool.invoke -> function entered -> left -> invoke returned ->
+      output send started -> response.create written.
+  bench-looplag <perf_counter> <late ms> <loop thread CPU ms> <other threads CPU ms> <vol> <invol>
+      each wake-up of a 2 ms sleep on the server's loop more than 1 ms late, with what used the CPU
+      meanwhile and the loop thread's voluntary / involuntary context switches.
+
+Comparison knobs (through `--server-env`): BENCH_TOOLS_THREADED=1 runs the inline built-in tools on the
+worker pool, as before they were inline; BENCH_SWITCH_INTERVAL=<s> sets sys.setswitchinterval.
+
 The raw-frame tap (`voice.live._record_raw`) is where the sideband client hands every frame to the
 Recorder: right after a frame is read from the socket, and right after a client event is written.
 """
@@ -25,6 +36,7 @@ import dataclasses
 import itertools
 import json
 import logging
+import os
 import time
 from typing import Any
 
@@ -167,9 +179,17 @@ def _install_tool_steps(heard: dict[str, tuple[float, float]]) -> None:
 
         return wrapper
 
+    # BENCH_TOOLS_THREADED=1: the comparison run, pure built-in tools on the worker pool as before they
+    # ran inline (make_tool(..., uses_database=False)); nothing else differs.
+    threaded = os.environ.get("BENCH_TOOLS_THREADED") == "1"
     for name, tool in list(tools_module.BUILTIN_TOOLS.items()):
         if not tool.is_async:
-            tools_module.BUILTIN_TOOLS[name] = dataclasses.replace(tool, function=timed(tool.function))
+            changes: dict[str, Any] = {"function": timed(tool.function)}
+            if threaded and tool.inline:
+                changes["inline"] = False
+            tools_module.BUILTIN_TOOLS[name] = dataclasses.replace(tool, **changes)
+    if threaded:
+        log.warning("bench-tools-threaded: inline tools run on the worker pool in this process")
 
     async def send_event(self: Any, event: dict[str, Any]) -> None:
         call_id = _call.get()
@@ -232,7 +252,6 @@ def _install_tool_steps(heard: dict[str, tuple[float, float]]) -> None:
 
 def _switch_interval() -> None:
     """BENCH_SWITCH_INTERVAL=<seconds>: sys.setswitchinterval in this daphne only (a trial, nothing more)."""
-    import os
     import sys
 
     value = os.environ.get("BENCH_SWITCH_INTERVAL")
