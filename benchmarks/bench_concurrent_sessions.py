@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--trace-memory", action="store_true",
                         help="instead of the figure: where each session's memory goes (tracemalloc in the server)")
     args = parser.parse_args(argv)
-    result = h.run(args, main_async)
+    result = h.run(args, main_async, call_mode="relay")
     if args.trace_memory:
         return result
     fig = result["figure"]

@@ -275,7 +275,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--clients", type=int, default=0)
     parser.add_argument("--frames", type=int, default=0, help="frames per browser")
     args = parser.parse_args(argv)
-    result = h.run(args, main_async)
+    result = h.run(args, main_async, call_mode="relay")
     fig = result["figure"]
     h.log(f"INGEST: {fig['recorded_events_per_second']:.0f} recorded events/s vs echo "
           f"{fig['baseline_echo_events_per_second']:.0f}/s = {fig['ratio']:.2f} (target >= {TARGET_RATIO}); "

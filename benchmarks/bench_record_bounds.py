@@ -74,7 +74,8 @@ def _new_session() -> str:
     from voice.models import VoiceConfig, VoiceSession
 
     user, _ = User.objects.get_or_create(username="bench")
-    return str(VoiceSession.objects.create(user=user, config=VoiceConfig.objects.first(), model="gpt-realtime").pk)
+    return str(VoiceSession.objects.create(user=user, config=VoiceConfig.objects.first(), model="gpt-realtime",
+                                             mode=VoiceConfig.CallMode.RELAY).pk)
 
 
 async def flood(bounded: bool) -> dict[str, Any]:

@@ -202,7 +202,7 @@ def _session_payload() -> dict[str, Any]:
     from voice.models import VoiceConfig
 
     config = VoiceConfig.objects.for_slug_or_default(None)
-    assert config is not None and config.call_mode == "server", "the default config must be server mode"
+    assert config is not None and config.call_mode == "server", "the default config must be server mode (h.run sets it)"
     return dict(config.to_session_payload())
 
 
@@ -446,6 +446,22 @@ async def run_start(args: Any, cookies: list[str], offer: str) -> dict[str, Any]
 # --- 3. tool turnaround -----------------------------------------------------------------------------------
 
 
+def _stalls(lags: list[list[float]], over_ms: float) -> dict[str, Any]:
+    """The loop's long stalls: how many, and how many of them the loop spent working, lost the CPU to
+    another process (involuntary switches, little CPU of its own), or waited on another thread."""
+    # Each lag: late ms, loop thread CPU ms, other threads' CPU ms, voluntary and involuntary switches.
+    long = [lag for lag in lags if lag[0] > over_ms]
+    return {"count": len(long),
+            "loop_busy": sum(1 for lag in long if lag[1] > lag[0] / 2),
+            "other_threads_busy": sum(1 for lag in long if lag[2] > lag[0] / 2),
+            "preempted": sum(1 for lag in long if lag[4] > 0 and lag[1] + lag[2] <= lag[0] / 2),
+            "late_ms": [round(lag[0], 1) for lag in sorted(long, key=lambda lag: -lag[0])[:10]]}
+
+
+TOOL_STEPS = ("item_done_to_dispatch", "dispatch_to_task", "task_to_invoke", "invoke_to_function",
+              "function", "function_to_invoked", "invoked_to_send", "send_to_sent")
+
+
 async def run_tool(args: Any, cookies: list[str], offer: str) -> dict[str, Any]:
     sessions, turns, rate = args.tool_sessions, args.tool_turns, args.tool_rate
     with h.Stack() as stack:
@@ -477,12 +493,23 @@ async def run_tool(args: Any, cookies: list[str], offer: str) -> dict[str, Any]:
         finally:
             await control.close()
         probes = [[float(v) for v in rest] for _, *rest in _probe_lines(server, "bench-tool")]
+        steps = [[float(v) for v in rest] for _, *rest in _probe_lines(server, "bench-toolsteps")]
+        lags = [[float(v) for v in rest] for _, *rest in _probe_lines(server, "bench-looplag")]
     result: dict[str, Any] = {
         "sessions": sessions, "turns_per_session": turns, "rate_per_session": rate,
         "server_item_done_to_response_create_ms": h.summary([p[0] for p in probes]),
         "server_arguments_done_to_response_create_ms": h.summary([p[1] for p in probes]),
         "server_item_done_to_output_ms": h.summary([p[2] for p in probes]),
         "baseline_bare_client_ms": h.summary(bare),
+        # Where the server's share goes, step by step (servermode_asgi.py, bench-toolsteps), and the loop's
+        # late wake-ups over 1 ms during the whole run (bench-looplag).
+        "server_steps_ms": {name: h.summary([p[i] for p in steps]) for i, name in enumerate(TOOL_STEPS)},
+        "loop_late_wakeups_over_1ms": {"count": len(lags), "late_ms": h.summary([lag[0] for lag in lags]),
+                                       "loop_thread_cpu_ms": h.summary([lag[1] for lag in lags]),
+                                       "other_threads_cpu_ms": h.summary([lag[2] for lag in lags]),
+                                       "loop_voluntary_switches": h.summary([lag[3] for lag in lags]),
+                                       "loop_involuntary_switches": h.summary([lag[4] for lag in lags]),
+                                       "over_10ms": _stalls(lags, 10.0)},
     }
     if profile is not None:
         top = profile.top()
@@ -625,7 +652,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args.tool_turns = args.tool_turns or (20 if quick else 100)
     args.tool_rate = args.tool_rate or 100.0
     args.idle = args.idle or (300 if quick else 1000)
-    result = h.run(args, main_async)
+    result = h.run(args, main_async, call_mode="server")
     fig = result["figure"]
     if "ingest" in fig:
         f = fig["ingest"]

@@ -1,4 +1,4 @@
-"""Session start: websocket connect to `ag2.init`, and the server's own share of it.
+"""Session start (relay mode): websocket connect to `ag2.init`, and the server's own share of it.
 
 One logged-in browser at a time opens /ws/voice/ and times the opening handshake up to the `ag2.init`
 frame; in between, the server authenticates the cookie, checks the user's limits, creates the
@@ -13,6 +13,10 @@ httpx.AsyncClient per request, on one cached TLS context), which adds the client
 the difference is reported. Also timed, as the floor under any session start: a websocket to the
 bare echo consumer on the same daphne (same origin check and auth middleware) and one echo.
 Target: p50 of the server's share <= 10 ms.
+
+This is the relay flow (the browser creates the call with the minted secret); the benchmark puts every
+configuration in relay mode before it starts. Server mode's start (offer -> answer) is in
+bench_server_mode.py.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ def _mint_body() -> dict[str, Any]:
     from voice.models import VoiceConfig
 
     config = VoiceConfig.objects.for_slug_or_default(None)
-    assert config is not None, "no default VoiceConfig (did migrate run?)"
+    assert config is not None and config.call_mode == "relay", "the default config must be relay mode (h.run sets it)"
     return {"expires_after": {"anchor": "created_at", "seconds": config.secret_lifetime_seconds},
             "session": config.to_session_payload()}
 
@@ -168,7 +172,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = h.common_args(__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=0)
     args = parser.parse_args(argv)
-    result = h.run(args, main_async)
+    result = h.run(args, main_async, call_mode="relay")
     fig = result["figure"]
     h.log(f"SESSION START: server share p50 {fig['server_share_p50_ms']:.1f} ms, "
           f"p99 {fig['server_share_p99_ms']:.1f} ms "

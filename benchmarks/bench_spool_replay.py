@@ -31,7 +31,7 @@ from django.utils import timezone  # noqa: E402
 
 from tests.test_outage_postgres import _turn  # noqa: E402
 from voice import spool  # noqa: E402
-from voice.models import SessionEvent, VoiceSession  # noqa: E402
+from voice.models import SessionEvent, VoiceConfig, VoiceSession  # noqa: E402
 from voice.realtime.client import RawFrame  # noqa: E402
 from voice.realtime.events import parse_frame  # noqa: E402
 from voice.recording import Recorder, write_batches  # noqa: E402
@@ -45,7 +45,9 @@ def feed(recorder: Recorder, frame: dict) -> None:
 
 
 def _recorders(user: User, sessions: int, turns: int) -> list[Recorder]:
-    rows = VoiceSession.objects.bulk_create([VoiceSession(user=user, model="gpt-realtime", status="active")
+    # Relay sessions, as the frames are (origin "browser"): a server-mode row would be a call to adopt.
+    rows = VoiceSession.objects.bulk_create([VoiceSession(user=user, model="gpt-realtime", status="active",
+                                                          mode=VoiceConfig.CallMode.RELAY)
                                              for _ in range(sessions)])
     recorders = []
     for row in rows:

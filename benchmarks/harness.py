@@ -641,11 +641,33 @@ def prepare(args: Any) -> None:
     set_live_index("live_index" in trials)
 
 
-def run(args: Any, main_async: Callable[[Any], Any]) -> dict[str, Any]:
-    """What every script's main does: prepare the services, run its coroutine with Django set up in this
-    process (users, cookies, row counts), and close this process's database connections whatever happens."""
+def use_call_mode(mode: str) -> int:
+    """Put every voice configuration in `mode` ("relay" or "server") and return how many there are.
+
+    A benchmark measures one flow, so it says which: the default configuration's mode is the product's
+    choice (server since migration 0009) and changes with it, and run_all runs the benchmarks one after
+    another on one database, so each sets the mode it measures before its servers start."""
+    setup_django()
+    from voice.models import VoiceConfig
+
+    if mode not in VoiceConfig.CallMode.values:
+        raise ValueError(f"unknown call mode {mode!r}")
+    configs = VoiceConfig.objects.all()
+    if not configs.filter(is_active=True, is_default=True).exists():
+        raise RuntimeError("no active default VoiceConfig (did migrate run?)")
+    configs.update(call_mode=mode)
+    assert VoiceConfig.objects.for_slug_or_default(None).call_mode == mode
+    return configs.count()
+
+
+def run(args: Any, main_async: Callable[[Any], Any], *, call_mode: str = "") -> dict[str, Any]:
+    """What every script's main does: prepare the services, put the configurations in the call mode the
+    benchmark measures, run its coroutine with Django set up in this process (users, cookies, row counts),
+    and close this process's database connections whatever happens."""
     prepare(args)
     setup_django()
+    if call_mode:
+        log(f"voice configurations set to {call_mode} mode ({use_call_mode(call_mode)} configs)")
     try:
         return asyncio.run(main_async(args))
     finally:

@@ -2,13 +2,42 @@
 
 import gc
 import os
+from typing import Any
 
-from django.core.asgi import get_asgi_application
+import django
+from asgiref.sync import sync_to_async
+from django.core.handlers.asgi import ASGIHandler
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "realtime_site.settings")
 
-# Django must be set up before anything imports models, so this comes before the consumers.
-django_asgi_app = get_asgi_application()
+
+class ClosingASGIHandler(ASGIHandler):
+    """Django's ASGI handler, closing the request's database connections when the request is done.
+
+    Under ASGI every HTTP request runs its sync code (views, the session and auth middleware) in a thread
+    of its own (asgiref's ThreadSensitiveContext), so a persistent connection (DATABASE_CONN_MAX_AGE,
+    kept for the consumers' and the Recorder's one shared thread) is never reused by a later request:
+    it stayed open, unreferenced, until a full garbage collection, rare here (below). A few hundred page
+    views exhausted PostgreSQL's max_connections (bench_scale.py: 45 idle connections per daphne after
+    its pages). Django's advice is to disable persistent connections under ASGI; closing them at the end
+    of the request, in the request's own thread, does that for HTTP and costs nothing (they were never
+    reused), while websockets keep theirs.
+    """
+
+    async def handle(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().handle(scope, receive, send)
+        finally:
+            # Still inside the request's ThreadSensitiveContext: this runs in the thread that holds them.
+            from django.db import connections
+
+            await sync_to_async(connections.close_all)()
+
+
+# Django must be set up before anything imports models, so this comes before the consumers
+# (what django.core.asgi.get_asgi_application does, with the handler above).
+django.setup(set_prefix=False)
+django_asgi_app = ClosingASGIHandler()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402

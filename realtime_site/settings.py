@@ -164,10 +164,9 @@ if _database_url:
     try:
         # Health checks: a persistent connection that died with a database restart is replaced before
         # use, instead of failing the first request (or recorder write) after the database is back.
-        # No persistent connections by default: under ASGI Django runs each request in a thread of its
-        # own, so a connection kept for reuse is never reused and every page left one open until
-        # PostgreSQL refused new clients (about 100 requests a minute with the old default of 60 s).
-        _db = dj_database_url.parse(_database_url, conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0),
+        # Persistent connections serve the consumers' and the Recorder's one shared ORM thread; HTTP
+        # requests close theirs when done (realtime_site/asgi.py: each runs in a thread of its own).
+        _db = dj_database_url.parse(_database_url, conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60),
                                     conn_health_checks=True)
     except ValueError as exc:
         raise ImproperlyConfigured(f"DATABASE_URL is not a valid database URL: {exc}") from None

@@ -673,3 +673,34 @@ async def test_a_sync_tool_without_the_database_does_not_wait_for_the_orm_thread
 
     assert not BUILTIN_TOOLS["current_time"].uses_database and not BUILTIN_TOOLS["calculator"].uses_database
     assert BUILTIN_TOOLS["session_history"].uses_database
+
+
+async def test_an_inline_tool_runs_on_the_event_loop_and_answers_like_any_other() -> None:
+    """inline=True (the built-in clock and calculator): the function runs in the loop's own thread, no hop
+    to any thread; its result and its ToolError reach the model as a threaded tool's would."""
+    import threading
+
+    from voice.tools import BUILTIN_TOOLS
+
+    def where(fail: bool = False) -> int:
+        if fail:
+            raise ToolError("asked to fail")
+        return threading.get_ident()
+
+    inline = make_tool(where, inline=True)
+    assert inline.inline and not inline.uses_database  # the ORM refuses the loop: an inline tool has no database
+    assert await inline.invoke({}, None) == threading.get_ident()
+    with pytest.raises(ToolError, match="asked to fail"):
+        await inline.invoke({"fail": True}, None)
+    assert await make_tool(where, uses_database=False).invoke({}, None) != threading.get_ident()
+
+    assert BUILTIN_TOOLS["current_time"].inline and BUILTIN_TOOLS["calculator"].inline
+    assert not BUILTIN_TOOLS["session_history"].inline and BUILTIN_TOOLS["session_history"].uses_database
+
+
+def test_inline_is_refused_for_an_async_tool() -> None:
+    async def already_on_the_loop() -> str:
+        return "ok"
+
+    with pytest.raises(ValueError, match="inline is for sync tools"):
+        make_tool(already_on_the_loop, inline=True)

@@ -2,7 +2,8 @@
 
 No Django here (the agent must not care which client feeds it events, nor where they are recorded).
 Sync tools run through ``asgiref.sync.sync_to_async(thread_sensitive=True)``, so a tool may use the
-Django ORM without this module importing Django.
+Django ORM without this module importing Django (``uses_database=False``: the worker pool; ``inline=True``:
+on the event loop, for pure tools that are always quick).
 
 Observers
 ---------
@@ -83,8 +84,13 @@ class Tool:
     timeout: float | None = None
     is_async: bool = field(default=False)
     # A sync tool that never touches the ORM runs on the worker pool instead of asgiref's one sync thread,
-    # where it would wait behind the Recorder's batch writes (a tool call's p99, bench_server_mode.py).
+    # where it would wait behind the Recorder's batch writes.
     uses_database: bool = True
+    # A sync tool that is pure and takes well under a millisecond whatever its arguments (the clock, the
+    # bounded calculator) runs on the event loop itself. A hop to any thread and back costs two thread
+    # wake-ups: on a busy machine that was the whole p99 of a tool call's turnaround (benchmarks/README.md,
+    # "Server mode"). The price: nothing can interrupt it, so its own bounds are its timeout.
+    inline: bool = False
 
     def parameters_schema(self) -> dict[str, Any]:
         return _without_titles(self.arguments_model.model_json_schema())
@@ -104,11 +110,13 @@ class Tool:
         return {name: getattr(parsed, name) for name in type(parsed).model_fields}
 
     async def invoke(self, kwargs: dict[str, Any], context: ToolContext | None) -> Any:
-        """Run the tool with already validated arguments. Sync tools run off the event loop."""
+        """Run the tool with already validated arguments. Sync tools run off the event loop, unless inline."""
         if self.context_parameter is not None:
             kwargs = {**kwargs, self.context_parameter: context}
         if self.is_async:
             return await self.function(**kwargs)
+        if self.inline:
+            return self.function(**kwargs)
         # thread_sensitive=True: Django's ORM connections are per thread and cleaned up on that thread.
         # The cost: sync tools share one thread, so keep them short (the timeout cannot stop a thread).
         return await sync_to_async(self.function, thread_sensitive=self.uses_database)(**kwargs)
@@ -121,13 +129,18 @@ def make_tool(
     description: str | None = None,
     timeout: float | None = None,
     uses_database: bool = True,
+    inline: bool = False,
 ) -> Tool:
     """Build a ``Tool`` from a typed function. Parameter descriptions may be given as
     ``Annotated[str, "what it is"]`` or ``Annotated[str, Field(description=...)]``. ``uses_database=False``
-    (a sync tool that never uses the ORM) runs it on the worker pool rather than the ORM's one thread."""
+    (a sync tool that never uses the ORM) runs it on the worker pool rather than the ORM's one thread;
+    ``inline=True`` (a sync tool that is pure and always quick) runs it on the event loop, no thread at all."""
     tool_name = name or function.__name__
     if not _TOOL_NAME.match(tool_name):
         raise ValueError(f"Tool name {tool_name!r} must be 1-64 letters, digits, '_' or '-'")
+    is_async = inspect.iscoroutinefunction(function)
+    if inline and is_async:
+        raise ValueError(f"Tool {tool_name!r}: inline is for sync tools; an async tool runs on the loop already")
     hints = typing.get_type_hints(function, include_extras=True)
     fields: dict[str, Any] = {}
     context_parameter: str | None = None
@@ -152,8 +165,10 @@ def make_tool(
         arguments_model=arguments_model,
         context_parameter=context_parameter,
         timeout=timeout,
-        is_async=inspect.iscoroutinefunction(function),
-        uses_database=uses_database,
+        is_async=is_async,
+        # An inline tool runs on the loop, where the ORM refuses to run: it cannot use the database.
+        uses_database=uses_database and not inline,
+        inline=inline,
     )
 
 

@@ -1,7 +1,8 @@
 """The built-in tools' implementations, registered in ``voice.tools`` when the app is ready.
 
 Each tool is a plain typed function turned into a ``voice.agent.Tool``. Tools that touch the database are
-sync (they run in asgiref's thread) and act only for the user in their ``ToolContext``.
+sync (they run in asgiref's thread) and act only for the user in their ``ToolContext``; the pure, bounded
+ones (clock, calculator) run inline on the event loop.
 """
 
 from __future__ import annotations
@@ -195,10 +196,10 @@ def _as_uuid(value: str) -> uuid.UUID | None:
 # --- registration ---------------------------------------------------------------------------------
 
 # Run once, when the voice app is ready (voice.apps): the registry then holds these tools.
-# Neither current_time nor calculator touches the database: they need not queue behind the Recorder on
-# the ORM's thread.
-register(make_tool(current_time, timeout=5, uses_database=False))
-register(make_tool(calculator, timeout=5, uses_database=False))
+# Pure and bounded (the calculator by MAX_EXPRESSION_LENGTH, MAX_NODES, MAX_EXPONENT and MAX_INTEGER_BITS):
+# microseconds of work, run on the event loop rather than hopping to a thread.
+register(make_tool(current_time, timeout=5, inline=True))
+register(make_tool(calculator, timeout=5, inline=True))
 register(make_tool(session_history, timeout=10))
 
 __all__ = ["calculator", "current_time", "session_history"]
