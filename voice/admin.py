@@ -26,6 +26,7 @@ from simple_history.admin import SimpleHistoryAdmin
 from voice import catalog, providers, timeline
 from voice.models import (
     REALTIME_MODELS,
+    CallRecording,
     MinutePrice,
     ModelPrice,
     ResponseUsage,
@@ -39,6 +40,9 @@ from voice.models import (
 )
 from voice.paging import AppendOnlyPaginator, LargeTablePaginator, page_query
 from voice.templatetags.voice_format import clock, seconds
+
+# The admin lists this many turns of a recorded session's timeline; the export holds them all.
+ADMIN_REPLAY_TURNS = 100
 
 
 class ListField(forms.CharField):
@@ -586,17 +590,22 @@ class VoiceSessionAdmin(LargeTableAdmin):
     def recording_replay(self, obj: VoiceSession) -> str:
         """The call's audio with its per-turn latency and cost (voice/timeline.py); lines play from the
         session's own page, which the admin links to."""
-        replay = timeline.build(obj)
-        if not replay.has_recording:
+        # Only a recorded session pays for its timeline (a long one has thousands of timing rows).
+        if not CallRecording.objects.filter(session=obj, chunk_count__gt=0).exists():
             return "Not recorded." if not obj.recording_consent else "Recording agreed, but no audio arrived."
+        replay = timeline.build(obj)
         url = reverse("voice:recording_audio", args=[obj.pk])
+        shown = list(replay.turns.values())[:ADMIN_REPLAY_TURNS]
         turns = format_html_join("", "<li>At {}: answered after {}, cost {}</li>", (
             (clock(t.audio_ms) or "—", seconds(t.latency_ms) or "—",
              "unpriced" if t.cost_usd is None else f"${t.cost_usd:.4f}")
-            for t in replay.turns.values()))
+            for t in shown))
+        more = len(replay.turns) - len(shown)
+        rest = format_html("<p>{} later turns are not listed here; the session's export holds every turn.</p>",
+                           more) if more > 0 else ""
         return format_html('<audio controls preload="metadata" src="{}"></audio><p><a href="{}?download=1">'
-                           'Download the recording</a> (WebM; the user left, the model right)</p><ul>{}</ul>',
-                           url, url, turns)
+                           'Download the recording</a> (WebM; the user left, the model right)</p><ul>{}</ul>{}',
+                           url, url, turns, rest)
 
     @admin.display(description="Transcript")
     def transcript(self, obj: VoiceSession) -> str:

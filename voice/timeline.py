@@ -160,7 +160,8 @@ def build(session: VoiceSession) -> Timeline:
     else:
         recording = CallRecording.objects.filter(session=session).first()
     events = timing_events(SessionEvent.objects.filter(session=session))[:MAX_TIMING_EVENTS]
-    usages = ResponseUsage.objects.filter(session=session).order_by("created_at", "id")
+    usages = ResponseUsage.objects.filter(session=session).order_by("created_at", "id").only(
+        "response_id", "cost_usd", "total_tokens", "created_at")
     items = TranscriptItem.objects.filter(session=session, role="assistant").only(
         "item_id", "response_id", "kind", "first_audio_at", "created_at")
     return assemble(session, recording, events, usages, items)
