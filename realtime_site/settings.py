@@ -382,6 +382,8 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
         "voice": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
+        # `manage.py realtime_emulator` logs like the app it stands in for.
+        "realtime_emulator": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
         "django": {"handlers": ["console"], "level": "WARNING", "propagate": False},
     },
 }

@@ -146,7 +146,7 @@ async def emulator(settings: object) -> AsyncIterator[str]:
     """The OpenAI emulator on an ephemeral loopback port; the app is pointed at it."""
     from aiohttp import web
 
-    from voice.emulator.app import create_app
+    from realtime_emulator.app import create_app
 
     runner = web.AppRunner(create_app())
     await runner.setup()
