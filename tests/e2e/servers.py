@@ -188,6 +188,8 @@ class Site(ChildProcess):
             "DJANGO_LOG_LEVEL": "INFO",
             "REALTIME_EMULATOR_URL": emulator.api_base,
             "PYTHONUNBUFFERED": "1",
+            # Every ag2.* frame and dashboard message checked against its schema (voice/schemas.py).
+            "VOICE_VALIDATE_OUTGOING": "1",
             # Never the project's own spool: daphne replays it at start-up, into whatever database it has.
             "VOICE_SPOOL_DIR": str(ARTIFACTS / "spool"),
             "VOICE_RECORDING_DIR": str(ARTIFACTS / "recordings"),
