@@ -196,7 +196,7 @@ async def start_emulator() -> tuple[Any, str, str]:
     from aiohttp import web
     from aiortc import RTCConfiguration, RTCPeerConnection
 
-    from voice.emulator.app import create_app
+    from realtime_emulator.app import create_app
 
     runner = web.AppRunner(create_app(connect_timeout=3600), access_log=None)
     await runner.setup()

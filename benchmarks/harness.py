@@ -336,7 +336,7 @@ class Emulator(Child):
         self.port = free_port()
         self.root = f"http://127.0.0.1:{self.port}"
         self.api = f"{self.root}/v1"
-        argv = [sys.executable, "-m", "voice.emulator", "--host", "127.0.0.1", "--port", str(self.port),
+        argv = [sys.executable, "-m", "realtime_emulator", "--host", "127.0.0.1", "--port", str(self.port),
                 "--log-level", "WARNING", *options]
         super().__init__(name, argv, {**server_env(""), "PYTHONUNBUFFERED": "1"})
 

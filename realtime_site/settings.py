@@ -332,6 +332,9 @@ VOICE_MAX_FRAME_BYTES = env_int("VOICE_MAX_FRAME_BYTES", 256 * 1024, minimum=102
 VOICE_MAX_MESSAGES_PER_SECOND = env_int("VOICE_MAX_MESSAGES_PER_SECOND", 200, minimum=1)
 VOICE_MAX_CONCURRENT_SESSIONS_PER_USER = env_int("VOICE_MAX_CONCURRENT_SESSIONS_PER_USER", 3, minimum=1)
 VOICE_MAX_SESSION_STARTS_PER_MINUTE = env_int("VOICE_MAX_SESSION_STARTS_PER_MINUTE", 10, minimum=1)
+# Check every ag2.* frame and dashboard message against its schema (voice/schemas.py) where it is sent,
+# and fail loudly if one does not match. The tests turn it on; off in production, where it only costs time.
+VOICE_VALIDATE_OUTGOING = env_bool("VOICE_VALIDATE_OUTGOING", False)
 VOICE_RECORDER_BATCH_SIZE = env_int("VOICE_RECORDER_BATCH_SIZE", 200, minimum=1)
 VOICE_RECORDER_FLUSH_SECONDS = env_float("VOICE_RECORDER_FLUSH_SECONDS", 0.25, minimum=0.01)
 # Bounds of what one session may add to the record. The defaults are far beyond any real conversation
@@ -381,6 +384,8 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
         "voice": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
+        # `manage.py realtime_emulator` logs like the app it stands in for.
+        "realtime_emulator": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
         "django": {"handlers": ["console"], "level": "WARNING", "propagate": False},
     },
 }

@@ -61,6 +61,22 @@ def spool_dir(settings: Any, tmp_path: Any) -> Any:
 
 
 @pytest.fixture(autouse=True)
+def outgoing_frames_checked(settings: Any) -> Iterator[None]:
+    """Every ag2.* frame and dashboard message a test makes the server send must match its schema.
+
+    The send points swallow errors (a socket gone must not end a session), so the problems they met are
+    collected in voice.schemas and fail the test here."""
+    from voice import schemas
+
+    settings.VOICE_VALIDATE_OUTGOING = True
+    schemas.outgoing_problems.clear()
+    yield
+    problems = list(schemas.outgoing_problems)
+    schemas.outgoing_problems.clear()
+    assert not problems, "Outgoing frames that do not match their schemas:\n" + "\n".join(problems)
+
+
+@pytest.fixture(autouse=True)
 def recordings_dir(settings: Any, tmp_path: Any) -> Any:
     """Each test stores call recordings in its own directory, never in the project's."""
     settings.STORAGES = {**settings.STORAGES, "recordings": {
@@ -146,7 +162,7 @@ async def emulator(settings: object) -> AsyncIterator[str]:
     """The OpenAI emulator on an ephemeral loopback port; the app is pointed at it."""
     from aiohttp import web
 
-    from voice.emulator.app import create_app
+    from realtime_emulator.app import create_app
 
     runner = web.AppRunner(create_app())
     await runner.setup()

@@ -14,8 +14,8 @@ import httpx
 from aiohttp import web
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
-from voice.emulator.app import create_app
-from voice.emulator.script import Script
+from realtime_emulator.app import create_app
+from realtime_emulator.script import Script
 from voice.realtime.calls import create_call
 
 API_KEY = "sk-test-server-mode-key-0123456789"

@@ -13,8 +13,8 @@ import pytest
 from channels.db import database_sync_to_async
 from django.contrib.auth.models import User
 
+from tests.emulator.test_emulator_call import fast_script
 from tests.server_mode import SESSION, BrowserPeer, Emulator, eventually, running_emulator
-from tests.test_emulator_call import fast_script
 from tests.ws_helpers import disconnect_peers, open_peer, started, stored, wait_for  # noqa: F401
 from voice import checks, live, providers
 from voice.models import VoiceConfig

@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.emulator.test_emulator_call import fast_script
 from tests.server_mode import API_KEY, BrowserPeer, Emulator, eventually, running_emulator
-from tests.test_emulator_call import fast_script
 from voice.agent import Observer, VoiceAgent, make_tool
 from voice.realtime import (
     GPTLiveSidebandClient,

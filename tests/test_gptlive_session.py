@@ -18,11 +18,11 @@ from channels.db import database_sync_to_async
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 
+from realtime_emulator.peer import ToneTrack
+from tests.emulator.test_emulator_call import fast_script
 from tests.server_mode import BrowserPeer, Emulator, running_emulator
-from tests.test_emulator_call import fast_script
 from tests.ws_helpers import Peer, disconnect_peers, started, stored, wait_for  # noqa: F401
 from voice import call_audio, live
-from voice.emulator.peer import ToneTrack
 from voice.models import (
     CallRecording,
     MinutePrice,

@@ -15,8 +15,8 @@ from channels.db import database_sync_to_async
 from django.contrib.auth.models import User
 from django.utils import timezone
 
+from tests.emulator.test_emulator_call import fast_script
 from tests.server_mode import BrowserPeer, Emulator, eventually, running_emulator
-from tests.test_emulator_call import fast_script
 from tests.ws_helpers import Peer, disconnect_peers, open_peer, started, stored, wait_for  # noqa: F401
 from voice import lease, live
 from voice.models import SessionEvent, ToolCall, TranscriptItem, VoiceConfig, VoiceSession

@@ -12,10 +12,10 @@ from channels.db import database_sync_to_async
 from django.contrib.auth.models import User
 from django.test import Client
 
+from realtime_emulator.validation import validate_client_secret_request
 from tests.record_feed import relay, sent
 from tests.ws_helpers import disconnect_peers, event_types, started, stored  # noqa: F401  (autouse fixture)
 from voice import mcp
-from voice.emulator.validation import validate_client_secret_request
 from voice.models import SessionEvent, VoiceConfig, VoiceSession
 from voice.realtime.webrtc import OpenAIRealtimeWebRTCClient
 from voice.recording import Recorder

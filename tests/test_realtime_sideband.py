@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from tests.emulator.test_emulator_call import fast_script
 from tests.server_mode import API_KEY, CURRENT_TIME_TOOL, SESSION, Emulator, eventually, running_emulator, start_call
-from tests.test_emulator_call import fast_script
 from voice.realtime import (
     OpenAIRealtimeSidebandClient,
     RawFrame,

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from voice import schemas
 from voice.schemas import (
     MAX_OFFER_SDP_CHARS,
     Ag2ClientError,
@@ -13,6 +14,8 @@ from voice.schemas import (
     Ag2Offer,
     Ag2Ready,
     FrameError,
+    OutgoingFrameError,
+    check_outgoing,
     dashboard_request,
     parse_browser_frame,
     parse_server_mode_frame,
@@ -105,3 +108,58 @@ def test_anything_else_is_refused_in_server_mode(frame: object, code: str) -> No
 def test_an_offer_carries_its_sdp() -> None:
     offer = parse_server_mode_frame({"type": "ag2.offer", "sdp": "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\n"})
     assert isinstance(offer, Ag2Offer) and offer.sdp.startswith("v=0")
+
+
+# --- outgoing frames: checked where they are sent when VOICE_VALIDATE_OUTGOING is on (the tests') -----
+
+GOOD_OUTGOING: list[tuple[str, dict[str, Any]]] = [
+    ("voice", {"type": "ag2.error", "code": "rate_limited", "message": "Slow down.", "retryable": True}),
+    ("voice", {"type": "ag2.close", "reason": "hangup"}),
+    ("voice", {"type": "ag2.answer", "sdp": "v=0\r\n"}),
+    ("voice", {"type": "ag2.init", "protocol": 2, "mode": "server", "session_id": "s", "resumed": False,
+               "session": {"model": "gpt-realtime"}}),
+    ("voice", {"type": "ag2.init", "protocol": 2, "mode": "server", "session_id": "s", "resumed": True,
+               "session": {}, "api": "gpt-live",
+               "live": {"transcript_gap_ms": 2000, "typing": False, "recorded_by": "server"}}),
+    ("voice", {"type": "response.create"}),  # an OpenAI client event: typed in voice.realtime.events
+    ("dashboard", {"type": "snapshot", "sessions": []}),
+    ("dashboard", {"type": "session.snapshot", "session_id": "s", "session": {}, "items": [], "tool_calls": [],
+                   "events": [], "turns": [{"response_id": "r", "item_id": None, "latency_ms": 412,
+                                            "measured_from": "vad"}],
+                   "earlier": {"items": 0, "tool_calls": 0, "events": 0}, "transcript_url": "/sessions/s/"}),
+    ("published", {"type": "delta", "session_id": "s", "item_id": "i", "role": "assistant", "delta": "Hel"}),
+    ("published", {"type": "session.ended", "session_id": "s", "session": {"id": "s"}}),
+    ("published", {"type": "session.resync", "session_id": "s"}),
+]
+
+BAD_OUTGOING: list[tuple[str, dict[str, Any]]] = [
+    ("voice", {"type": "ag2.error", "code": "x", "message": "No retryable flag."}),
+    ("voice", {"type": "ag2.close", "reason": "hangup", "call_id": "rtc_1"}),  # a field no schema describes
+    ("voice", {"type": "ag2.init", "protocol": 2, "mode": "server", "session_id": "s", "session": {}}),
+    ("voice", {"type": "ag2.surprise"}),
+    ("dashboard", {"type": "snapshot"}),
+    ("dashboard", {"type": "session.updated", "session_id": "s"}),  # published, not the consumer's own
+    ("published", {"type": "delta", "session_id": "s", "delta": "no item"}),
+    ("published", {"type": "usage", "usage": {}, "totals": {}}),  # no session_id
+]
+
+
+@pytest.mark.parametrize(("channel", "frame"), GOOD_OUTGOING)
+def test_outgoing_frames_that_match_their_schema_pass(settings: Any, channel: Any, frame: dict[str, Any]) -> None:
+    check_outgoing(channel, frame)
+
+
+@pytest.mark.parametrize(("channel", "frame"), BAD_OUTGOING)
+def test_an_outgoing_frame_that_does_not_match_fails_the_test(settings: Any, channel: Any,
+                                                              frame: dict[str, Any]) -> None:
+    with pytest.raises(OutgoingFrameError):
+        check_outgoing(channel, frame)
+    # The send points swallow errors; the list is what fails the test (tests/conftest.py).
+    assert schemas.outgoing_problems
+    schemas.outgoing_problems.clear()
+
+
+def test_outgoing_frames_are_not_checked_when_the_setting_is_off(settings: Any) -> None:
+    settings.VOICE_VALIDATE_OUTGOING = False
+    check_outgoing("voice", {"type": "ag2.surprise"})
+    assert not schemas.outgoing_problems

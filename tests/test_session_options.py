@@ -13,9 +13,9 @@ from django.core.exceptions import ValidationError
 from openai.types.realtime import RealtimeSessionCreateRequest
 from pydantic import BaseModel
 
+from realtime_emulator import validation as emulator
+from realtime_emulator.validation import EmulatorError
 from voice.admin import VoiceConfigForm
-from voice.emulator import validation as emulator
-from voice.emulator.validation import RealtimeError
 from voice.models import VoiceConfig
 from voice.realtime.session import SessionValidationError, validate_session
 
@@ -326,7 +326,7 @@ def test_both_validators_still_refuse_an_unknown_field(path: tuple[Any, ...]) ->
     target[path[-1]] = "surprise"
     with pytest.raises(SessionValidationError):
         validate_session(payload)
-    with pytest.raises(RealtimeError) as refused:
+    with pytest.raises(EmulatorError) as refused:
         emulator.validate_session(payload)
     assert refused.value.code in ("unknown_parameter", "invalid_type")
     with pytest.raises(Exception):  # noqa: B017

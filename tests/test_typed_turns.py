@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import User
 
+from realtime_emulator.script import Script, load_script
+from tests.emulator.test_emulator_call import FAST, fast_script
 from tests.server_mode import BrowserPeer, Emulator, eventually, running_emulator
-from tests.test_emulator_call import FAST, fast_script
 from tests.test_live_session import _events, _set_up_call, _user_and_reply
 from tests.ws_helpers import disconnect_peers, started, stored  # noqa: F401
 from voice import live
-from voice.emulator.script import Script, load_script
 from voice.models import VoiceConfig
 from voice.realtime.errors import RealtimeUpstreamUnavailableError
 from voice.schemas import MAX_TEXT_CHARS

@@ -46,6 +46,7 @@ from channels.layers import InMemoryChannelLayer, get_channel_layer
 from channels_redis.core import RedisChannelLayer
 
 from voice.realtime.throttle import ThrottledLog
+from voice.schemas import check_outgoing
 
 logger = logging.getLogger(__name__)
 _log = ThrottledLog(logger)
@@ -260,6 +261,7 @@ class Broadcaster:
 
     def _put(self, group: str, payload: dict[str, Any]) -> None:
         payload.setdefault("session_id", self.session_id)
+        check_outgoing("published", payload)
         if not self._my_shard().put((self, group, payload)):
             # Only reachable when the layer is stalled for a long time. Live views are best effort;
             # the database keeps the record, so we drop the update rather than grow without bound.

@@ -38,6 +38,7 @@ from voice.schemas import (
     Ag2Ready,
     Ag2Text,
     FrameError,
+    check_outgoing,
     dashboard_request,
     parse_browser_frame,
     parse_server_mode_frame,
@@ -59,6 +60,8 @@ FLOOD_NOTICE_SECONDS = 5.0
 # A dashboard sends subscribe/unsubscribe requests, a few a minute; each costs a database read.
 DASHBOARD_REQUESTS_PER_SECOND = 20
 DASHBOARD_MAX_FRAME_CHARS = 1024
+# What the dashboard consumer says itself; everything else it sends was published (voice/broadcast.py).
+DASHBOARD_OWN_FRAMES = frozenset({"snapshot", "session.snapshot", "ag2.error"})
 
 
 class _ConsumerSocket:
@@ -115,6 +118,11 @@ class VoiceSessionConsumer(_NoPerMessageThreadHop, AsyncJsonWebsocketConsumer):
     # Server mode: the call lives in a LiveSession, which this socket is attached to (or was).
     live: live_sessions.LiveSession | None = None
     ended: bool  # set by connect()
+
+    async def send_json(self, content: Any, close: bool = False) -> None:
+        # Every JSON frame to the page passes here (relay mode's client, the LiveSession, refusals).
+        check_outgoing("voice", content)
+        await super().send_json(content, close=close)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         try:
@@ -467,6 +475,10 @@ class VoiceSessionConsumer(_NoPerMessageThreadHop, AsyncJsonWebsocketConsumer):
 
 class DashboardConsumer(_NoPerMessageThreadHop, AsyncJsonWebsocketConsumer):
     """Staff see every live session and can watch one; a user may watch only their own sessions."""
+
+    async def send_json(self, content: Any, close: bool = False) -> None:
+        check_outgoing("dashboard" if content.get("type") in DASHBOARD_OWN_FRAMES else "published", content)
+        await super().send_json(content, close=close)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         try:

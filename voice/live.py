@@ -51,6 +51,7 @@ from voice.realtime.events import RealtimeEvent, ResponseDone
 from voice.realtime.gptlive_events import LiveSessionClosed
 from voice.realtime.throttle import ThrottledLog, TokenBucket
 from voice.recording import Recorder, heartbeat_hooks, load_state
+from voice.schemas import check_outgoing
 
 logger = logging.getLogger(__name__)
 
@@ -252,6 +253,7 @@ class LiveSession:
 
     async def _send(self, frame: dict[str, Any], *, record: bool = True) -> None:
         """To the attached browser, if any; signalling frames are part of the record."""
+        check_outgoing("voice", frame)  # here too: a frame is recorded even with no browser attached
         if record:
             self.recorder.record(TO_BROWSER, frame)
         browser = self.browser

@@ -1,9 +1,18 @@
-"""Typed schemas of the frames our consumers accept and the messages they publish (rule 4).
+"""The protocol module: typed schemas of every frame between browser and server, both ways (rule 4).
 
-Browser -> server frames on /ws/voice/ are either our own `ag2.*` frames or OpenAI server events
-relayed verbatim. OpenAI's events are typed in voice.realtime.events; here we only insist on the
-envelope (an object with a sane string `type`), because refusing an event OpenAI adds tomorrow would
-lose it from the record.
+- Browser -> server on /ws/voice/: our own `ag2.*` frames (relay mode: or OpenAI server events relayed
+  verbatim; OpenAI's events are typed in voice.realtime.events, and here we only insist on the envelope,
+  because refusing an event OpenAI adds tomorrow would lose it from the record). Server mode: the
+  `ag2.*` signalling frames and typed turns only.
+- Server -> browser on /ws/voice/: `ag2.init` (relay mode's is typed next to the client that builds it,
+  voice.realtime.events, which imports no Django), `ag2.answer`, `ag2.error`, `ag2.close`.
+- Dashboards: their requests (`subscribe`, `unsubscribe`), what they are sent on connecting and
+  subscribing (`snapshot`, `session.snapshot`, `ag2.error`), and every message published over the
+  channel layer (`Published`).
+
+Outgoing frames are checked against these schemas where they are sent when `VOICE_VALIDATE_OUTGOING`
+is on (the test suite turns it on; production leaves it off, for speed): see `check_outgoing`.
+The constants both sides share (close codes, socket paths) are in voice/protocol.py.
 """
 
 from __future__ import annotations
@@ -13,6 +22,8 @@ import uuid
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+
+from voice.realtime.events import Ag2InitFrame as Ag2InitRelay
 
 EVENT_TYPE = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+)*$")
 
@@ -220,3 +231,156 @@ Published = Annotated[
     Field(discriminator="type"),
 ]
 published_message: TypeAdapter[Any] = TypeAdapter(Published)
+
+
+# --- server -> browser (/ws/voice/) ----------------------------------------------------------------
+
+
+class _Outgoing(BaseModel):
+    # Strict: a field we add without describing it here fails the tests, so the schema stays the truth.
+    model_config = ConfigDict(extra="forbid")
+
+
+class Ag2Error(_Outgoing):
+    """A refusal or failure: a stable code, a sentence the person can act on, and whether to retry."""
+
+    type: Literal["ag2.error"]
+    code: Annotated[str, Field(min_length=1, max_length=100)]
+    message: Annotated[str, Field(min_length=1)]
+    retryable: bool
+
+
+class Ag2Close(_Outgoing):
+    type: Literal["ag2.close"]
+    reason: Annotated[str, Field(min_length=1, max_length=100)]
+
+
+class Ag2Answer(_Outgoing):
+    type: Literal["ag2.answer"]
+    sdp: Annotated[str, Field(min_length=1)]
+
+
+class LiveFacts(_Outgoing):
+    """What the page does differently for a GPT-Live session (docs/gpt-live.md)."""
+
+    transcript_gap_ms: int
+    typing: bool
+    recorded_by: Literal["server"]
+
+
+class Ag2InitServer(_Outgoing):
+    """Server mode's first frame (and a resume's): display facts only, never a secret or the call id."""
+
+    type: Literal["ag2.init"]
+    protocol: Literal[2]
+    mode: Literal["server"]
+    session_id: Annotated[str, Field(min_length=1)]
+    resumed: bool
+    session: dict[str, Any]
+    api: Literal["gpt-live"] | None = None
+    live: LiveFacts | None = None
+
+
+_voice_frames: dict[str, TypeAdapter[Any]] = {
+    "ag2.init": TypeAdapter(Ag2InitRelay | Ag2InitServer),
+    "ag2.answer": TypeAdapter(Ag2Answer),
+    "ag2.error": TypeAdapter(Ag2Error),
+    "ag2.close": TypeAdapter(Ag2Close),
+}
+
+
+# --- server -> dashboard (/ws/dashboard/) -----------------------------------------------------------
+
+
+class DashboardSnapshot(_Outgoing):
+    """On connecting: every live session (voice.snapshots.live_sessions)."""
+
+    type: Literal["snapshot"]
+    sessions: list[dict[str, Any]]
+
+
+class SessionEarlier(_Outgoing):
+    items: int
+    tool_calls: int
+    events: int
+
+
+class TurnLatency(_Outgoing):
+    response_id: str | None
+    item_id: str | None
+    latency_ms: int | float
+    measured_from: str
+
+
+class SessionSnapshot(_Outgoing):
+    """On subscribing (and on a resync): one session's latest record, saying what it left out."""
+
+    type: Literal["session.snapshot"]
+    session_id: str
+    session: dict[str, Any]
+    items: list[dict[str, Any]]
+    tool_calls: list[dict[str, Any]]
+    events: list[dict[str, Any]]
+    turns: list[TurnLatency]
+    earlier: SessionEarlier
+    transcript_url: Annotated[str, Field(min_length=1)]
+
+
+_dashboard_frames: dict[str, TypeAdapter[Any]] = {
+    "snapshot": TypeAdapter(DashboardSnapshot),
+    "session.snapshot": TypeAdapter(SessionSnapshot),
+    "ag2.error": TypeAdapter(Ag2Error),
+}
+
+
+class Resync(_Published):
+    """Between servers only: the dashboard consumer answers it with a `session.snapshot`."""
+
+    type: Literal["session.resync"]
+
+
+_published: TypeAdapter[Any] = TypeAdapter(Annotated[
+    DeltaMessage | EventMessage | ItemMessage | ToolCallMessage | UsageMessage | TurnMessage | SessionChanged
+    | SessionLifecycle | Resync,
+    Field(discriminator="type"),
+])
+
+
+# --- checking outgoing frames where they are sent ----------------------------------------------------
+
+
+class OutgoingFrameError(AssertionError):
+    """An outgoing frame that does not match its schema: a bug in the server, caught by the tests."""
+
+
+# Problems found since the test suite last looked (tests/conftest.py fails the test that caused one):
+# the send points swallow exceptions (a gone socket must not end a session), so raising is not enough.
+outgoing_problems: list[str] = []
+
+
+def check_outgoing(channel: Literal["voice", "dashboard", "published"], frame: Any) -> None:
+    """Validate a frame we are about to send, if `VOICE_VALIDATE_OUTGOING` is on; raise if it is wrong.
+
+    `voice`: to the call's page, where only the `ag2.*` frames are ours (the rest are OpenAI client
+    events, checked in voice.realtime.events). `dashboard`: sent to a dashboard by its consumer.
+    `published`: put on the channel layer for dashboards (voice.broadcast)."""
+    from django.conf import settings
+
+    if not getattr(settings, "VOICE_VALIDATE_OUTGOING", False):
+        return
+    kind = frame.get("type") if isinstance(frame, dict) else None
+    try:
+        if channel == "published":
+            _published.validate_python(frame)
+            return
+        if channel == "voice" and not (isinstance(kind, str) and kind.startswith("ag2.")):
+            return
+        adapter = (_voice_frames if channel == "voice" else _dashboard_frames).get(kind) if isinstance(kind, str) \
+            else None
+        if adapter is None:
+            raise OutgoingFrameError(f"no schema for a {channel} frame of type {kind!r}")
+        adapter.validate_python(frame)
+    except (ValidationError, OutgoingFrameError) as exc:
+        problem = f"{channel} frame {kind!r} does not match its schema: {exc}"
+        outgoing_problems.append(problem)
+        raise OutgoingFrameError(problem) from None

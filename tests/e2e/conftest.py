@@ -10,7 +10,7 @@ How the pieces share one database:
   so what the server writes is what the tests read. Tests use ``transaction=True`` (nothing is hidden
   in an open transaction) with ``serialized_rollback`` (the seeded default config and prices survive
   the flush between tests).
-* the emulator runs in its own child process (``python -m voice.emulator``); daphne finds it through
+* the emulator runs in its own child process (``python -m realtime_emulator``); daphne finds it through
   ``REALTIME_EMULATOR_URL``, the tests drive it through its ``/_emulator`` controls.
 
 Chromium, Playwright or the emulator's dependencies missing: the tests skip with the reason on a

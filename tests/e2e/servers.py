@@ -1,7 +1,7 @@
 """The real processes an end-to-end test talks to: the OpenAI emulator and daphne serving the site.
 
 Both run as child processes on loopback ports, the way they run in production (`make run`): the
-emulator is `python -m voice.emulator`, the site is plain `daphne` on the real ASGI application (plus
+emulator is `python -m realtime_emulator`, the site is plain `daphne` on the real ASGI application (plus
 static files). Every wait here is bounded; every process is stopped by its own pid.
 """
 
@@ -120,14 +120,14 @@ class ChildProcess:
 
 
 class Emulator(ChildProcess):
-    """`python -m voice.emulator` and a small client for its /_emulator test controls."""
+    """`python -m realtime_emulator` and a small client for its /_emulator test controls."""
 
     def __init__(self) -> None:
         self.port = free_port()
         self.root = f"http://127.0.0.1:{self.port}"
         self.api_base = f"{self.root}/v1"
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        argv = [sys.executable, "-m", "voice.emulator", "--host", "127.0.0.1", "--port", str(self.port),
+        argv = [sys.executable, "-m", "realtime_emulator", "--host", "127.0.0.1", "--port", str(self.port),
                 "--log-level", "INFO"]
         super().__init__("emulator", argv, env)
 
@@ -188,6 +188,8 @@ class Site(ChildProcess):
             "DJANGO_LOG_LEVEL": "INFO",
             "REALTIME_EMULATOR_URL": emulator.api_base,
             "PYTHONUNBUFFERED": "1",
+            # Every ag2.* frame and dashboard message checked against its schema (voice/schemas.py).
+            "VOICE_VALIDATE_OUTGOING": "1",
             # Never the project's own spool: daphne replays it at start-up, into whatever database it has.
             "VOICE_SPOOL_DIR": str(ARTIFACTS / "spool"),
             "VOICE_RECORDING_DIR": str(ARTIFACTS / "recordings"),

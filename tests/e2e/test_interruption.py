@@ -14,10 +14,10 @@ import time
 import pytest
 from django.contrib.auth.models import User
 
+from realtime_emulator.script import load_script
 from tests.e2e.harness import Harness
 from tests.e2e.pages import bubble, connect, expect, expect_state, log_in
 from tests.e2e.records import wait_for_session
-from voice.emulator.script import load_script
 from voice.models import TranscriptItem, VoiceSession
 
 pytestmark = [

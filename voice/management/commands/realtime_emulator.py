@@ -30,8 +30,8 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         try:
             # aiohttp and aiortc live in the "emulator" extra; import late so a missing extra is a clear error.
-            from voice.emulator.app import run
-            from voice.emulator.script import load_script
+            from realtime_emulator.app import run
+            from realtime_emulator.script import load_script
         except ImportError as exc:  # pragma: no cover - depends on the installed extras
             raise CommandError(f"the emulator needs the 'emulator' extra (pip install -e .[emulator]): {exc}") from exc
         try:
@@ -39,7 +39,7 @@ class Command(BaseCommand):
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
         if options["verbosity"] >= 2:
-            logging.getLogger("voice.emulator").setLevel(logging.DEBUG)
+            logging.getLogger("realtime_emulator").setLevel(logging.DEBUG)
         run(
             options["host"],
             options["port"],

@@ -46,7 +46,7 @@ from .peer import DATA_CHANNEL_LABEL, MIC_SILENCE_POLL_S, ToneTrack, _pieces, _t
 from .script import Script, Turn
 from .validation import new_id
 
-logger = logging.getLogger("voice.emulator.live")
+logger = logging.getLogger("realtime_emulator.live")
 
 COPY_RATE = 24_000  # the sideband's audio copies: PCM16 mono 24 kHz, whatever the call's codec
 COPY_MS = 100

@@ -14,6 +14,7 @@ import aiohttp
 import pytest
 import websockets
 
+from tests.emulator.test_emulator_call import fast_script
 from tests.server_mode import (
     API_KEY,
     CURRENT_TIME_TOOL,
@@ -24,7 +25,6 @@ from tests.server_mode import (
     running_emulator,
     start_call,
 )
-from tests.test_emulator_call import fast_script
 from voice.realtime import create_call
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}

@@ -54,7 +54,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from .script import Script, Timing, Turn
 from .validation import (
-    RealtimeError,
+    EmulatorError,
     check_client_event,
     new_id,
     validate_item,
@@ -62,7 +62,7 @@ from .validation import (
     validate_session,
 )
 
-logger = logging.getLogger("voice.emulator.call")
+logger = logging.getLogger("realtime_emulator.call")
 
 DATA_CHANNEL_LABEL = "oai-events"
 SAMPLE_RATE = 48_000  # Opus' native rate: no resampling on the way out
@@ -339,7 +339,7 @@ class EmulatedCall:
             await pc.close()
             self.ended_at = time.time()
             self.end_reason = "invalid_offer"
-            raise RealtimeError(f"Invalid SDP offer: {exc}", code="invalid_offer", param="sdp") from exc
+            raise EmulatorError(f"Invalid SDP offer: {exc}", code="invalid_offer", param="sdp") from exc
         self._spawn(self._expire())
         self._spawn(self._await_connection())
         return pc.localDescription.sdp
@@ -460,7 +460,7 @@ class EmulatedCall:
         except Exception:  # the channel can close between the state check and the send
             logger.debug("call %s: dropped an event on a closing data channel", self.id)
 
-    def _error(self, err: RealtimeError, client_event_id: str | None) -> None:
+    def _error(self, err: EmulatorError, client_event_id: str | None) -> None:
         self._emit(
             "error",
             error={
@@ -486,7 +486,7 @@ class EmulatedCall:
                 event = json.loads(text)
             except ValueError:
                 self.client_events.append({"source": source, "received_at": time.time(), "raw": text[:2000]})
-                self._error(RealtimeError("We could not parse the JSON body of your event.", code="invalid_json"), None)
+                self._error(EmulatorError("We could not parse the JSON body of your event.", code="invalid_json"), None)
                 return
         self.client_events.append({"source": source, "received_at": time.time(), "event": event})
         event_id = event.get("event_id") if isinstance(event, dict) else None
@@ -496,12 +496,12 @@ class EmulatedCall:
             check_client_event(event)
             handler = self._handlers[event["type"]]
             handler(self, event)
-        except RealtimeError as err:
+        except EmulatorError as err:
             self._error(err, event_id)
 
     def _on_session_update(self, event: dict[str, Any]) -> None:
         if "session" not in event:
-            raise RealtimeError(
+            raise EmulatorError(
                 "Missing required parameter: 'session'.", code="missing_required_parameter", param="session"
             )
         self.session = validate_session(event["session"], current=self.session, voice_locked=self._voice_locked)
@@ -511,14 +511,14 @@ class EmulatedCall:
         # Over WebRTC the microphone track carries the audio; appended audio only lengthens the buffer.
         audio = event.get("audio")
         if not isinstance(audio, str):
-            raise RealtimeError(
+            raise EmulatorError(
                 "Missing required parameter: 'audio'.", code="missing_required_parameter", param="audio"
             )
         self._buffer_ms += len(audio) * 3 / 4 / 48  # base64 of 24 kHz PCM16: 48 bytes per ms
 
     def _on_audio_commit(self, event: dict[str, Any]) -> None:
         if self._buffer_ms < MIN_COMMIT_MS:
-            raise RealtimeError(
+            raise EmulatorError(
                 f"Error committing input audio buffer: buffer too small. Expected at least {MIN_COMMIT_MS}ms "
                 f"of audio, but buffer only has {self._buffer_ms:.2f}ms of audio.",
                 code="input_audio_buffer_commit_empty",
@@ -534,19 +534,19 @@ class EmulatedCall:
 
     def _on_item_create(self, event: dict[str, Any]) -> None:
         if "item" not in event:
-            raise RealtimeError("Missing required parameter: 'item'.", code="missing_required_parameter", param="item")
+            raise EmulatorError("Missing required parameter: 'item'.", code="missing_required_parameter", param="item")
         item = validate_item(event["item"])
         previous = event.get("previous_item_id")
         if previous is not None and previous != "root" and previous not in self._items:
-            raise RealtimeError(
+            raise EmulatorError(
                 f"Previous item with id '{previous}' not found.", code="item_not_found", param="previous_item_id"
             )
         if item.get("id") in self._items:
-            raise RealtimeError(f"Item with id '{item['id']}' already exists.", code="invalid_value", param="item.id")
+            raise EmulatorError(f"Item with id '{item['id']}' already exists.", code="invalid_value", param="item.id")
         if item["type"] == "function_call_output":
             calls = {i.get("call_id") for i in self._items.values() if i["type"] == "function_call"}
             if item["call_id"] not in calls:
-                raise RealtimeError(
+                raise EmulatorError(
                     f"Tool call with call_id '{item['call_id']}' not found in conversation.",
                     code="invalid_value",
                     param="item.call_id",
@@ -582,7 +582,7 @@ class EmulatedCall:
     def _on_item_truncate(self, event: dict[str, Any]) -> None:
         for key in ("item_id", "content_index", "audio_end_ms"):
             if key not in event:
-                raise RealtimeError(
+                raise EmulatorError(
                     f"Missing required parameter: '{key}'.", code="missing_required_parameter", param=key
                 )
         item = self._find_item(event)
@@ -590,7 +590,7 @@ class EmulatedCall:
         audio_end_ms = event["audio_end_ms"]
         for key, value in (("content_index", content_index), ("audio_end_ms", audio_end_ms)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise RealtimeError(
+                raise EmulatorError(
                     f"Invalid '{key}': expected a non-negative integer.", code="invalid_value", param=key
                 )
         content = item.get("content") or []
@@ -600,12 +600,12 @@ class EmulatedCall:
             or content_index >= len(content)
             or content[content_index].get("type") != "output_audio"
         ):
-            raise RealtimeError(
+            raise EmulatorError(
                 "Only assistant messages with audio content can be truncated.", code="invalid_value", param="item_id"
             )
         produced = self._meta.get(item["id"], _ItemMeta()).audio_ms
         if audio_end_ms > produced:
-            raise RealtimeError(
+            raise EmulatorError(
                 f"Audio content of {produced}ms is already shorter than {audio_end_ms}ms",
                 code="invalid_value",
                 param="audio_end_ms",
@@ -627,7 +627,7 @@ class EmulatedCall:
     def _on_response_create(self, event: dict[str, Any]) -> None:
         params = validate_response_params(event.get("response"))
         if self._response is not None:
-            raise RealtimeError(
+            raise EmulatorError(
                 f"Conversation already has an active response in progress: {self._response.id}. Wait until "
                 "the response is finished before creating a new one.",
                 code="conversation_already_has_active_response",
@@ -638,7 +638,7 @@ class EmulatedCall:
         response = self._response
         wanted = event.get("response_id")
         if response is None or (wanted is not None and wanted != response.id):
-            raise RealtimeError("Cancellation failed: no active response found.", code="response_cancel_not_active")
+            raise EmulatorError("Cancellation failed: no active response found.", code="response_cancel_not_active")
         response.cancel_reason = "client_cancelled"
         response.cancelled.set()
 
@@ -678,11 +678,11 @@ class EmulatedCall:
     def _find_item(self, event: dict[str, Any]) -> dict[str, Any]:
         item_id = event.get("item_id")
         if not isinstance(item_id, str):
-            raise RealtimeError(
+            raise EmulatorError(
                 "Missing required parameter: 'item_id'.", code="missing_required_parameter", param="item_id"
             )
         if item_id not in self._items:
-            raise RealtimeError(f"Item with item_id not found: {item_id}", code="item_not_found", param="item_id")
+            raise EmulatorError(f"Item with item_id not found: {item_id}", code="item_not_found", param="item_id")
         return self._items[item_id]
 
     def _add_item(

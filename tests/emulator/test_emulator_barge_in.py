@@ -16,9 +16,17 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from tests.test_emulator_call import CURRENT_TIME_TOOL, FAST, KEY, LOUD, TRANSCRIBED_SESSION, ClientPeer, fast_script
-from voice.emulator.app import create_app
-from voice.emulator.script import Script, load_script
+from realtime_emulator.app import create_app
+from realtime_emulator.script import Script, load_script
+from tests.emulator.test_emulator_call import (
+    CURRENT_TIME_TOOL,
+    FAST,
+    KEY,
+    LOUD,
+    TRANSCRIBED_SESSION,
+    ClientPeer,
+    fast_script,
+)
 from voice.tools.builtin import calculator, current_time
 
 CALCULATOR_TOOL = {

@@ -1,4 +1,4 @@
-"""``python -m voice.emulator --port 8765 [--host 127.0.0.1] [--script default]``."""
+"""``python -m realtime_emulator --port 8765 [--host 127.0.0.1] [--script default]``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from .script import available_scripts
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m voice.emulator", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m realtime_emulator", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: loopback only)")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument(

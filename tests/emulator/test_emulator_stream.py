@@ -9,9 +9,9 @@ import json
 import time
 from typing import Any
 
+from tests.emulator.test_emulator_call import fast_script
+from tests.emulator.test_emulator_sideband import RawSideband
 from tests.server_mode import CURRENT_TIME_TOOL, SESSION, eventually, running_emulator, start_call
-from tests.test_emulator_call import fast_script
-from tests.test_emulator_sideband import RawSideband
 from voice.realtime.events import InvalidFrame, parse_frame
 
 CALCULATOR_TOOL = {

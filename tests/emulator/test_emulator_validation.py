@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from voice.emulator.validation import (
+from realtime_emulator.validation import (
     VOICES,
-    RealtimeError,
+    EmulatorError,
     check_client_event,
     default_session,
     validate_client_secret_request,
@@ -18,8 +18,8 @@ from voice.emulator.validation import (
 )
 
 
-def rejects(code: str, func: Any, *args: Any, **kwargs: Any) -> RealtimeError:
-    with pytest.raises(RealtimeError) as caught:
+def rejects(code: str, func: Any, *args: Any, **kwargs: Any) -> EmulatorError:
+    with pytest.raises(EmulatorError) as caught:
         func(*args, **kwargs)
     assert caught.value.code == code, caught.value.message
     return caught.value

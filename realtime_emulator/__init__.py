@@ -1,7 +1,7 @@
 """Offline stand-in for the OpenAI Realtime API (GA wire format), built on aiohttp and aiortc.
 
-Start it with ``python -m voice.emulator --port 8765`` or ``python manage.py realtime_emulator``;
-build it in tests with :func:`voice.emulator.app.create_app`. Nothing here imports Django, so the
+Start it with ``python -m realtime_emulator --port 8765`` or ``python manage.py realtime_emulator``;
+build it in tests with :func:`realtime_emulator.app.create_app`. Nothing here imports Django, so the
 emulator also runs on its own. The endpoints are listed in ``app.py``; turn taking in ``peer.py``;
 the script format in ``script.py``.
 """

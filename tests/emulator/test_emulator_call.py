@@ -19,9 +19,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from voice.emulator.app import create_app
-from voice.emulator.peer import ToneTrack, frame_rms
-from voice.emulator.script import Script, Timing, load_script
+from realtime_emulator.app import create_app
+from realtime_emulator.peer import ToneTrack, frame_rms
+from realtime_emulator.script import Script, Timing, load_script
 
 KEY = {"Authorization": "Bearer sk-test-key"}
 FAST = Timing(

@@ -13,7 +13,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from aiortc import RTCConfiguration, RTCPeerConnection
 
-from voice.emulator.app import create_app
+from realtime_emulator.app import create_app
 
 KEY = {"Authorization": "Bearer sk-test-key"}
 BROWSER_ORIGIN = "http://127.0.0.1:8000"

@@ -28,7 +28,7 @@ one per realtime model named after it; another name is Azure's 404 ``DeploymentN
 ``create_app(azure_webrtc=False)`` (or the control below) the resource is in a region without realtime
 calls: every Azure realtime path answers Azure's plain 404.
 
-GPT-Live endpoints (``voice/emulator/live.py``; docs/gpt-live.md):
+GPT-Live endpoints (``realtime_emulator/live.py``; docs/gpt-live.md):
 
 * ``POST /v1/live/sessions``  standard key; JSON ``{"session": MediaSessionConfig, "transport": {"type":
   "webrtc", "sdp"}}``, strict (an unknown field is 400 ``unknown_parameter``; a query string, or a body that
@@ -89,7 +89,7 @@ from .peer import EmulatedCall
 from .script import Script, available_scripts, load_script
 from .validation import (
     MODEL_PATTERN,
-    RealtimeError,
+    EmulatorError,
     beta_shape,
     default_session,
     new_id,
@@ -97,7 +97,7 @@ from .validation import (
     validate_session,
 )
 
-logger = logging.getLogger("voice.emulator")
+logger = logging.getLogger("realtime_emulator")
 
 MAX_REMEMBERED_CALLS = 200
 CORS_HEADERS = {
@@ -255,12 +255,12 @@ STATE = web.AppKey("emulator_state", EmulatorState)
 # --- helpers --------------------------------------------------------------------------------------
 
 
-def error_response(err: RealtimeError, headers: dict[str, str] | None = None) -> web.Response:
+def error_response(err: EmulatorError, headers: dict[str, str] | None = None) -> web.Response:
     return web.json_response(err.body(), status=err.status, headers=headers)
 
 
-def _auth_error(message: str, code: str | None = "invalid_api_key") -> RealtimeError:
-    return RealtimeError(message, code=code, status=401)
+def _auth_error(message: str, code: str | None = "invalid_api_key") -> EmulatorError:
+    return EmulatorError(message, code=code, status=401)
 
 
 def _bearer(request: web.Request) -> str | None:
@@ -291,7 +291,7 @@ async def _json_body(request: web.Request) -> Any:
     try:
         return await request.json(loads=json.loads)
     except ValueError as exc:
-        raise RealtimeError(
+        raise EmulatorError(
             "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your "
             "HTTP library correctly.)",
             code="invalid_json",
@@ -303,7 +303,7 @@ def _fault_response(state: EmulatorState, endpoint: str) -> web.Response | None:
     if status is None:
         return None
     kind = "server_error" if status >= 500 else "invalid_request_error"
-    return error_response(RealtimeError(state.faults.message, code="emulator_fault", type_=kind, status=status))
+    return error_response(EmulatorError(state.faults.message, code="emulator_fault", type_=kind, status=status))
 
 
 # --- middleware -------------------------------------------------------------------------------------
@@ -324,18 +324,18 @@ async def cors_and_errors(request: web.Request, handler: Any) -> web.StreamRespo
         response = await handler(request)
     except AzureError as err:
         response = err.response()
-    except RealtimeError as err:
+    except EmulatorError as err:
         response = error_response(err)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(exc.status)
-        response = error_response(RealtimeError(exc.reason, code=code, status=exc.status))
+        response = error_response(EmulatorError(exc.reason, code=code, status=exc.status))
     except Exception:
         # Still an OpenAI-shaped body, so a client's error path sees what it would see from OpenAI.
         logger.exception("emulator error on %s %s", request.method, request.path)
         response = error_response(
-            RealtimeError("The emulator failed to handle the request.", code=None, type_="server_error", status=500)
+            EmulatorError("The emulator failed to handle the request.", code=None, type_="server_error", status=500)
         )
     if not response.prepared:
         response.headers.update(CIMultiDict(cors))
@@ -408,7 +408,7 @@ def _azure_deployment(state: EmulatorState, session: dict[str, Any]) -> str:
     """The deployment a session names in ``model``; Azure's 404 when the resource has none of that name."""
     deployment = session.get("model")
     if not isinstance(deployment, str) or not deployment:
-        raise RealtimeError("Missing required parameter: 'session.model'.", code="missing_required_parameter",
+        raise EmulatorError("Missing required parameter: 'session.model'.", code="missing_required_parameter",
                             param="session.model")
     if state.azure_model(deployment) is None:
         raise AzureError(404, "DeploymentNotFound", AZURE_DEPLOYMENT_NOT_FOUND)
@@ -462,11 +462,11 @@ async def _read_offer(request: web.Request, *, azure: bool = False) -> tuple[str
         sdp_field = form.get("sdp")
         session_field = form.get("session")
         if sdp_field is None:
-            raise RealtimeError("Missing required parameter: 'sdp'.", code="missing_required_parameter", param="sdp")
+            raise EmulatorError("Missing required parameter: 'sdp'.", code="missing_required_parameter", param="sdp")
         sdp = _form_text(sdp_field)
         if session_field is None and base is None:
             # The standard key carries no session: the model and everything else come in this part.
-            raise RealtimeError(
+            raise EmulatorError(
                 "Missing required parameter: 'session'.", code="missing_required_parameter", param="session"
             )
         if session_field is None:
@@ -476,7 +476,7 @@ async def _read_offer(request: web.Request, *, azure: bool = False) -> tuple[str
             try:
                 session_json = json.loads(raw)
             except ValueError as exc:
-                raise RealtimeError(
+                raise EmulatorError(
                     "The 'session' part is not valid JSON.", code="invalid_json", param="session"
                 ) from exc
             if azure and isinstance(session_json, dict):
@@ -486,13 +486,13 @@ async def _read_offer(request: web.Request, *, azure: bool = False) -> tuple[str
             else:
                 session = validate_session(session_json)
     else:
-        raise RealtimeError(
+        raise EmulatorError(
             f"Unsupported Content-Type '{content_type}'. Use application/sdp or multipart/form-data.",
             code="unsupported_content_type",
             status=415,
         )
     if not sdp.lstrip().startswith("v=0"):
-        raise RealtimeError("The SDP offer is malformed (it must start with v=0).", code="invalid_offer", param="sdp")
+        raise EmulatorError("The SDP offer is malformed (it must start with v=0).", code="invalid_offer", param="sdp")
     session.setdefault("id", new_id("sess"))
     return sdp, session
 
@@ -537,7 +537,7 @@ async def _create_call(request: web.Request, *, azure: bool) -> web.Response:
 def _live_call(request: web.Request, call_id: str) -> EmulatedCall:
     call = request.app[STATE].calls.get(call_id)
     if call is None:
-        raise RealtimeError(f"Call '{call_id}' not found.", code="call_not_found", param="call_id", status=404)
+        raise EmulatorError(f"Call '{call_id}' not found.", code="call_not_found", param="call_id", status=404)
     return call
 
 
@@ -572,11 +572,11 @@ async def _sideband(request: web.Request, *, azure: bool) -> web.StreamResponse:
     call_id = request.query.get("call_id")
     if not call_id:
         if "model" in request.query:
-            raise RealtimeError(
+            raise EmulatorError(
                 "The emulator serves only the sideband connection (?call_id=rtc_...), not WebSocket sessions.",
                 code="unsupported",
             )
-        raise RealtimeError(
+        raise EmulatorError(
             "Missing required parameter: 'call_id'.", code="missing_required_parameter", param="call_id"
         )
     token = _bearer(request)
@@ -588,12 +588,12 @@ async def _sideband(request: web.Request, *, azure: bool) -> web.StreamResponse:
         _require_standard_key(request)
     call = _live_call(request, call_id)
     if not call.active:
-        raise RealtimeError(f"Call '{call_id}' has ended.", code="call_not_found", param="call_id", status=404)
+        raise EmulatorError(f"Call '{call_id}' has ended.", code="call_not_found", param="call_id", status=404)
     state = request.app[STATE]
     refusal = state.sideband_faults.get(call_id)
     if refusal is not None and refusal.refuse > 0:
         refusal.refuse -= 1
-        raise RealtimeError(state.faults.message, code="emulator_fault", type_="server_error", status=refusal.status)
+        raise EmulatorError(state.faults.message, code="emulator_fault", type_="server_error", status=refusal.status)
 
     ws = web.WebSocketResponse(protocols=("realtime",), heartbeat=30)
     await ws.prepare(request)
@@ -638,8 +638,8 @@ async def _sideband(request: web.Request, *, azure: bool) -> web.StreamResponse:
 # --- GPT-Live -------------------------------------------------------------------------------------------
 
 
-def _live_error(message: str, *, code: str | None, param: str | None = None, status: int = 400) -> RealtimeError:
-    return RealtimeError(message, code=code, param=param, status=status)
+def _live_error(message: str, *, code: str | None, param: str | None = None, status: int = 400) -> EmulatorError:
+    return EmulatorError(message, code=code, param=param, status=status)
 
 
 def _live_session(request: web.Request) -> LiveCall:
@@ -737,7 +737,7 @@ async def live_attach(request: web.Request) -> web.StreamResponse:
     refusal = state.sideband_faults.get(call.id)
     if refusal is not None and refusal.refuse > 0:
         refusal.refuse -= 1
-        raise RealtimeError(state.faults.message, code="emulator_fault", type_="server_error", status=refusal.status)
+        raise EmulatorError(state.faults.message, code="emulator_fault", type_="server_error", status=refusal.status)
     ws = web.WebSocketResponse(heartbeat=30)
     await ws.prepare(request)
     queue = call.attach_sideband()
@@ -777,17 +777,17 @@ async def set_live(request: web.Request) -> web.Response:
     body = await _json_body(request)
     fields = {"usage_interval", "delegation_wait", "audio_copies"}
     if not isinstance(body, dict) or set(body) - fields:
-        raise RealtimeError('Expected {"usage_interval"?: s, "delegation_wait"?: s, "audio_copies"?: bool}.',
+        raise EmulatorError('Expected {"usage_interval"?: s, "delegation_wait"?: s, "audio_copies"?: bool}.',
                             code="invalid_value")
     for name in ("usage_interval", "delegation_wait"):
         if name in body:
             value = body[name]
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0.05 <= value <= 3600:
-                raise RealtimeError(f"'{name}' must be 0.05-3600 seconds.", code="invalid_value", param=name)
+                raise EmulatorError(f"'{name}' must be 0.05-3600 seconds.", code="invalid_value", param=name)
             setattr(state.live, name, float(value))
     if "audio_copies" in body:
         if not isinstance(body["audio_copies"], bool):
-            raise RealtimeError("'audio_copies' must be true or false.", code="invalid_value", param="audio_copies")
+            raise EmulatorError("'audio_copies' must be true or false.", code="invalid_value", param="audio_copies")
         state.live.audio_copies = body["audio_copies"]
     return web.json_response(asdict(state.live))
 
@@ -816,11 +816,11 @@ async def trigger_turn(request: web.Request) -> web.Response:
     body = await _json_body(request) if request.can_read_body else {}
     text = body.get("text") if isinstance(body, dict) else None
     if text is not None and not isinstance(text, str):
-        raise RealtimeError("'text' must be a string.", code="invalid_type", param="text")
+        raise EmulatorError("'text' must be a string.", code="invalid_type", param="text")
     try:
         item_id = call.trigger_turn(text)
     except RuntimeError as exc:
-        raise RealtimeError(str(exc), code="conflict", status=409) from exc
+        raise EmulatorError(str(exc), code="conflict", status=409) from exc
     return web.json_response({"item_id": item_id}, status=202)
 
 
@@ -832,23 +832,23 @@ async def start_stream(request: web.Request) -> web.Response:
     call = _live_call(request, request.match_info["call_id"])
     body = await _json_body(request)
     if not isinstance(body, dict):
-        raise RealtimeError("Expected a JSON object.", code="invalid_type")
+        raise EmulatorError("Expected a JSON object.", code="invalid_type")
     unknown = set(body) - {"turns", "rate"}
     if unknown:
-        raise RealtimeError(f"Unknown fields: {sorted(unknown)}.", code="unknown_parameter")
+        raise EmulatorError(f"Unknown fields: {sorted(unknown)}.", code="unknown_parameter")
     turns = body.get("turns")
     if isinstance(turns, bool) or not isinstance(turns, int) or not 1 <= turns <= MAX_STREAM_TURNS:
-        raise RealtimeError(f"'turns' must be an integer from 1 to {MAX_STREAM_TURNS}.", code="invalid_value",
+        raise EmulatorError(f"'turns' must be an integer from 1 to {MAX_STREAM_TURNS}.", code="invalid_value",
                             param="turns")
     rate = body.get("rate")
     if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int | float)
                              or not 0 < rate <= MAX_STREAM_RATE):
-        raise RealtimeError(f"'rate' must be a number of events per second above 0 and at most "
+        raise EmulatorError(f"'rate' must be a number of events per second above 0 and at most "
                             f"{MAX_STREAM_RATE:g}, or null.", code="invalid_value", param="rate")
     try:
         status = call.start_stream(turns, float(rate) if rate is not None else None)
     except RuntimeError as exc:
-        raise RealtimeError(str(exc), code="conflict", status=409) from exc
+        raise EmulatorError(str(exc), code="conflict", status=409) from exc
     return web.json_response(status, status=202)
 
 
@@ -864,19 +864,19 @@ async def drop_sideband(request: web.Request) -> web.Response:
     _live_call(request, call_id)
     body = await _json_body(request) if request.can_read_body else {}
     if not isinstance(body, dict):
-        raise RealtimeError("Expected a JSON object.", code="invalid_type")
+        raise EmulatorError("Expected a JSON object.", code="invalid_type")
     unknown = set(body) - {"mode", "refuse", "status"}
     if unknown:
-        raise RealtimeError(f"Unknown fields: {sorted(unknown)}.", code="unknown_parameter")
+        raise EmulatorError(f"Unknown fields: {sorted(unknown)}.", code="unknown_parameter")
     mode = body.get("mode", "abort")
     if mode not in ("abort", "close"):
-        raise RealtimeError("'mode' must be 'abort' or 'close'.", code="invalid_value", param="mode")
+        raise EmulatorError("'mode' must be 'abort' or 'close'.", code="invalid_value", param="mode")
     refuse = body.get("refuse", 0)
     if isinstance(refuse, bool) or not isinstance(refuse, int) or refuse < 0:
-        raise RealtimeError("'refuse' must be a non-negative integer.", code="invalid_value", param="refuse")
+        raise EmulatorError("'refuse' must be a non-negative integer.", code="invalid_value", param="refuse")
     status = body.get("status", 503)
     if isinstance(status, bool) or not isinstance(status, int) or not 400 <= status <= 599:
-        raise RealtimeError("'status' must be an HTTP error status (400-599).", code="invalid_value", param="status")
+        raise EmulatorError("'status' must be an HTTP error status (400-599).", code="invalid_value", param="status")
     state.sideband_faults[call_id] = SidebandFaults(refuse=refuse, status=status)
     sockets = list(state.sideband_sockets.get(call_id, ()))
     for socket in sockets:
@@ -895,25 +895,25 @@ async def set_faults(request: web.Request) -> web.Response:
     faults = request.app[STATE].faults
     body = await _json_body(request)
     if not isinstance(body, dict):
-        raise RealtimeError("Expected a JSON object.", code="invalid_type")
+        raise EmulatorError("Expected a JSON object.", code="invalid_type")
     unknown = set(body) - _FAULT_FIELDS
     if unknown:
-        raise RealtimeError(f"Unknown fault fields: {sorted(unknown)}.", code="unknown_parameter")
+        raise EmulatorError(f"Unknown fault fields: {sorted(unknown)}.", code="unknown_parameter")
     for key in ("calls_status", "client_secrets_status"):
         if key in body:
             status = body[key]
             if status is not None and (not isinstance(status, int) or not 400 <= status <= 599):
-                raise RealtimeError(f"'{key}' must be an HTTP error status (400-599).", code="invalid_value", param=key)
+                raise EmulatorError(f"'{key}' must be an HTTP error status (400-599).", code="invalid_value", param=key)
             setattr(faults, key, status)
     if "calls_status" in body or "client_secrets_status" in body:
         count = body.get("count", 1)
         if not isinstance(count, int) or count < 0:
-            raise RealtimeError("'count' must be a non-negative integer.", code="invalid_value", param="count")
+            raise EmulatorError("'count' must be a non-negative integer.", code="invalid_value", param="count")
         faults.count = count
     if "expired_secrets" in body:
         expired = body["expired_secrets"]
         if not isinstance(expired, int) or expired < 0:
-            raise RealtimeError(
+            raise EmulatorError(
                 "'expired_secrets' must be a non-negative integer.", code="invalid_value", param="expired_secrets"
             )
         faults.expired_secrets = expired
@@ -934,7 +934,7 @@ async def clear_faults(request: web.Request) -> web.Response:
 async def expire_secret(request: web.Request) -> web.Response:
     secret = request.app[STATE].secrets.get(request.match_info["value"])
     if secret is None:
-        raise RealtimeError("Unknown client secret.", code="not_found", status=404)
+        raise EmulatorError("Unknown client secret.", code="not_found", status=404)
     secret.expires_at = int(time.time()) - 1
     return web.json_response({"value": secret.value, "expires_at": secret.expires_at})
 
@@ -948,9 +948,9 @@ async def set_script(request: web.Request) -> web.Response:
     body = await _json_body(request)
     name = body.get("script") if isinstance(body, dict) else None
     if not isinstance(name, str):
-        raise RealtimeError('Expected {"script": "<name>"}.', code="missing_required_parameter", param="script")
+        raise EmulatorError('Expected {"script": "<name>"}.', code="missing_required_parameter", param="script")
     if name not in available_scripts():
-        raise RealtimeError(
+        raise EmulatorError(
             f"Unknown script {name!r}; available: {available_scripts()}.", code="invalid_value", param="script"
         )
     script = load_script(name)
@@ -988,16 +988,16 @@ async def set_azure(request: web.Request) -> web.Response:
     state = request.app[STATE]
     body = await _json_body(request)
     if not isinstance(body, dict) or set(body) - {"webrtc", "deployments"}:
-        raise RealtimeError('Expected {"webrtc"?: bool, "deployments"?: {name: model}}.', code="invalid_value")
+        raise EmulatorError('Expected {"webrtc"?: bool, "deployments"?: {name: model}}.', code="invalid_value")
     if "webrtc" in body:
         if not isinstance(body["webrtc"], bool):
-            raise RealtimeError("'webrtc' must be true or false.", code="invalid_value", param="webrtc")
+            raise EmulatorError("'webrtc' must be true or false.", code="invalid_value", param="webrtc")
         state.azure_webrtc = body["webrtc"]
     deployments = body.get("deployments", {})
     if not isinstance(deployments, dict) or not all(
         isinstance(k, str) and isinstance(v, str) and MODEL_PATTERN.match(v) for k, v in deployments.items()
     ):
-        raise RealtimeError("'deployments' maps deployment names to realtime model names.", code="invalid_value",
+        raise EmulatorError("'deployments' maps deployment names to realtime model names.", code="invalid_value",
                             param="deployments")
     state.azure_deployments.update(deployments)
     return web.json_response(_azure_view(state))
@@ -1085,7 +1085,7 @@ def run(
     azure_deployments: dict[str, str] | None = None,
     connect_timeout: float = 20.0,
 ) -> None:
-    """Serve the emulator until interrupted (``python -m voice.emulator`` / ``manage.py realtime_emulator``)."""
+    """Serve the emulator until interrupted (``python -m realtime_emulator`` / ``manage.py realtime_emulator``)."""
     app = create_app(api_key=api_key, script=script, max_call_seconds=max_call_seconds, azure_api_key=azure_api_key,
                      azure_deployments=azure_deployments, connect_timeout=connect_timeout)
     print(f"Realtime emulator on http://{host}:{port}/v1 and /openai/v1 (Azure) (script {app[STATE].script.name!r}); "

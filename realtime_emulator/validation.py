@@ -97,7 +97,7 @@ CLIENT_EVENT_FIELDS: dict[str, frozenset[str]] = {
 }
 
 
-class RealtimeError(Exception):
+class EmulatorError(Exception):
     """An error OpenAI would report; rendered as an HTTP error body or an ``error`` server event."""
 
     def __init__(
@@ -145,33 +145,33 @@ def _type_name(value: Any) -> str:
     return "object"
 
 
-def _invalid_type(path: str, expected: str, value: Any) -> RealtimeError:
-    return RealtimeError(
+def _invalid_type(path: str, expected: str, value: Any) -> EmulatorError:
+    return EmulatorError(
         f"Invalid type for '{path}': expected {expected}, but got {_type_name(value)} instead.",
         code="invalid_type",
         param=path,
     )
 
 
-def _invalid_value(path: str, value: Any, supported: tuple[str, ...] | None = None, hint: str = "") -> RealtimeError:
+def _invalid_value(path: str, value: Any, supported: tuple[str, ...] | None = None, hint: str = "") -> EmulatorError:
     message = f"Invalid value: '{value}'."
     if supported:
         message += " Supported values are: " + ", ".join(f"'{s}'" for s in supported) + "."
     if hint:
         message += " " + hint
-    return RealtimeError(message, code="invalid_value", param=path)
+    return EmulatorError(message, code="invalid_value", param=path)
 
 
-def unknown_parameter(path: str) -> RealtimeError:
-    return RealtimeError(f"Unknown parameter: '{path}'.", code="unknown_parameter", param=path)
+def unknown_parameter(path: str) -> EmulatorError:
+    return EmulatorError(f"Unknown parameter: '{path}'.", code="unknown_parameter", param=path)
 
 
-def missing_parameter(path: str) -> RealtimeError:
-    return RealtimeError(f"Missing required parameter: '{path}'.", code="missing_required_parameter", param=path)
+def missing_parameter(path: str) -> EmulatorError:
+    return EmulatorError(f"Missing required parameter: '{path}'.", code="missing_required_parameter", param=path)
 
 
-def beta_shape(path: str, replacement: str) -> RealtimeError:
-    return RealtimeError(
+def beta_shape(path: str, replacement: str) -> EmulatorError:
+    return EmulatorError(
         f"'{path}' belongs to the beta Realtime API, which has been shut down. "
         f"Use the GA shape instead: {replacement}.",
         code="beta_api_shape_disabled",
@@ -195,7 +195,7 @@ def _string(value: Any, path: str, *, max_length: int | None = None) -> str:
     if not isinstance(value, str):
         raise _invalid_type(path, "a string", value)
     if max_length is not None and len(value) > max_length:
-        raise RealtimeError(
+        raise EmulatorError(
             f"Invalid '{path}': string too long. Expected a string with maximum length {max_length}, "
             f"but got a string with length {len(value)} instead.",
             code="string_above_max_length",
@@ -215,13 +215,13 @@ def _integer(value: Any, path: str, *, minimum: int | None = None, maximum: int 
     if isinstance(value, bool) or not isinstance(value, int):
         raise _invalid_type(path, "an integer", value)
     if minimum is not None and value < minimum:
-        raise RealtimeError(
+        raise EmulatorError(
             f"Invalid '{path}': integer below minimum value. Expected a value >= {minimum}, but got {value} instead.",
             code="integer_below_min_value",
             param=path,
         )
     if maximum is not None and value > maximum:
-        raise RealtimeError(
+        raise EmulatorError(
             f"Invalid '{path}': integer above maximum value. Expected a value <= {maximum}, but got {value} instead.",
             code="integer_above_max_value",
             param=path,
@@ -233,13 +233,13 @@ def _number(value: Any, path: str, *, minimum: float, maximum: float) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise _invalid_type(path, "a number", value)
     if value < minimum:
-        raise RealtimeError(
+        raise EmulatorError(
             f"Invalid '{path}': decimal below minimum value. Expected a value >= {minimum}, but got {value} instead.",
             code="decimal_below_min_value",
             param=path,
         )
     if value > maximum:
-        raise RealtimeError(
+        raise EmulatorError(
             f"Invalid '{path}': decimal above maximum value. Expected a value <= {maximum}, but got {value} instead.",
             code="decimal_above_max_value",
             param=path,
@@ -420,7 +420,7 @@ def _output_modalities(value: Any, path: str) -> list[str]:
     if not isinstance(value, list):
         raise _invalid_type(path, "an array", value)
     if value not in (["audio"], ["text"]):
-        raise RealtimeError(
+        raise EmulatorError(
             f"Invalid value for '{path}': {value!r}. Supported values are ['audio'] or ['text'] "
             "(audio output always includes its transcript; both at once is not allowed).",
             code="invalid_value",
@@ -456,14 +456,14 @@ def _tools(value: Any, path: str) -> list[dict[str, Any]]:
             raise missing_parameter(f"{item_path}.name")
         name = _string(tool["name"], f"{item_path}.name")
         if not TOOL_NAME_PATTERN.match(name):
-            raise RealtimeError(
+            raise EmulatorError(
                 f"Invalid '{item_path}.name': string does not match pattern. Expected a string that matches "
                 f"the pattern '{TOOL_NAME_PATTERN.pattern}'.",
                 code="invalid_value",
                 param=f"{item_path}.name",
             )
         if name in names:
-            raise RealtimeError(
+            raise EmulatorError(
                 f"Duplicate tool name '{name}' in '{path}'.", code="invalid_value", param=f"{item_path}.name"
             )
         names.add(name)
@@ -663,13 +663,13 @@ def validate_session(
     if "model" in session:
         model = _string(session["model"], f"{path}.model")
         if not MODEL_PATTERN.match(model):
-            raise RealtimeError(
+            raise EmulatorError(
                 f"The model '{model}' does not exist or you do not have access to it.",
                 code="model_not_found",
                 param=f"{path}.model",
             )
         if current is not None and model != current.get("model"):
-            raise RealtimeError(
+            raise EmulatorError(
                 "Cannot update a session's model after it has started.", code="invalid_value", param=f"{path}.model"
             )
         result["model"] = model
@@ -706,7 +706,7 @@ def validate_session(
         and current is not None
         and result["audio"]["output"]["voice"] != current["audio"]["output"]["voice"]
     ):
-        raise RealtimeError(
+        raise EmulatorError(
             "Cannot update a conversation's voice if assistant audio is present.",
             code="cannot_update_voice",
             param=f"{path}.audio.output.voice",
@@ -741,14 +741,14 @@ def validate_client_secret_request(body: Any) -> tuple[int, dict[str, Any]]:
 def check_client_event(event: Any) -> dict[str, Any]:
     """Check the envelope of a client event (type known, no unknown top-level keys)."""
     if not isinstance(event, dict):
-        raise RealtimeError("Client events must be JSON objects.", code="invalid_json")
+        raise EmulatorError("Client events must be JSON objects.", code="invalid_json")
     if "type" not in event:
         raise missing_parameter("type")
     kind = event["type"]
     if not isinstance(kind, str):
         raise _invalid_type("type", "a string", kind)
     if kind not in CLIENT_EVENT_FIELDS:
-        raise RealtimeError(
+        raise EmulatorError(
             f"Invalid value: '{kind}'. Supported values are: "
             + ", ".join(f"'{name}'" for name in CLIENT_EVENT_FIELDS)
             + ".",

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from voice.emulator.script import SCRIPTS_DIR, Script, available_scripts, load_script
+from realtime_emulator.script import SCRIPTS_DIR, Script, available_scripts, load_script
 
 
 def test_the_bundled_scripts_load():
@@ -69,16 +69,29 @@ def test_bundled_script_files_are_valid_json_objects():
 def test_the_emulator_package_runs_without_django():
     # The emulator must stand alone: importing it must not import Django.
     code = (
-        "import sys, voice.emulator.app, voice.emulator.peer, voice.emulator.__main__;"
+        "import sys, realtime_emulator.app, realtime_emulator.peer, realtime_emulator.__main__;"
         "sys.exit(1 if any(m == 'django' or m.startswith('django.') for m in sys.modules) else 0)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
 
 
+def test_the_product_wheel_leaves_the_emulator_out():
+    # The emulator is a test tool: the packages setuptools ships (pyproject's find rule) are the product's.
+    import tomllib
+
+    from setuptools import find_namespace_packages
+
+    root = Path(__file__).resolve().parents[2]
+    rule = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    shipped = set(find_namespace_packages(where=str(root), include=rule["include"]))
+    assert "voice" in shipped and "realtime_site" in shipped
+    assert not any(name.startswith("realtime_emulator") or "emulator" in name.split(".") for name in shipped)
+
+
 def test_the_command_line_entry_point_shows_help():
     result = subprocess.run(
-        [sys.executable, "-m", "voice.emulator", "--help"], capture_output=True, text=True, timeout=60, check=False
+        [sys.executable, "-m", "realtime_emulator", "--help"], capture_output=True, text=True, timeout=60, check=False
     )
     assert result.returncode == 0, result.stderr
     assert "--port" in result.stdout and "--script" in result.stdout
