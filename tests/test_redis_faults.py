@@ -23,7 +23,7 @@ from django.contrib.auth.models import User
 
 from realtime_site.settings import REDIS_SOCKET_TIMEOUT_SECONDS, redis_channel_layer
 from tests.conftest import IN_CI
-from tests.ws_helpers import Peer, disconnect_peers, event_types, open_peer, started, stored  # noqa: F401
+from tests.ws_helpers import Peer, disconnect_peers, event_types, open_peer, started, stored, wait_for  # noqa: F401
 
 pytestmark = [pytest.mark.django_db(transaction=True, serialized_rollback=True), pytest.mark.redis,
               pytest.mark.usefixtures("relay_mode")]
@@ -161,6 +161,10 @@ async def _reconnect_and_watch(staff: User, session_id: str) -> tuple[Peer, dict
             await asyncio.sleep(0.5)
 
 
+async def _equals(value: Any, expected: Any) -> bool:
+    return await value == expected
+
+
 def _delta(i: int) -> dict[str, Any]:
     return {"type": "response.output_audio_transcript.delta", "response_id": "resp_r", "item_id": "item_r",
             "delta": f"part{i} "}
@@ -191,6 +195,19 @@ async def test_a_live_session_keeps_working_and_recording_while_redis_stops_and_
                                "content": [{"type": "output_audio", "transcript": "said during the outage"}]}})
     await voice.send({"type": "ag2.nope"})  # the session still answers, too
     assert (await voice.until("ag2.error"))["code"] == "unknown_frame"
+
+    # Recorded while Redis was down: the record's writer flushes every few hundred ms (sooner or later on
+    # a loaded machine), and what a resync shows is what the record holds.
+    from channels.db import database_sync_to_async
+
+    from voice.models import TranscriptItem
+
+    @database_sync_to_async
+    def recorded_text() -> str:
+        return TranscriptItem.objects.filter(session_id=session_id, item_id="item_r").values_list(
+            "text", flat=True).first() or ""
+
+    assert await wait_for(lambda: _equals(recorded_text(), "said during the outage"), timeout=15)
 
     # Redis comes back (empty: no persistence). A reconnecting dashboard resyncs from the record.
     await asyncio.to_thread(throwaway_redis.start)
