@@ -37,7 +37,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import harness as h
-from benchmarks.ga_stream import FOLDED, turns
+from realtime_emulator.streams import FOLDED, turns
 
 TARGET_P99_MS = 50.0
 RATE = 10.0  # events per second per session

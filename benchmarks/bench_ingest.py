@@ -1,7 +1,7 @@
 """Ingest: how many relayed OpenAI events per second one daphne process records, losing none.
 
 N simulated browsers, each holding a logged-in session, open /ws/voice/, wait for `ag2.init`, send
-`ag2.ready`, then replay M frames of a realistic GA event stream (benchmarks/ga_stream.py) as fast as
+`ag2.ready`, then replay M frames of a realistic GA event stream (realtime_emulator/streams.py) as fast as
 the socket takes them, and hang up. The figure is
 
     recorded events/s = all frames sent / (first frame sent -> every row of what the browser sent committed)

@@ -7,7 +7,7 @@ Two measurements, each run twice in the same process: once as shipped, once as t
    frames in (`record()`, on the event loop) and to write them. Baseline: the same Recorder with its
    text bounds lifted (what the code did before the bounds existed).
 2. **Intake** (the price of items 1 and 13 on every frame, and of reading typed events): time per
-   relayed frame over a realistic GA stream (benchmarks/ga_stream.py), from its text to the record's
+   relayed frame over a realistic GA stream (realtime_emulator/streams.py), from its text to the record's
    state, nothing written. Baselines: the Recorders of earlier commits (`--before-rev`, read with `git
    show`: before these bounds, and before the Recorder read typed events), loaded beside today's and run
    interleaved.
@@ -180,7 +180,7 @@ def main() -> None:
     args = parser.parse_args()
     _setup(args.database_url)
     try:
-        from benchmarks.ga_stream import turns
+        from realtime_emulator.streams import turns
 
         results: dict[str, Any] = {"database": "postgresql" if args.database_url else "sqlite"}
         results["flood_unbounded_baseline"] = asyncio.run(flood(bounded=False))

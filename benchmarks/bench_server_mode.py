@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import harness as h
 from benchmarks.bench_concurrent_sessions import _close_all, _idle_cpu, _open_echo, _settled_rss
+from realtime_emulator.streams import FOLDED  # the frames the Recorder folds into items instead of logging
 
 MODULE = "benchmarks.servermode_asgi:application"
 EMULATOR_OPTIONS = ("--script", "stream", "--connect-timeout", "7200")
@@ -49,9 +50,6 @@ TARGET_START_P50_MS = 5.0
 TARGET_TOOL_P99_MS = 5.0
 TARGET_IDLE_KB = 150.0
 SESSIONS_PER_USER = 50
-# Frames the Recorder folds into items instead of logging (voice.recording.FOLDED_DELTAS).
-FOLDED = {"response.output_audio_transcript.delta", "response.audio_transcript.delta", "response.output_text.delta",
-          "response.text.delta", "conversation.item.input_audio_transcription.delta"}
 TOOL_OUTPUTS = {"current_time": json.dumps({"timezone": "Europe/Lisbon", "iso": "2026-12-01T09:30:00+00:00",
                                             "date": "2026-12-01"}),
                 "calculator": json.dumps({"expression": "3.10 * 7", "result": 21.7})}

@@ -14,6 +14,7 @@ from channels.db import database_sync_to_async
 from channels.layers import channel_layers
 from django.contrib.auth.models import User
 
+from realtime_emulator import streams
 from tests.ws_helpers import Peer, disconnect_peers, open_peer, started, wait_for  # noqa: F401  (autouse fixture)
 from voice.models import VoiceSession
 from voice.schemas import published_message
@@ -160,25 +161,16 @@ async def _status(session_id: str, status: str) -> bool:
 
 
 def _turn() -> list[dict[str, Any]]:
-    user = {"id": "item_u1", "type": "message", "role": "user", "status": "completed",
-            "content": [{"type": "input_audio", "transcript": None}]}
-    reply = {"id": "item_a1", "type": "message", "role": "assistant", "status": "completed",
-             "content": [{"type": "output_audio", "transcript": "Hi! How can I help?"}]}
+    user = streams.user_audio("item_u1")
     usage = {"total_tokens": 60, "input_tokens": 40, "output_tokens": 20,
              "input_token_details": {"text_tokens": 10, "audio_tokens": 30, "cached_tokens": 0},
              "output_token_details": {"text_tokens": 5, "audio_tokens": 15}}
     return [
-        {"type": "conversation.item.added", "previous_item_id": None, "item": {**user}},
-        {"type": "conversation.item.done", "previous_item_id": None, "item": {**user}},
-        {"type": "response.created", "response": {"id": "resp_d1", "status": "in_progress"}},
-        {"type": "conversation.item.added", "previous_item_id": "item_u1",
-         "item": {**reply, "status": "in_progress", "content": []}},
-        *[{"type": "response.output_audio_transcript.delta", "response_id": "resp_d1", "item_id": "item_a1",
-           "delta": part} for part in ("Hi! ", "How can ", "I help?")],
-        {"type": "conversation.item.done", "previous_item_id": "item_u1", "item": reply},
-        {"type": "conversation.item.input_audio_transcription.completed", "item_id": "item_u1",
-         "content_index": 0, "transcript": "Hello there"},
-        {"type": "response.done", "response": {"id": "resp_d1", "status": "completed", "usage": usage}},
+        streams.item_added(user, None),
+        streams.item_done(user, None),
+        streams.transcription_completed("item_u1", "Hello there"),
+        *streams.assistant_reply("resp_d1", "item_a1", ("Hi! ", "How can ", "I help?"), previous="item_u1",
+                                 usage=usage),
     ]
 
 
@@ -257,20 +249,14 @@ async def test_subscribing_to_someone_elses_live_session_never_leaks_its_stream(
 
 def _timed_turn(n: int) -> dict[str, list[dict[str, Any]]]:
     """One user turn and the model's answer, in the phases a test spaces out in time."""
-    response, item = f"resp_t{n}", f"item_a{n}"
-    usage = {"total_tokens": 6, "input_tokens": 4, "output_tokens": 2}
+    response, item, user = f"resp_t{n}", f"item_a{n}", f"item_u{n}"
     return {
-        "stopped": [{"type": "input_audio_buffer.speech_started", "item_id": f"item_u{n}", "audio_start_ms": 1000 * n},
-                    {"type": "input_audio_buffer.speech_stopped", "item_id": f"item_u{n}",
-                     "audio_end_ms": 1000 * n + 500}],
-        "answer": [{"type": "response.created", "response": {"id": response, "status": "in_progress"}},
-                   {"type": "response.output_item.added", "response_id": response, "output_index": 0,
-                    "item": {"id": item, "type": "message", "role": "assistant", "status": "in_progress",
-                             "content": []}}],
-        "audio": [{"type": "response.output_audio_transcript.delta", "response_id": response, "item_id": item,
-                   "output_index": 0, "content_index": 0, "delta": f"Answer {n}."}],
-        "started": [{"type": "output_audio_buffer.started", "response_id": response}],
-        "done": [{"type": "response.done", "response": {"id": response, "status": "completed", "usage": usage}}],
+        "stopped": [streams.speech_started(user, 1000 * n), streams.speech_stopped(user, 1000 * n + 500)],
+        "answer": [streams.response_created(response),
+                   streams.output_item_added(response, streams.message(item, "assistant", status="in_progress"))],
+        "audio": [streams.transcript_delta(response, item, f"Answer {n}.")],
+        "started": [streams.audio_started(response)],
+        "done": [streams.response_done(response, [], {"total_tokens": 6, "input_tokens": 4, "output_tokens": 2})],
     }
 
 

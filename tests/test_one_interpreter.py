@@ -20,6 +20,7 @@ import pytest
 from channels.db import database_sync_to_async
 from django.contrib.auth.models import User
 
+from realtime_emulator import streams
 from tests.record_feed import relay
 from tests.test_recording import USAGE, conversation
 from tests.ws_helpers import disconnect_peers, open_peer, started, wait_for  # noqa: F401  (autouse fixture)
@@ -31,56 +32,31 @@ from voice.recording import Recorder, RecorderObserver
 
 pytestmark = [pytest.mark.django_db(transaction=True, serialized_rollback=True), pytest.mark.usefixtures("relay_mode")]
 
-TOOL_USAGE = {"total_tokens": 90, "input_tokens": 70, "output_tokens": 20,
-              "input_token_details": {"text_tokens": 30, "audio_tokens": 40, "cached_tokens": 0},
-              "output_token_details": {"text_tokens": 20, "audio_tokens": 0}}
 ARGUMENTS = json.dumps({"expression": "6 * 7"})
 
 
 def tool_turn() -> list[dict[str, Any]]:
     """The model calls the calculator (the server runs it and answers with a client event)."""
-    pending = {"id": "item_fc1", "type": "function_call", "status": "in_progress", "call_id": "call_1",
-               "name": "calculator", "arguments": ""}
-    done = {**pending, "status": "completed", "arguments": ARGUMENTS}
-    return [
-        {"type": "response.created", "event_id": "t1", "response": {"id": "resp_2", "status": "in_progress"}},
-        {"type": "response.output_item.added", "event_id": "t2", "response_id": "resp_2", "output_index": 0,
-         "item": pending},
-        {"type": "conversation.item.added", "event_id": "t3", "previous_item_id": "item_asst1", "item": pending},
-        {"type": "response.function_call_arguments.delta", "event_id": "t4", "response_id": "resp_2",
-         "item_id": "item_fc1", "output_index": 0, "call_id": "call_1", "delta": ARGUMENTS[:9]},
-        {"type": "response.function_call_arguments.done", "event_id": "t5", "response_id": "resp_2",
-         "item_id": "item_fc1", "output_index": 0, "call_id": "call_1", "name": "calculator",
-         "arguments": ARGUMENTS},
-        {"type": "response.output_item.done", "event_id": "t6", "response_id": "resp_2", "output_index": 0,
-         "item": done},
-        {"type": "conversation.item.done", "event_id": "t7", "previous_item_id": "item_asst1", "item": done},
-        {"type": "response.done", "event_id": "t8",
-         "response": {"id": "resp_2", "status": "completed", "output": [done], "usage": TOOL_USAGE}},
-    ]
+    return streams.numbered(streams.tool_call("resp_2", "item_fc1", "call_1", "calculator", ARGUMENTS,
+                                              previous="item_asst1", deltas=(ARGUMENTS[:9],)), "t")
 
 
 def after_the_answer() -> list[dict[str, Any]]:
     """What OpenAI says once the server answered: the output item (announced with beta's name here),
     a reply cut short by the user, and the server's copy of the first item (asked for)."""
     output = {"id": "item_out1", "type": "function_call_output", "call_id": "call_1", "output": '{"result": 42}'}
-    reply = {"id": "item_asst2", "type": "message", "role": "assistant", "status": "in_progress", "content": []}
-    user = {"id": "item_user1", "type": "message", "role": "user", "status": "completed",
-            "content": [{"type": "input_audio", "transcript": "What time is it?"}]}
-    return [
-        {"type": "conversation.item.created", "event_id": "a1", "previous_item_id": "item_fc1", "item": output},
-        {"type": "response.created", "event_id": "a2", "response": {"id": "resp_3", "status": "in_progress"}},
-        {"type": "conversation.item.added", "event_id": "a3", "previous_item_id": "item_out1", "item": reply},
-        {"type": "response.output_audio_transcript.delta", "event_id": "a4", "response_id": "resp_3",
-         "item_id": "item_asst2", "output_index": 0, "content_index": 0, "delta": "It is forty"},
-        {"type": "input_audio_buffer.speech_started", "event_id": "a5", "item_id": "item_user2",
-         "audio_start_ms": 5000},
-        {"type": "conversation.item.truncated", "event_id": "a6", "item_id": "item_asst2", "content_index": 0,
+    return streams.numbered([
+        {"type": "conversation.item.created", "event_id": "", "previous_item_id": "item_fc1", "item": output},
+        streams.response_created("resp_3"),
+        streams.item_added(streams.message("item_asst2", "assistant", status="in_progress"), "item_out1"),
+        streams.transcript_delta("resp_3", "item_asst2", "It is forty"),
+        streams.speech_started("item_user2", 5000),
+        {"type": "conversation.item.truncated", "event_id": "", "item_id": "item_asst2", "content_index": 0,
          "audio_end_ms": 700},
-        {"type": "response.done", "event_id": "a7",
-         "response": {"id": "resp_3", "status": "cancelled", "output": [], "usage": USAGE}},
-        {"type": "conversation.item.retrieved", "event_id": "a8", "item": user},
-    ]
+        streams.response_done("resp_3", [], USAGE, status="cancelled"),
+        {"type": "conversation.item.retrieved", "event_id": "", "item": streams.user_audio("item_user1",
+                                                                                            "What time is it?")},
+    ], "a")
 
 
 class SidebandLike(ClientEventsMixin, RealtimeClientBase):

@@ -34,7 +34,7 @@ from voice.recording import Recorder
 
 pytestmark = [pytest.mark.django_db(transaction=True, serialized_rollback=True), pytest.mark.usefixtures("relay_mode")]
 
-EVENTS = len(conversation()) - FOLDED  # 14 event rows
+EVENTS = len(conversation()) - FOLDED  # 16 event rows
 ITEMS = 2  # the user's question and the assistant's reply
 USAGES = 1
 

@@ -12,6 +12,7 @@ from channels.layers import get_channel_layer
 from django.contrib.auth.models import User
 from django.db import OperationalError
 
+from realtime_emulator import streams
 from tests.record_feed import relay, sent
 from voice import broadcast, recording
 from voice.broadcast import STAFF_GROUP, Broadcaster, session_group
@@ -30,44 +31,13 @@ USAGE = {
 
 def conversation() -> list[dict[str, Any]]:
     """A GA event stream in which the user's transcription arrives after the reply (as it may)."""
-    user_item = {"id": "item_user1", "type": "message", "role": "user", "status": "completed",
-                 "content": [{"type": "input_audio", "transcript": None}]}
-    reply = {"id": "item_asst1", "type": "message", "role": "assistant", "status": "in_progress", "content": []}
-    done_reply = {**reply, "status": "completed",
-                  "content": [{"type": "output_audio", "transcript": "It is noon in UTC."}]}
-    return [
-        {"type": "session.created", "event_id": "e1", "session": {"id": "sess_1", "type": "realtime"}},
-        {"type": "input_audio_buffer.speech_started", "event_id": "e2", "item_id": "item_user1",
-         "audio_start_ms": 100},
-        {"type": "input_audio_buffer.speech_stopped", "event_id": "e3", "item_id": "item_user1",
-         "audio_end_ms": 1400},
-        {"type": "input_audio_buffer.committed", "event_id": "e4", "item_id": "item_user1",
-         "previous_item_id": None},
-        {"type": "conversation.item.added", "event_id": "e5", "previous_item_id": None, "item": user_item},
-        {"type": "conversation.item.done", "event_id": "e6", "previous_item_id": None, "item": user_item},
-        {"type": "response.created", "event_id": "e7", "response": {"id": "resp_1", "status": "in_progress"}},
-        {"type": "response.output_item.added", "event_id": "e8", "response_id": "resp_1", "output_index": 0,
-         "item": reply},
-        {"type": "conversation.item.added", "event_id": "e9", "previous_item_id": "item_user1", "item": reply},
-        {"type": "response.output_audio_transcript.delta", "event_id": "e10", "response_id": "resp_1",
-         "item_id": "item_asst1", "output_index": 0, "content_index": 0, "delta": "It is "},
-        {"type": "response.output_audio_transcript.delta", "event_id": "e11", "response_id": "resp_1",
-         "item_id": "item_asst1", "output_index": 0, "content_index": 0, "delta": "noon in UTC."},
-        {"type": "response.output_audio_transcript.done", "event_id": "e12", "response_id": "resp_1",
-         "item_id": "item_asst1", "output_index": 0, "content_index": 0, "transcript": "It is noon in UTC."},
-        {"type": "response.output_item.done", "event_id": "e13", "response_id": "resp_1", "output_index": 0,
-         "item": done_reply},
-        {"type": "conversation.item.done", "event_id": "e14", "previous_item_id": "item_user1",
-         "item": done_reply},
-        {"type": "response.done", "event_id": "e15",
-         "response": {"id": "resp_1", "status": "completed", "output": [done_reply], "usage": USAGE}},
-        {"type": "conversation.item.input_audio_transcription.delta", "event_id": "e16", "item_id": "item_user1",
-         "content_index": 0, "delta": "What time "},
-        {"type": "conversation.item.input_audio_transcription.delta", "event_id": "e17", "item_id": "item_user1",
-         "content_index": 0, "delta": "is it?"},
-        {"type": "conversation.item.input_audio_transcription.completed", "event_id": "e18",
-         "item_id": "item_user1", "content_index": 0, "transcript": "What time is it?"},
-    ]
+    return streams.numbered([
+        streams.session_created("sess_1"),
+        *streams.user_speech("item_user1", previous=None, start_ms=100, end_ms=1400),
+        *streams.assistant_reply("resp_1", "item_asst1", ("It is ", "noon in UTC."), previous="item_user1",
+                                 usage=USAGE),
+        *streams.transcription("item_user1", ("What time ", "is it?"), usage=None),
+    ], "e")
 
 
 FOLDED = 4  # the transcript deltas above
