@@ -199,3 +199,44 @@ def _close_worker_thread_connections(django_db_setup: None, django_db_blocker: A
 
     with django_db_blocker.unblock():
         asyncio.run(sync_to_async(connections.close_all, thread_sensitive=True)())
+
+
+# What the data migrations seed (voice/migrations 0002, 0003, 0007, 0012): the default config and its
+# history, the token and minute prices, the operators group. Content types and permissions are not
+# listed: Django recreates them itself after each flush (post_migrate).
+SEEDED_MODELS = ("voice.VoiceConfig", "voice.HistoricalVoiceConfig", "voice.ModelPrice", "voice.MinutePrice",
+                 "auth.Group")
+RECREATED_BY_DJANGO = ("contenttypes.ContentType", "auth.Permission")
+
+
+@pytest.fixture(scope="session")
+def _seed_rows(django_db_setup: None, django_db_blocker: Any) -> str:
+    """The seeded rows as the migrations left them, captured once, before any transactional test's flush
+    (pytest-django runs those after the others, and the first one asks for this before its flush)."""
+    from django.apps import apps
+    from django.core import serializers
+
+    with django_db_blocker.unblock():
+        others = [m._meta.label for m in apps.get_models()
+                  if m._meta.label not in SEEDED_MODELS + RECREATED_BY_DJANGO and m._default_manager.exists()]
+        # A new data migration that seeds another model must be listed above, or its rows would vanish
+        # after the first transactional test.
+        assert not others, f"rows seeded in models SEEDED_MODELS does not list: {others}"
+        rows = [row for label in SEEDED_MODELS for row in apps.get_model(label)._default_manager.order_by("pk")]
+        assert rows, "the data migrations seeded nothing"
+        return serializers.serialize("json", rows, use_natural_foreign_keys=True)
+
+
+@pytest.fixture(autouse=True)
+def _seeded(request: pytest.FixtureRequest) -> None:
+    """Tests with `django_db(transaction=True)` find the seed data, though the test before them flushed
+    the database: it is written back (same rows, same keys) before each of them. This replaces
+    `serialized_rollback`, which restored the whole database (permissions and content types included)."""
+    marker = request.node.get_closest_marker("django_db")
+    if marker is None or not marker.kwargs.get("transaction"):
+        return
+    request.getfixturevalue("transactional_db")
+    from django.core import serializers
+
+    for row in serializers.deserialize("json", request.getfixturevalue("_seed_rows")):
+        row.save()  # raw: no signals act on it (no history record), as with serialized_rollback

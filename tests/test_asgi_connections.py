@@ -15,7 +15,7 @@ from channels.testing import HttpCommunicator
 from django.conf import settings
 from django.db.backends.signals import connection_created
 
-pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 async def test_an_http_request_closes_the_connections_it_opened(monkeypatch: pytest.MonkeyPatch) -> None:

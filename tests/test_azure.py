@@ -237,7 +237,7 @@ async def test_relay_mode_mints_on_azure_and_the_browser_posts_its_offer_to_azur
 
 # --- through Django: sessions, both modes ------------------------------------------------------------------
 
-pytestmark_db = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+pytestmark_db = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture

@@ -154,7 +154,7 @@ def test_a_form_with_errors_previews_the_saved_payload_with_a_note_never_the_rej
     assert "payload-note" not in page and '"instructions"' in page
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_the_real_migration_records_the_seeded_default_once() -> None:
     executor = MigrationExecutor(connection)
     executor.migrate([("voice", "0006_scale_ordering_indexes")])

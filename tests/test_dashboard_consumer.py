@@ -19,7 +19,7 @@ from tests.ws_helpers import Peer, disconnect_peers, open_peer, started, wait_fo
 from voice.models import VoiceSession
 from voice.schemas import published_message
 
-pytestmark = [pytest.mark.django_db(transaction=True, serialized_rollback=True), pytest.mark.usefixtures("relay_mode")]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("relay_mode")]
 
 
 @pytest.fixture(params=["memory", "redis"])

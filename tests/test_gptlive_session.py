@@ -36,7 +36,7 @@ from voice.models import (
 from voice.realtime.gptlive_events import LiveSessionStarted, LiveUsage
 from voice.recording import Recorder
 
-pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from voice.live_audio import RATE, LiveAudioRecorder
 from voice.models import CallRecording, TranscriptItem, VoiceConfig, VoiceSession
 from voice.realtime.gptlive_events import LiveAudioCopy
 
-pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def tone(ms: int, amplitude: int = 8000, frequency: float = 440.0) -> str:

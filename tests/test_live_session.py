@@ -22,7 +22,7 @@ from voice import lease, live
 from voice.models import SessionEvent, ToolCall, TranscriptItem, VoiceConfig, VoiceSession
 from voice.realtime import get_client
 
-pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+pytestmark = pytest.mark.django_db(transaction=True)
 
 SERVER_FRAMES = {"ag2.init", "ag2.answer", "ag2.error", "ag2.close"}
 

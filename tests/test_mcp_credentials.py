@@ -63,7 +63,7 @@ def test_the_credential_is_never_in_the_config_the_stored_payload_or_the_admin(
     assert "authorization" not in llm_config_for(session)["session"]["tools"][-1]
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 async def test_where_the_browser_holds_the_call_a_credentialed_config_does_not_start(
     owner: User, credential: str
 ) -> None:
@@ -75,7 +75,7 @@ async def test_where_the_browser_holds_the_call_a_credentialed_config_does_not_s
     assert not await database_sync_to_async(VoiceSession.objects.exists)()
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 async def test_a_public_mcp_server_works_in_relay_mode_and_the_agents_update_keeps_it(
     owner: User, emulator: str
 ) -> None:
@@ -105,7 +105,7 @@ def test_the_browsers_init_frame_never_carries_a_tool_credential() -> None:
                                                       "server_url": "https://m.example.com"}
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 async def test_an_echoed_credential_is_not_written_to_the_event_log(owner: User) -> None:
     session = await database_sync_to_async(VoiceSession.objects.create)(user=owner, model="gpt-realtime-2.1")
     recorder = Recorder(str(session.pk), model="gpt-realtime-2.1")

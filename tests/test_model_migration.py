@@ -73,7 +73,7 @@ def test_prices_are_created_where_missing_and_edited_prices_are_kept() -> None:
     assert not ModelPrice.objects.filter(model="gpt-realtime-mini").exists()
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_the_real_migration_moves_a_site_seeded_by_0002() -> None:
     executor = MigrationExecutor(connection)
     executor.migrate([("voice", "0002_seed_defaults")])

@@ -30,7 +30,7 @@ from voice.realtime.client import ClientEventsMixin, FrameTap, RawFrame, Realtim
 from voice.realtime.events import ConversationItemDone, ResponseDone, parse_event, parse_frame
 from voice.recording import Recorder, RecorderObserver
 
-pytestmark = [pytest.mark.django_db(transaction=True, serialized_rollback=True), pytest.mark.usefixtures("relay_mode")]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("relay_mode")]
 
 ARGUMENTS = json.dumps({"expression": "6 * 7"})
 

@@ -16,7 +16,7 @@ from realtime_site.origins import origin_allowed, parse_origin
 from tests.ws_helpers import disconnect_peers, open_peer  # noqa: F401  (autouse fixture)
 from voice.models import VoiceSession
 
-pytestmark = [pytest.mark.django_db(transaction=True, serialized_rollback=True), pytest.mark.usefixtures("relay_mode")]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("relay_mode")]
 
 
 def _scope(origin: str | None, host: str = "127.0.0.1:8000", **extra: Any) -> dict[str, Any]:

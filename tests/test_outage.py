@@ -32,7 +32,7 @@ from voice import recording, sessions, spool
 from voice.models import ResponseUsage, SessionEvent, TranscriptItem, VoiceConfig, VoiceSession
 from voice.recording import Recorder
 
-pytestmark = [pytest.mark.django_db(transaction=True, serialized_rollback=True), pytest.mark.usefixtures("relay_mode")]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("relay_mode")]
 
 EVENTS = len(conversation()) - FOLDED  # 16 event rows
 ITEMS = 2  # the user's question and the assistant's reply

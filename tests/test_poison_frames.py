@@ -19,7 +19,7 @@ from django.contrib.auth.models import User
 from tests.ws_helpers import Peer, disconnect_peers, event_types, open_peer, started, stored  # noqa: F401
 from voice.models import SessionEvent
 
-pytestmark = [pytest.mark.django_db(transaction=True, serialized_rollback=True), pytest.mark.usefixtures("relay_mode")]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("relay_mode")]
 
 DEEP = "[" * 100_000 + "]" * 100_000  # about 200 KB: inside the frame limit, far past the recursion limit
 DEEP_OBJECT = '{"type": "response.done", "response": ' + '{"a": ' * 5_000 + "1" + "}" * 5_000 + "}"

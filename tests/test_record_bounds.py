@@ -24,7 +24,7 @@ from voice import recording
 from voice.models import ModelPrice, ResponseUsage, SessionEvent, ToolCall, TranscriptItem, VoiceConfig, VoiceSession
 from voice.recording import Recorder
 
-pytestmark = [pytest.mark.django_db(transaction=True, serialized_rollback=True), pytest.mark.usefixtures("relay_mode")]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("relay_mode")]
 
 FFFD = "\ufffd"
 SURROGATE = "\ud800"

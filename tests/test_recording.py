@@ -19,7 +19,7 @@ from voice.broadcast import STAFF_GROUP, Broadcaster, session_group
 from voice.models import ResponseUsage, SessionEvent, ToolCall, VoiceConfig, VoiceSession
 from voice.recording import Recorder
 
-pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+pytestmark = pytest.mark.django_db(transaction=True)
 
 USAGE = {
     "total_tokens": 1300, "input_tokens": 1000, "output_tokens": 300,

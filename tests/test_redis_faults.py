@@ -25,7 +25,7 @@ from realtime_site.settings import REDIS_SOCKET_TIMEOUT_SECONDS, redis_channel_l
 from tests.conftest import IN_CI
 from tests.ws_helpers import Peer, disconnect_peers, event_types, open_peer, started, stored, wait_for  # noqa: F401
 
-pytestmark = [pytest.mark.django_db(transaction=True, serialized_rollback=True), pytest.mark.redis,
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis,
               pytest.mark.usefixtures("relay_mode")]
 
 # channels_redis' blocking read lasts `brpop_timeout` (5 s); a dashboard used to drop at the end of the

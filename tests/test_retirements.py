@@ -111,7 +111,7 @@ def test_the_seeded_site_passes_the_check() -> None:
     assert retiring_models(today=BEFORE) == []
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 async def test_a_session_on_a_model_past_its_date_is_refused_before_any_call(owner: User) -> None:
     await _aconfig(model="gpt-realtime")
     with mock.patch("voice.realtime.webrtc.httpx.AsyncClient") as http:
@@ -128,7 +128,7 @@ async def test_a_session_on_a_model_past_its_date_is_refused_before_any_call(own
     assert not await _sessions_exist()
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 async def test_a_retired_transcription_model_refuses_too_and_the_day_before_works(owner: User) -> None:
     await _aconfig(input_transcription_model="gpt-4o-mini-transcribe")
     with pytest.raises(SessionRefused) as refused:
@@ -138,7 +138,7 @@ async def test_a_retired_transcription_model_refuses_too_and_the_day_before_work
     assert session.session_payload["audio"]["input"]["transcription"]["model"] == "gpt-4o-mini-transcribe"
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 async def test_the_websocket_user_reads_the_refusal_as_an_ag2_error(owner: User) -> None:
     await _aconfig(model="gpt-realtime")
     with mock.patch("voice.catalog.today", return_value=REALTIME_GONE):

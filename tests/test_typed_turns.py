@@ -23,7 +23,7 @@ from voice.models import VoiceConfig
 from voice.realtime.errors import RealtimeUpstreamUnavailableError
 from voice.schemas import MAX_TEXT_CHARS
 
-pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 async def _serving(settings: Any, script: Script) -> AsyncIterator[Emulator]:

@@ -74,7 +74,7 @@ def test_a_running_cost_stays_unknown_once_a_response_was_unpriced() -> None:
     assert pricing.format_cost(Decimal("0.5")) == "0.500000"
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 async def test_a_session_on_an_unpriced_model_records_null_cost_and_publishes_it(owner: User) -> None:
     session = await _session(owner, "gpt-realtime-mini")
     recorder = Recorder(str(session.pk), model="gpt-realtime-mini")
@@ -88,7 +88,7 @@ async def test_a_session_on_an_unpriced_model_records_null_cost_and_publishes_it
     assert recorder.totals()["cost_usd"] is None
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 async def test_a_priced_model_still_records_its_cost(owner: User) -> None:
     session = await _session(owner, "gpt-realtime-2.1-mini")
     recorder = Recorder(str(session.pk), model="gpt-realtime-2.1-mini")

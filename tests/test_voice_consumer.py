@@ -21,7 +21,7 @@ from tests.ws_helpers import (  # noqa: F401  (disconnect_peers is an autouse fi
 )
 from voice.models import SessionEvent, ToolCall, TranscriptItem, VoiceConfig, VoiceSession
 
-pytestmark = [pytest.mark.django_db(transaction=True, serialized_rollback=True), pytest.mark.usefixtures("relay_mode")]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("relay_mode")]
 
 async def test_an_anonymous_visitor_is_closed_with_4401() -> None:
     peer, connected = await open_peer(None)

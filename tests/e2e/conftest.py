@@ -8,8 +8,8 @@ How the pieces share one database:
   the test database (``test_<name>``) is already shared.
 * daphne runs in a child process pointed at that same database (``SQLITE_PATH`` or ``DATABASE_URL``),
   so what the server writes is what the tests read. Tests use ``transaction=True`` (nothing is hidden
-  in an open transaction) with ``serialized_rollback`` (the seeded default config and prices survive
-  the flush between tests).
+  in an open transaction); the seeded default config and prices are written back after the flush
+  between tests (``_seeded`` in tests/conftest.py).
 * the emulator runs in its own child process (``python -m realtime_emulator``); daphne finds it through
   ``REALTIME_EMULATOR_URL``, the tests drive it through its ``/_emulator`` controls.
 
@@ -150,9 +150,8 @@ def browser(e2e_ready: None) -> Iterator[Any]:
     previous = os.environ.get(ASYNC_UNSAFE)
     os.environ[ASYNC_UNSAFE] = "true"
     # Starting Playwright leaves this thread running in another contextvars context, and Django keeps
-    # its connection objects in a context-local: the tests would get fresh connection objects, without
-    # the serialized contents that `serialized_rollback` restores between tests (and with a second set
-    # of connections for PostgreSQL to refuse the final DROP DATABASE over). Keep the same objects.
+    # its connection objects in a context-local: the tests would get fresh connection objects (a second
+    # set of connections for PostgreSQL to refuse the final DROP DATABASE over). Keep the same objects.
     from django.db import connections
 
     originals = [(alias, connections[alias]) for alias in connections]

@@ -14,7 +14,7 @@ from voice.models import SessionEvent, VoiceConfig, VoiceSession
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+    pytest.mark.django_db(transaction=True),
     pytest.mark.timeout(90),
 ]
 

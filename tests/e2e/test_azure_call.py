@@ -17,7 +17,7 @@ from voice.models import ResponseUsage, TranscriptItem, VoiceConfig, VoiceSessio
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+    pytest.mark.django_db(transaction=True),
     pytest.mark.timeout(90),
 ]
 

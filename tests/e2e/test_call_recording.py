@@ -21,7 +21,7 @@ from voice.models import CallRecording, TranscriptItem, VoiceConfig, VoiceSessio
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+    pytest.mark.django_db(transaction=True),
     pytest.mark.timeout(120),
 ]
 

@@ -24,7 +24,7 @@ from voice.models import ResponseUsage, ToolCall, VoiceConfig, VoiceSession
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+    pytest.mark.django_db(transaction=True),
     pytest.mark.timeout(90),
 ]
 

@@ -22,7 +22,7 @@ from voice.models import TranscriptItem, VoiceSession
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+    pytest.mark.django_db(transaction=True),
     pytest.mark.timeout(90),
 ]
 

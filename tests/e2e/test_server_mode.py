@@ -29,7 +29,7 @@ from voice.models import ResponseUsage, SessionEvent, ToolCall, TranscriptItem, 
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+    pytest.mark.django_db(transaction=True),
     pytest.mark.timeout(90),
 ]
 

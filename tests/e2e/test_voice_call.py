@@ -29,7 +29,7 @@ from voice.models import ResponseUsage, SessionEvent, ToolCall, TranscriptItem, 
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+    pytest.mark.django_db(transaction=True),
     pytest.mark.usefixtures("relay_mode"),  # the seed's flow; server mode: test_server_mode.py
     pytest.mark.timeout(60),
 ]
