@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from decimal import Decimal
 from typing import Any
 
@@ -14,6 +15,7 @@ from django.db import OperationalError
 
 from realtime_emulator import streams
 from tests.record_feed import relay, sent
+from tests.ws_helpers import wait_for
 from voice import broadcast, recording
 from voice.broadcast import STAFF_GROUP, Broadcaster, session_group
 from voice.models import ResponseUsage, SessionEvent, ToolCall, VoiceConfig, VoiceSession
@@ -277,11 +279,11 @@ async def test_an_item_finishing_again_during_a_write_is_published_with_its_fina
     broadcaster = CollectingBroadcaster()
     recorder = _recorder(session, broadcaster=broadcaster)  # type: ignore[arg-type]
     original = recording.write_batches
+    writing, written = threading.Event(), threading.Event()
 
-    def slow_write(pairs: Any) -> Any:
-        import time
-
-        time.sleep(0.3)  # the transcription lands while this batch is being written
+    def slow_write(pairs: Any) -> Any:  # in the ORM thread
+        writing.set()
+        written.wait(5)  # the transcription lands while this batch is being written
         return original(pairs)
 
     monkeypatch.setattr(recording, "write_batches", slow_write)
@@ -289,9 +291,10 @@ async def test_an_item_finishing_again_during_a_write_is_published_with_its_fina
                  "content": [{"type": "input_audio", "transcript": None}]}
     relay(recorder, {"type": "conversation.item.done", "previous_item_id": None, "item": user_item})
     first = asyncio.create_task(recorder.flush())
-    await asyncio.sleep(0.1)
+    assert await asyncio.to_thread(writing.wait, 5)
     relay(recorder, {"type": "conversation.item.input_audio_transcription.completed",
                                      "item_id": "item_late", "transcript": "Late but final"})
+    written.set()
     await first
     await recorder.close()
     published = [p["item"]["text"] for p in broadcaster.sent if p["type"] == "item"]
@@ -315,8 +318,11 @@ async def test_live_sessions_are_written_together_in_one_transaction(many_sessio
     for frame in conversation():
         for recorder in recorders:
             relay(recorder, frame)
-    await asyncio.sleep(0.4)  # the process's writer runs at least once on its own
-    assert calls and max(calls) == len(recorders)  # one write covered every session
+    async def written() -> bool:  # the process's writer runs at least once on its own
+        return bool(calls)
+
+    assert await wait_for(written)
+    assert max(calls) == len(recorders)  # one write covered every session
     for recorder in recorders:
         await recorder.close()
     for session in many_sessions:
@@ -345,9 +351,11 @@ async def test_one_sessions_failing_batch_does_not_hold_back_the_others(many_ses
         recorder.start()
         for frame in conversation():
             relay(recorder, frame)
-    await asyncio.sleep(0.5)
-    for session in many_sessions[1:]:  # written alone after the combined write failed
-        assert len((await _rows(session))["events"]) == len(conversation()) - FOLDED
+    async def the_others_written() -> bool:  # alone, after the combined write failed
+        counts = [len((await _rows(session))["events"]) for session in many_sessions[1:]]
+        return counts == [len(conversation()) - FOLDED] * len(counts)
+
+    assert await wait_for(the_others_written)
     assert (await _rows(many_sessions[0]))["events"] == []
     assert recorders[0].failed_flushes >= 1  # and its batch is kept: written below once the fault is gone
     broken["on"] = False
