@@ -819,8 +819,8 @@ class Recorder:
                        f"usage went back from {self.voice_seconds} to {seconds} seconds"},
                        once=("live_seconds_back",))
             return
-        if added == 0 and added_standby == 0:
-            return
+        if added == 0 and added_standby == 0 and status != "final":
+            return  # a final figure that adds nothing is still kept: the record shows the session's close
         self.voice_seconds, self.standby_seconds = seconds, standby
         self._usage_rows += 1
         self._pending.usages.append(
