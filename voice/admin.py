@@ -23,7 +23,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from simple_history.admin import SimpleHistoryAdmin
 
-from voice import catalog, providers, timeline
+from voice import catalog, providers, timeline, transcripts
 from voice.models import (
     REALTIME_MODELS,
     CallRecording,
@@ -613,19 +613,7 @@ class VoiceSessionAdmin(LargeTableAdmin):
         page = obj.transcript_page(query.get("transcript_page"), TRANSCRIPT_PER_PAGE)
         if not page.paginator.count:
             return "No transcript recorded."
-        rows = []
-        for item in page.object_list:
-            if item.kind == TranscriptItem.Kind.MESSAGE:
-                who = item.role
-                text = item.text or "…"
-            elif item.kind == TranscriptItem.Kind.FUNCTION_CALL:
-                who, text = "tool call", f"{item.name}({item.text})"
-            else:
-                who, text = "tool output", item.text
-            note = " (interrupted)" if item.status == TranscriptItem.Status.TRUNCATED else ""
-            note += " (text cut: too long to record)" if item.text_truncated else ""
-            rows.append((item.role or "tool", who, text, note))
-        body = format_html_join("", '<p class="turn turn-{}"><strong>{}:</strong> {}<em>{}</em></p>', rows)
+        body = transcripts.admin_html(page.object_list)
         pager = ""
         if page.paginator.num_pages > 1:
             links = []

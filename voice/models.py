@@ -20,7 +20,7 @@ from django.utils import timezone
 from django.utils.text import slugify, smart_split, unescape_string_literal
 from simple_history.models import HistoricalRecords
 
-from voice import catalog
+from voice import catalog, transcripts
 from voice.tools import get_tool, tool_names
 
 # The GA voices (PROTOCOL.md). `voice` can change only before the first audio output.
@@ -896,17 +896,8 @@ class VoiceSession(models.Model):
         return order_by_chain(latest), earlier
 
     def transcript_text(self) -> str:
-        lines = []
-        for item in self.ordered_transcript():
-            if item.kind == TranscriptItem.Kind.MESSAGE:
-                marker = " [interrupted]" if item.status == TranscriptItem.Status.TRUNCATED else ""
-                marker += " [text cut: too long to record]" if item.text_truncated else ""
-                lines.append(f"{item.role}: {item.text}{marker}")
-            elif item.kind == TranscriptItem.Kind.FUNCTION_CALL:
-                lines.append(f"tool call {item.name}({item.text})")
-            else:
-                lines.append(f"tool output: {item.text}")
-        return "\n".join(lines)
+        """The whole transcript as plain text, in the record's words (the admin's export)."""
+        return transcripts.plain_text(self.ordered_transcript())
 
     def to_dict(self) -> SessionSummary:
         return {

@@ -18,8 +18,8 @@ from django.utils.text import slugify
 from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_GET
 
-from voice import protocol, timeline, wording
-from voice.models import TranscriptItem, VoiceConfig, VoiceSession
+from voice import protocol, timeline, transcripts, wording
+from voice.models import VoiceConfig, VoiceSession
 from voice.paging import page_query
 
 # Pages build links to a session from a URL with this id in it (the scripts put the real one in).
@@ -150,17 +150,12 @@ def session_detail(request: HttpRequest, pk: str) -> HttpResponse:
 
 def _transcript_rows(session: VoiceSession) -> list[dict[str, Any]]:
     rows = []
-    for item in session.ordered_transcript():
-        if item.kind == TranscriptItem.Kind.MESSAGE:
-            who, text = wording.speaker(item.role), item.text
-        elif item.kind == TranscriptItem.Kind.FUNCTION_CALL:
-            who, text = "Tool call", f"{item.name}({wording.readable_output(item.text)})"
-        else:
-            who, text = "Tool output", wording.readable_output(item.text)
+    for line in map(transcripts.line, session.ordered_transcript()):
+        item = line.item
         rows.append({
             "time": item.created_at.isoformat(), "at": wording.moment(item.created_at, wording.TIME_OF_DAY),
-            "speaker": who, "role": item.role, "kind": item.kind, "text": text, "item_id": item.item_id,
-            "interrupted": item.status == TranscriptItem.Status.TRUNCATED,
+            "speaker": line.speaker, "role": item.role, "kind": item.kind, "text": line.readable,
+            "item_id": item.item_id, "interrupted": line.interrupted,
         })
     return rows
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from django import template
 
-from voice import wording
+from voice import transcripts, wording
 
 register = template.Library()
 
@@ -43,6 +43,12 @@ def end_reason(session: Any) -> str:
 @register.filter
 def speaker(role: str) -> str:
     return wording.speaker(role)
+
+
+@register.filter
+def transcript_line(item: Any) -> transcripts.Line:
+    """A transcript item as every transcript reads it (voice.transcripts): speaker, words, notes."""
+    return transcripts.line(item)
 
 
 @register.filter
