@@ -5,8 +5,8 @@ Every place that shows a recorded transcript reads its items through `line()`: t
 (voice/views.py), the admin's change page (`admin_html`) and the admin's plain-text export
 (`VoiceSession.transcript_text`, through `plain_text`). They differ only in layout and in whose words
 they use: the admin and its export keep the record's (role names, the text as recorded), the user's pages
-use a reader's (speaker labels, tool output as words). The live views in the browser render in their
-scripts (static/voice/).
+use a reader's (speaker labels, tool output as words). The live views in the browser draw their lines with
+static/voice/transcript-view.js.
 
 No import of the models at run time: they import this module.
 """

@@ -8,6 +8,7 @@
 import { RealtimeVoiceClient } from "./realtime-client.js";
 import { endReasonText, formatCost, formatDuration } from "./format.js";
 import { setupRecording } from "./chat-recording.js";
+import { atEnd, lineNote, makeLine, setLineState, setNote, truncate } from "./transcript-view.js";
 
 const STATE_LABELS = {
   idle: "Not connected",
@@ -302,8 +303,7 @@ function bubbleSelector(sessionId, attr, value) {
 }
 
 function isScrolledToEnd() {
-  const t = els.transcript;
-  return t.scrollHeight - t.scrollTop - t.clientHeight < 40;
+  return atEnd(els.transcript);
 }
 
 function placeBubble(li, sessionId, itemId, previousItemId) {
@@ -320,33 +320,10 @@ function placeBubble(li, sessionId, itemId, previousItemId) {
 }
 
 function makeBubble(role, sessionId, itemId, previousItemId) {
-  const li = document.createElement("li");
-  li.className = `bubble bubble-${role} interim`;
-  li.dataset.role = role;
-  li.dataset.itemId = itemId;
+  const li = makeLine({ role, who: ROLE_LABELS[role] || role, itemId });
   li.dataset.sessionId = sessionId || "";
   if (previousItemId) li.dataset.prev = previousItemId;
-  const who = document.createElement("span");
-  who.className = "who";
-  who.textContent = ROLE_LABELS[role] || role;
-  const text = document.createElement("span");
-  text.className = "text";
-  li.append(who, text);
   return li;
-}
-
-function setNote(li, text, className = "note") {
-  let note = li.querySelector(`.${className}`);
-  if (!text) {
-    if (note) note.remove();
-    return;
-  }
-  if (!note) {
-    note = document.createElement("span");
-    note.className = className;
-    li.appendChild(note);
-  }
-  note.textContent = text;
 }
 
 function renderTranscript(d) {
@@ -360,11 +337,8 @@ function renderTranscript(d) {
   }
   const stick = isScrolledToEnd();
   li.querySelector(".text").textContent = d.text || "";
-  li.classList.toggle("interim", !d.final);
-  li.classList.toggle("final", Boolean(d.final));
-  li.classList.toggle("truncated", Boolean(d.truncated));
-  li.classList.toggle("failed", Boolean(d.failed));
-  const note = d.truncated ? "interrupted" : d.failed ? "transcription failed" : d.final && !d.text && d.role === "user" ? "(spoken, no transcript)" : "";
+  setLineState(li, d);
+  const note = lineNote(d);
   setNote(li, note);
   if (stick) els.transcript.scrollTop = els.transcript.scrollHeight;
   // Each line is announced once, when it is finished (never word by word over the model's voice).
@@ -424,11 +398,6 @@ function renderTool(d) {
   } else if (!text.textContent) {
     text.textContent = `${label}(…)`;
   }
-}
-
-function truncate(s, n) {
-  s = String(s ?? "");
-  return s.length > n ? `${s.slice(0, n - 1)}…` : s;
 }
 
 function addDivider(text) {

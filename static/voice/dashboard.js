@@ -15,6 +15,7 @@
 // button that opened it. The transcript is not a live region (deltas would be read word by word).
 import { endReasonText, formatCost, formatDuration, formatMoment, formatTimeOfDay, statusLabel } from "./format.js";
 import { CLOSE } from "./protocol.js";
+import { atEnd, lineNote, makeLine, setLineRole, setLineState, setNote, truncate } from "./transcript-view.js";
 
 const RECONNECT_MIN_MS = 500;
 const RECONNECT_MAX_MS = 10_000;
@@ -122,11 +123,6 @@ function announce(text) {
 function formatCount(value) {
   const n = Number(value);
   return Number.isFinite(n) ? n.toLocaleString() : "";
-}
-
-function truncate(text, n) {
-  const s = String(text ?? "");
-  return s.length > n ? `${s.slice(0, n - 1)}…` : s;
 }
 
 function asText(value) {
@@ -664,8 +660,7 @@ function bubbleKind(role, kind) {
 }
 
 function makeBubble(itemId) {
-  const li = h("li", { class: "bubble interim", dataset: { itemId } });
-  li.append(h("span", { class: "who" }), h("span", { class: "text" }));
+  const li = makeLine({ itemId });
   els.transcript.append(li); // arrival order until the item chain says otherwise
   return li;
 }
@@ -673,30 +668,13 @@ function makeBubble(itemId) {
 function setBubbleRole(li, role, kind) {
   const shown = bubbleKind(role, kind);
   if (li.dataset.role === shown) return;
-  li.classList.remove(`bubble-${li.dataset.role}`);
-  li.classList.add(`bubble-${shown}`);
-  li.dataset.role = shown;
   // The user's lines carry the user's name: on this page "You" would be the staff member watching.
   const user = shown === "user" && dashboard.view?.summary?.user;
-  li.querySelector(".who").textContent = kind === "function_call" ? "Tool call" : kind === "function_call_output" ? "Tool output" : user || ROLE_LABELS[shown] || shown;
-}
-
-function setNote(li, text) {
-  let note = li.querySelector(".note");
-  if (!text) {
-    if (note) note.remove();
-    return;
-  }
-  if (!note) {
-    note = h("span", { class: "note" });
-    li.append(note);
-  }
-  note.textContent = text;
+  setLineRole(li, shown, kind === "function_call" ? "Tool call" : kind === "function_call_output" ? "Tool output" : user || ROLE_LABELS[shown] || shown);
 }
 
 function transcriptAtEnd() {
-  const t = els.transcript;
-  return t.scrollHeight - t.scrollTop - t.clientHeight < 40;
+  return atEnd(els.transcript);
 }
 
 function placeBubble(li) {
@@ -736,20 +714,10 @@ function renderItem(item) {
   else if (item.kind === "function_call_output") text = `→ ${truncate(text, 1000)}`;
   // An item still in progress may know less than the deltas already shown: keep the longer text.
   if (final || text.length >= textNode.textContent.length) textNode.textContent = text;
-  li.classList.toggle("interim", !final);
-  li.classList.toggle("final", final);
-  li.classList.toggle("truncated", item.status === "truncated");
-  li.classList.toggle("failed", item.status === "failed");
-  setNote(
-    li,
-    item.status === "truncated"
-      ? "interrupted"
-      : item.status === "failed"
-        ? "transcription failed"
-        : final && !item.text && item.role === "user" && li.dataset.role === "user"
-          ? "(spoken, no transcript)"
-          : "",
-  );
+  const truncated = item.status === "truncated";
+  const failed = item.status === "failed";
+  setLineState(li, { final, truncated, failed });
+  setNote(li, lineNote({ final, truncated, failed, text: item.text, role: li.dataset.role }));
   showLatency(li);
   placeBubble(li);
   if (stick) els.transcript.scrollTop = els.transcript.scrollHeight;
